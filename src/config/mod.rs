@@ -1,0 +1,112 @@
+//! Owns: the validated configuration that every other module reads.
+//! Must not: do I/O beyond reading the config file, or know about sockets, rings or threads.
+//!
+//! Pipeline (STYLE.md §10): TOML text -> `file` (raw serde structs, `deny_unknown_fields`,
+//! spans kept) -> `validate` -> [`Config`]. `ringway check` runs exactly this.
+
+pub mod file;
+pub mod units;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use validate::{ConfigError, load_file, load_str};
+
+/// A fully validated configuration. Every reference (listener -> backend) is resolved to an index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: Global,
+    pub timeouts: Timeouts,
+    pub listeners: Vec<Listener>,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One shard per online CPU.
+    Auto,
+    Count(u16),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub shards: Shards,
+    /// How long live connections may keep going after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+    /// Admin HTTP listener (`GET /stats`); `None` when disabled.
+    pub admin: Option<SocketAddr>,
+    /// Size of one provided buffer in each shard's buffer ring.
+    pub recv_buffer_bytes: u32,
+    /// Number of buffers in each shard's buffer ring (a power of two).
+    pub recv_buffer_count: u16,
+    /// Pipes (one per spliced direction) each shard keeps for reuse.
+    pub pipe_pool_max: u32,
+    /// Size requested for each pipe with F_SETPIPE_SZ.
+    pub pipe_bytes: u32,
+    /// Connections a shard accepts at most; beyond it new clients are closed at once.
+    pub conns_per_shard_max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub client_idle: Duration,
+    pub server_idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tcp,
+}
+
+/// When a direction switches from recv/send through the buffer ring to splice(2) through a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpliceMode {
+    /// Switch once a single recv fills a whole buffer (a bulk transfer is under way).
+    Auto,
+    /// Splice from the first byte.
+    Always,
+    /// Never splice: always copy through the buffer ring.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub mode: Mode,
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    pub splice: SpliceMode,
+    /// listen(2) backlog.
+    pub backlog: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub address: SocketAddr,
+    /// 0 drains the server (never picked); default 1.
+    pub weight: u32,
+}
+
+impl Config {
+    /// Shard count after resolving `auto` against the online CPU count.
+    pub fn shard_count(&self, online_cpus: usize) -> usize {
+        match self.global.shards {
+            Shards::Auto => online_cpus.max(1),
+            Shards::Count(n) => usize::from(n).max(1),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        load_file(path)
+    }
+}

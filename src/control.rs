@@ -1,0 +1,230 @@
+//! Owns: the control thread — process startup (listeners, shards), signals, the admin listener,
+//! graceful shutdown and the final summary. It talks to shards only by [`ShardMsg`].
+//! Must not: touch connections or any shard state directly; it is off the hot path and may use
+//! tokio and hyper.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::shard::{self, BootError, ShardHandle, ShardMsg, listener::ListenError};
+use crate::stats::{ShardReport, ShardStats, StatsReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Listen(#[from] ListenError),
+    #[error("{0}")]
+    Boot(#[from] BootError),
+    #[error("{0}")]
+    Environment(String),
+    #[error("admin listener {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `run` reports when ringway stops after a signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub stats: ShardStats,
+    pub uptime: Duration,
+    pub drained_in: Duration,
+}
+
+/// The shards as the control thread sees them.
+pub struct Shards {
+    handles: Vec<ShardHandle>,
+    started: Instant,
+}
+
+impl Shards {
+    /// Asks every shard for its counters and merges them (on demand; nothing is kept centrally).
+    pub async fn report(&self) -> StatsReport {
+        let mut waits = Vec::with_capacity(self.handles.len());
+        for h in &self.handles {
+            let (tx, rx) = tokio::sync::oneshot::channel::<ShardReport>();
+            if h.send(ShardMsg::Stats { reply: tx }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut reports = Vec::with_capacity(waits.len());
+        for rx in waits {
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
+                reports.push(r);
+            }
+        }
+        StatsReport::from_shards(reports, self.started.elapsed().as_millis() as u64)
+    }
+}
+
+/// Binds every listener for every shard, boots the shards, then serves signals and admin until a
+/// SIGTERM/SIGINT drain completes.
+pub fn run(config: Config) -> Result<Summary, StartError> {
+    crate::startup::check_kernel().map_err(StartError::Environment)?;
+    crate::startup::ignore_sigpipe();
+    crate::startup::raise_nofile();
+    let config = Arc::new(config);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shard_count = config.shard_count(online);
+
+    // Bind on this thread first so a taken port fails the start, not a shard.
+    let mut per_shard = Vec::with_capacity(shard_count);
+    for _ in 0..shard_count {
+        let mut fds = Vec::with_capacity(config.listeners.len());
+        for (index, l) in config.listeners.iter().enumerate() {
+            match shard::listener::bind_listener(l.bind, l.backlog) {
+                Ok(fd) => fds.push((index, fd)),
+                Err(e) => {
+                    close_all(&per_shard);
+                    close_all(&[fds]);
+                    return Err(e.into());
+                }
+            }
+        }
+        per_shard.push(fds);
+    }
+
+    let started_lines = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::with_capacity(shard_count);
+    let mut remaining = per_shard.into_iter();
+    for id in 0..shard_count {
+        let listeners = remaining.next().unwrap_or_default();
+        let cpu = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        match shard::spawn(
+            id,
+            cpu,
+            Arc::clone(&config),
+            listeners,
+            Arc::clone(&started_lines),
+        ) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                let rest: Vec<_> = remaining.collect();
+                close_all(&rest);
+                stop_shards(&mut handles, Instant::now());
+                return Err(e.into());
+            }
+        }
+    }
+    if let Ok(lines) = started_lines.lock() {
+        for l in lines.iter() {
+            tracing::debug!("{l}");
+        }
+    }
+
+    let shards = Arc::new(Shards {
+        handles,
+        started: Instant::now(),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Environment(format!("control runtime: {e}")))?;
+    let drain_timeout = config.global.drain_timeout;
+    let admin = config.global.admin;
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.bind))
+        .collect();
+    let outcome = runtime.block_on(async {
+        let admin_task = match admin {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Admin { addr, source })?;
+                Some(tokio::spawn(crate::admin::serve(
+                    listener,
+                    Arc::clone(&shards),
+                )))
+            }
+            None => None,
+        };
+        tracing::info!(
+            shards = shard_count,
+            listeners = %listeners.join(","),
+            admin = %admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            "ringway ready"
+        );
+        let signal = wait_for_stop_signal().await;
+        tracing::info!(
+            signal,
+            drain_timeout_ms = drain_timeout.as_millis() as u64,
+            "draining"
+        );
+        let drain_started = Instant::now();
+        let deadline = drain_started + drain_timeout;
+        for h in &shards.handles {
+            let _ = h.send(ShardMsg::Drain { deadline });
+        }
+        if let Some(t) = admin_task {
+            t.abort();
+        }
+        Ok::<Instant, StartError>(drain_started)
+    });
+    let drain_started = match outcome {
+        Ok(t) => t,
+        Err(e) => {
+            if let Ok(mut s) = Arc::try_unwrap(shards).map(|s| s.handles) {
+                stop_shards(&mut s, Instant::now());
+            }
+            return Err(e);
+        }
+    };
+    drop(runtime);
+    let uptime = shards.started.elapsed();
+    let mut total = ShardStats::default();
+    if let Ok(s) = Arc::try_unwrap(shards) {
+        for mut h in s.handles {
+            if let Some(j) = h.join.take()
+                && let Ok(exit) = j.join()
+            {
+                total.merge(&exit.stats);
+            }
+        }
+    }
+    Ok(Summary {
+        stats: total,
+        uptime,
+        drained_in: drain_started.elapsed(),
+    })
+}
+
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop ringway with SIGKILL");
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn stop_shards(handles: &mut [ShardHandle], deadline: Instant) {
+    for h in handles.iter() {
+        let _ = h.send(ShardMsg::Drain { deadline });
+    }
+    for h in handles.iter_mut() {
+        if let Some(j) = h.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+fn close_all(per_shard: &[Vec<(usize, std::os::fd::RawFd)>]) {
+    for fds in per_shard {
+        for &(_, fd) in fds {
+            shard::close_fd(fd);
+        }
+    }
+}

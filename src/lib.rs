@@ -1,0 +1,19 @@
+//! ringway: an io_uring, thread-per-core load balancer and reverse proxy.
+//!
+//! Module map (dependencies point inward; pure leaves never touch sockets, clocks or rings):
+//! - pure: [`config`], [`balancer`], [`timer`], [`stats`] (plain counters and their merge).
+//! - shard data plane: [`shard`] (one pinned thread per core: ring driver, listener, connections),
+//!   [`pipes`] (per-shard pipe pool for splice(2)).
+//! - control plane: [`control`] (signals, admin listener, talks to shards by message), [`admin`].
+//! - edges: [`startup`] (environment checks and explained failures), [`demo`].
+
+pub mod admin;
+pub mod balancer;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod pipes;
+pub mod shard;
+pub mod startup;
+pub mod stats;
+pub mod timer;

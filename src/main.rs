@@ -1,0 +1,151 @@
+//! Owns: the command line (`run`, `check`, `demo`), logging setup and exit codes.
+//! Must not: contain proxy logic; it calls `config`, `control` and `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringway::config::{self, Config};
+
+/// Exit codes: 0 ok, 1 bad configuration, 2 the environment prevented startup.
+const EXIT_CONFIG: u8 = 1;
+const EXIT_ENVIRONMENT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "ringway",
+    version,
+    about = "io_uring thread-per-core load balancer and reverse proxy"
+)]
+struct Cli {
+    /// error, warn, info, debug or trace (RUST_LOG, if set, takes precedence).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a configuration file.
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file, print a summary and exit 0 (valid) or 1.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start ringway on the shipped demo config with two demo backends on loopback.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                print!("{}", summary(&config.display().to_string(), &c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run { config } => match Config::load(&config) {
+            Ok(c) => run(c),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Demo => {
+            let c = match ringway::demo::config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            if let Err(e) = ringway::demo::start_backends(&c) {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_ENVIRONMENT);
+            }
+            print!("{}", ringway::demo::banner(&c));
+            run(c)
+        }
+    }
+}
+
+fn run(c: Config) -> ExitCode {
+    match ringway::control::run(c) {
+        Ok(s) => {
+            tracing::info!(
+                uptime_ms = s.uptime.as_millis() as u64,
+                drain_ms = s.drained_in.as_millis() as u64,
+                accepted = s.stats.accepted,
+                closed = s.stats.closed,
+                drain_closed = s.stats.drain_closed,
+                bytes_client_to_server = s.stats.bytes_client_to_server,
+                bytes_server_to_client = s.stats.bytes_server_to_client,
+                connect_errors = s.stats.connect_errors,
+                "ringway stopped"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ENVIRONMENT)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(format!("ringway={level},warn")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn summary(path: &str, c: &Config) -> String {
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = format!(
+        "{path}: ok\n  shards: {} ({:?})\n  admin: {}\n  timeouts: connect {:?}, client_idle {:?}, server_idle {:?}; drain {:?}\n",
+        c.shard_count(online),
+        c.global.shards,
+        c.global
+            .admin
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        c.timeouts.connect,
+        c.timeouts.client_idle,
+        c.timeouts.server_idle,
+        c.global.drain_timeout,
+    );
+    for l in &c.listeners {
+        let backend = c.backends.get(l.backend).map_or("?", |b| b.name.as_str());
+        out.push_str(&format!(
+            "  listener {}: {} mode {:?} splice {:?} -> backend {backend}\n",
+            l.name, l.bind, l.mode, l.splice
+        ));
+    }
+    for b in &c.backends {
+        let servers: Vec<String> = b
+            .servers
+            .iter()
+            .map(|s| format!("{} (weight {})", s.address, s.weight))
+            .collect();
+        out.push_str(&format!("  backend {}: {}\n", b.name, servers.join(", ")));
+    }
+    let _ = config::Mode::Tcp;
+    out
+}

@@ -1,0 +1,554 @@
+//! Owns: one shard — a thread pinned to one CPU that runs its own io_uring ring, buffer ring,
+//! pipe pool, listeners, connections, balancers, timers and counters.
+//! Must not: share any of that with another shard. The control thread reaches a shard only by a
+//! message on a bounded queue plus a write to the shard's eventfd, which the ring reads.
+//!
+//! Life of a shard: `spawn` (on the main thread: listening sockets are already bound) -> `boot`
+//! (on the shard thread: pin, ring, buffer ring, arm accepts) -> `run` (one submit_and_wait per
+//! turn) -> drain (listeners closed, connections finish or are closed at the deadline) -> exit.
+
+mod conn;
+pub mod listener;
+pub mod ring;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, types};
+
+use crate::balancer::{Candidate, SmoothWeightedRoundRobin};
+use crate::config::{Config, SpliceMode};
+use crate::pipes::PipePool;
+use crate::stats::{ShardReport, ShardStats};
+use crate::timer::{TimerKey, TimerWheel};
+use conn::Conn;
+use ring::{BufRing, Completion, Op, OpKind, Ring, TaskRun};
+
+/// Messages from the control thread. Bounded queue: `SHARD_QUEUE_MAX` entries.
+pub enum ShardMsg {
+    /// Stop accepting; close what is still open at `deadline`.
+    Drain { deadline: Instant },
+    /// Send a copy of this shard's counters.
+    Stats {
+        reply: tokio::sync::oneshot::Sender<ShardReport>,
+    },
+}
+
+const SHARD_QUEUE_MAX: usize = 64;
+/// Granularity of connect/idle/drain deadlines.
+const TIMER_TICK_MS: u64 = 50;
+const TIMER_SLOTS: usize = 4096;
+const SQ_ENTRIES: u32 = 1024;
+const CQ_ENTRIES: u32 = 8192;
+/// Buffers queued in one direction before its multishot recv is cancelled (backpressure): the
+/// direction re-arms only after the queue has been sent on. A few more may land while the cancel
+/// is in flight; every one of them is a buffer of the fixed per-shard ring, so memory stays
+/// bounded by `recv_buffer_count * recv_buffer_size` per shard whatever the peers do.
+const QUEUE_SOFT_MAX: usize = 4;
+
+/// The control side of one shard.
+pub struct ShardHandle {
+    pub id: usize,
+    tx: SyncSender<ShardMsg>,
+    wake: Arc<OwnedFd>,
+    pub join: Option<JoinHandle<ShardExit>>,
+}
+
+/// What a shard thread returns when it stops.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardExit {
+    pub id: usize,
+    pub stats: ShardStats,
+}
+
+impl ShardHandle {
+    /// Queues `msg` and wakes the shard. Fails only if the shard has exited or its queue is full.
+    pub fn send(&self, msg: ShardMsg) -> Result<(), ShardMsg> {
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                wake(self.wake.as_raw_fd());
+                Ok(())
+            }
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
+        }
+    }
+
+    pub fn waker(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.wake)
+    }
+}
+
+fn wake(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// Why a shard could not boot, as an operator needs to hear it.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{0}")]
+    Ring(String),
+    #[error("shard {shard}: registering the buffer ring failed: {source}")]
+    BufRing {
+        shard: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("shard {shard}: eventfd: {source}")]
+    EventFd {
+        shard: usize,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Listening sockets already bound for one shard: (config listener index, fd).
+pub type ShardListeners = Vec<(usize, RawFd)>;
+
+/// Starts one shard thread. Returns once the shard has booted (or failed to).
+pub fn spawn(
+    id: usize,
+    cpu: Option<core_affinity::CoreId>,
+    config: Arc<Config>,
+    listeners: ShardListeners,
+    started: Arc<Mutex<Vec<String>>>,
+) -> Result<ShardHandle, BootError> {
+    // EFD_CLOEXEC only: the ring reads it, and a non-blocking eventfd would make that read fail
+    // with EAGAIN instead of waiting.
+    // SAFETY: plain syscall; the result is checked.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(BootError::EventFd {
+            shard: id,
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `efd` was just created and is owned only here.
+    let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+    let (tx, rx) = sync_channel(SHARD_QUEUE_MAX);
+    let (boot_tx, boot_rx) = sync_channel::<Result<(), BootError>>(1);
+    let thread_wake = Arc::clone(&wake_fd);
+    let join = std::thread::Builder::new()
+        .name(format!("ringway-shard-{id}"))
+        .spawn(move || {
+            if let Some(core) = cpu
+                && !core_affinity::set_for_current(core)
+            {
+                tracing::warn!(shard = id, cpu = core.id, "could not pin shard to its CPU");
+            }
+            match Shard::boot(id, &config, listeners, rx, thread_wake) {
+                Ok(mut shard) => {
+                    if let Ok(mut s) = started.lock() {
+                        s.push(format!(
+                            "shard {id}: cpu {:?}, ring {:?}",
+                            cpu.map(|c| c.id),
+                            shard.ring.task_run
+                        ));
+                    }
+                    let _ = boot_tx.send(Ok(()));
+                    shard.run();
+                    ShardExit {
+                        id,
+                        stats: shard.stats,
+                    }
+                }
+                Err(e) => {
+                    let _ = boot_tx.send(Err(e));
+                    ShardExit {
+                        id,
+                        stats: ShardStats::default(),
+                    }
+                }
+            }
+        })
+        .map_err(|e| BootError::Ring(format!("shard {id}: cannot start thread: {e}")))?;
+    match boot_rx.recv() {
+        Ok(Ok(())) => Ok(ShardHandle {
+            id,
+            tx,
+            wake: wake_fd,
+            join: Some(join),
+        }),
+        Ok(Err(e)) => {
+            let _ = join.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = join.join();
+            Err(BootError::Ring(format!(
+                "shard {id}: thread died during boot"
+            )))
+        }
+    }
+}
+
+/// One configured listener as this shard runs it.
+struct ListenerSlot {
+    fd: RawFd,
+    backend: usize,
+    splice: SpliceMode,
+    /// A multishot accept is in flight.
+    accepting: bool,
+    /// The fd has been closed (drain).
+    closed: bool,
+    /// Accept failed for lack of fds; re-arm on the next timer tick instead of spinning.
+    paused: bool,
+}
+
+/// One backend's servers as this shard connects to them.
+struct BackendSlot {
+    /// Socket addresses in the form connect(2) wants. Never resized after boot: connect SQEs point
+    /// into it until submitted.
+    addrs: Vec<socket2::SockAddr>,
+    balancer: SmoothWeightedRoundRobin,
+}
+
+/// Timeouts in milliseconds (resolved once at boot).
+#[derive(Clone, Copy)]
+struct TimeoutsMs {
+    connect: u64,
+    client_idle: u64,
+    server_idle: u64,
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+pub struct Shard {
+    id: usize,
+    // Field order matters for Drop: the ring goes before the buffer ring it references.
+    ring: Ring,
+    bufs: BufRing,
+    pipes: PipePool,
+    listeners: Vec<ListenerSlot>,
+    backends: Vec<BackendSlot>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    conns_max: usize,
+    timers: TimerWheel,
+    expired: Vec<TimerKey>,
+    timeouts: TimeoutsMs,
+    stats: ShardStats,
+    rx: Receiver<ShardMsg>,
+    wake_fd: Arc<OwnedFd>,
+    /// The eventfd read's 8-byte destination. Leaked on purpose: the kernel may still write it
+    /// while the ring is being torn down, so it must never be freed.
+    wake_buf: &'static mut u64,
+    /// The tick timeout's interval, leaked for the same reason as `wake_buf`.
+    tick_spec: &'static types::Timespec,
+    tick_multishot: bool,
+    /// Directions whose recv ended with ENOBUFS, to re-arm once buffers come back.
+    waiting_bufs: VecDeque<(u32, usize)>,
+    epoch: Instant,
+    now_ms: u64,
+    drain_deadline_ms: Option<u64>,
+    completions: Vec<Completion>,
+}
+
+impl Shard {
+    fn boot(
+        id: usize,
+        config: &Config,
+        listeners: ShardListeners,
+        rx: Receiver<ShardMsg>,
+        wake_fd: Arc<OwnedFd>,
+    ) -> Result<Shard, BootError> {
+        let ring = Ring::new(SQ_ENTRIES, CQ_ENTRIES)
+            .map_err(|e| BootError::Ring(crate::startup::explain_ring_error(id, &e)))?;
+        if ring.task_run == TaskRun::Cooperative {
+            tracing::info!(
+                shard = id,
+                "kernel refused SINGLE_ISSUER|DEFER_TASKRUN (needs Linux >= 6.1); using COOP_TASKRUN"
+            );
+        }
+        let g = &config.global;
+        let bufs = BufRing::new(&ring, g.recv_buffer_bytes, g.recv_buffer_count, 0)
+            .map_err(|source| BootError::BufRing { shard: id, source })?;
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                let candidates: Vec<Candidate> = b
+                    .servers
+                    .iter()
+                    .map(|s| Candidate { weight: s.weight })
+                    .collect();
+                BackendSlot {
+                    addrs: b.servers.iter().map(|s| s.address.into()).collect(),
+                    balancer: SmoothWeightedRoundRobin::new(&candidates, id),
+                }
+            })
+            .collect();
+        let listeners = listeners
+            .into_iter()
+            .filter_map(|(index, fd)| {
+                let l = config.listeners.get(index)?;
+                Some(ListenerSlot {
+                    fd,
+                    backend: l.backend,
+                    splice: l.splice,
+                    accepting: false,
+                    closed: false,
+                    paused: false,
+                })
+            })
+            .collect();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let epoch = Instant::now();
+        let mut shard = Shard {
+            id,
+            ring,
+            bufs,
+            pipes: PipePool::new(g.pipe_pool_max as usize, g.pipe_bytes),
+            listeners,
+            backends,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            conns_max: g.conns_per_shard_max as usize,
+            timers: TimerWheel::new(TIMER_SLOTS, TIMER_TICK_MS, 0),
+            expired: Vec::new(),
+            timeouts: TimeoutsMs {
+                connect: ms(config.timeouts.connect),
+                client_idle: ms(config.timeouts.client_idle),
+                server_idle: ms(config.timeouts.server_idle),
+            },
+            stats: ShardStats::default(),
+            rx,
+            wake_fd,
+            wake_buf: Box::leak(Box::new(0u64)),
+            tick_spec: Box::leak(Box::new(types::Timespec::from(Duration::from_millis(
+                TIMER_TICK_MS,
+            )))),
+            tick_multishot: true,
+            waiting_bufs: VecDeque::new(),
+            epoch,
+            now_ms: 0,
+            drain_deadline_ms: None,
+            completions: Vec::with_capacity(CQ_ENTRIES as usize),
+        };
+        for index in 0..shard.listeners.len() {
+            shard.arm_accept(index);
+        }
+        shard.arm_wake();
+        shard.arm_tick();
+        Ok(shard)
+    }
+
+    fn arm_accept(&mut self, index: usize) {
+        let Some(l) = self.listeners.get_mut(index) else {
+            return;
+        };
+        if l.accepting || l.closed {
+            return;
+        }
+        l.accepting = true;
+        l.paused = false;
+        let entry = opcode::AcceptMulti::new(types::Fd(l.fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Op::new(OpKind::Accept, index as u32, 0).encode());
+        self.ring.push(entry);
+    }
+
+    fn arm_wake(&mut self) {
+        let buf: *mut u64 = self.wake_buf;
+        // SAFETY: `wake_buf` is leaked ('static), so the kernel's 8-byte write always lands in live
+        // memory, even if it completes while the ring is torn down.
+        let entry = opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(Op::new(OpKind::ControlWake, 0, 0).encode());
+        self.ring.push(entry);
+    }
+
+    /// Arms the periodic timeout that wakes the loop every tick. Multishot (Linux >= 6.4) when the
+    /// kernel allows it, otherwise re-armed on each completion.
+    fn arm_tick(&mut self) {
+        let ts: *const types::Timespec = self.tick_spec;
+        let mut op = opcode::Timeout::new(ts);
+        if self.tick_multishot {
+            op = op.flags(types::TimeoutFlags::MULTISHOT);
+        }
+        // SAFETY (pointer lifetime): `tick_spec` is leaked ('static); the kernel reads it at submit.
+        let entry = op.build().user_data(Op::new(OpKind::Tick, 0, 0).encode());
+        self.ring.push(entry);
+    }
+
+    fn on_tick_completion(&mut self, c: Completion) {
+        if c.result == -libc::EINVAL && self.tick_multishot {
+            tracing::debug!(
+                shard = self.id,
+                "multishot timeout refused (Linux < 6.4); re-arming per tick"
+            );
+            self.tick_multishot = false;
+        }
+        if !c.more() {
+            self.arm_tick();
+        }
+    }
+
+    fn run(&mut self) {
+        let mut next_tick_ms = 0;
+        loop {
+            if let Err(e) = self.ring.submit_and_wait() {
+                tracing::error!(shard = self.id, error = %e, "io_uring_enter failed; shard stops");
+                break;
+            }
+            self.now_ms = self.epoch.elapsed().as_millis() as u64;
+            let mut completions = std::mem::take(&mut self.completions);
+            self.ring.drain_completions(&mut completions);
+            for c in completions.drain(..) {
+                self.dispatch(c);
+            }
+            self.completions = completions;
+            self.retry_waiting_recvs();
+            if self.now_ms >= next_tick_ms {
+                self.on_tick();
+                next_tick_ms = self.now_ms + TIMER_TICK_MS;
+            }
+            if self.drain_deadline_ms.is_some()
+                && self.stats.active == 0
+                && self.listeners.iter().all(|l| l.closed)
+            {
+                break;
+            }
+        }
+        tracing::debug!(shard = self.id, "shard stopped");
+    }
+
+    fn dispatch(&mut self, c: Completion) {
+        let Some(op) = Op::decode(c.user_data) else {
+            tracing::warn!(
+                shard = self.id,
+                user_data = c.user_data,
+                "completion with unknown tag"
+            );
+            return;
+        };
+        match op.kind {
+            OpKind::Accept => self.on_accept(op.slot as usize, c),
+            OpKind::ControlWake => self.on_control(),
+            OpKind::Cancel => {}
+            OpKind::Tick => self.on_tick_completion(c),
+            OpKind::Connect | OpKind::Recv | OpKind::Send | OpKind::PollIn | OpKind::PollOut => {
+                self.on_conn_completion(op, c)
+            }
+        }
+    }
+
+    fn on_accept(&mut self, index: usize, c: Completion) {
+        let draining = self.drain_deadline_ms.is_some();
+        if c.result >= 0 {
+            let fd = c.result;
+            self.stats.accepted += 1;
+            let Some(backend) = self.listeners.get(index).map(|l| (l.backend, l.splice)) else {
+                close_fd(fd);
+                return;
+            };
+            if draining || self.stats.active as usize >= self.conns_max {
+                self.stats.rejected += 1;
+                close_fd(fd);
+            } else {
+                self.open_conn(fd, backend.0, backend.1);
+            }
+        } else {
+            let errno = -c.result;
+            if errno == libc::EMFILE || errno == libc::ENFILE || errno == libc::ENOMEM {
+                tracing::warn!(
+                    shard = self.id,
+                    errno,
+                    "accept failed: out of file descriptors or memory; pausing accepts for a tick (raise RLIMIT_NOFILE, see tuning/)"
+                );
+                if let Some(l) = self.listeners.get_mut(index) {
+                    l.paused = true;
+                }
+            } else if errno != libc::ECANCELED {
+                tracing::debug!(shard = self.id, errno, "accept error");
+            }
+        }
+        if !c.more() {
+            let Some(l) = self.listeners.get_mut(index) else {
+                return;
+            };
+            l.accepting = false;
+            if draining {
+                if !l.closed {
+                    l.closed = true;
+                    close_fd(l.fd);
+                }
+            } else if !l.paused {
+                self.arm_accept(index);
+            }
+        }
+    }
+
+    fn on_control(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                ShardMsg::Stats { reply } => {
+                    let _ = reply.send(ShardReport {
+                        shard: self.id,
+                        stats: self.stats,
+                    });
+                }
+                ShardMsg::Drain { deadline } => self.start_drain(deadline),
+            }
+        }
+        self.arm_wake();
+    }
+
+    fn start_drain(&mut self, deadline: Instant) {
+        if self.drain_deadline_ms.is_some() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.drain_deadline_ms = Some(self.now_ms + left.as_millis() as u64);
+        for l in &mut self.listeners {
+            if l.accepting {
+                let cancel =
+                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
+                        .build()
+                        .user_data(Op::new(OpKind::Cancel, 0, 0).encode());
+                self.ring.push(cancel);
+            } else if !l.closed {
+                l.closed = true;
+                close_fd(l.fd);
+            }
+        }
+        tracing::debug!(shard = self.id, active = self.stats.active, "draining");
+    }
+
+    fn on_tick(&mut self) {
+        for index in 0..self.listeners.len() {
+            if self.listeners.get(index).is_some_and(|l| l.paused)
+                && self.drain_deadline_ms.is_none()
+            {
+                self.arm_accept(index);
+            }
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        self.timers.expire(self.now_ms, &mut expired);
+        for key in expired.drain(..) {
+            self.on_timer(key);
+        }
+        self.expired = expired;
+        if let Some(deadline) = self.drain_deadline_ms
+            && self.now_ms >= deadline
+            && self.stats.active > 0
+        {
+            self.close_all_for_drain();
+        }
+    }
+}
+
+pub(crate) fn close_fd(fd: RawFd) {
+    // SAFETY: callers pass an fd they own and no in-flight op refers to.
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,130 @@
+//! Owns: turning environment failures at startup into messages that say what was found, what is
+//! needed and how to fix it (STYLE.md §15), and process-wide setup done once before shards start.
+//! Must not: run after startup or on a shard's hot path.
+
+use std::io;
+
+/// Oldest kernel ringway documents as supported: SINGLE_ISSUER|DEFER_TASKRUN arrived in 6.1.
+pub const KERNEL_MIN: (u32, u32) = (6, 1);
+
+/// Explains why io_uring_setup (or a ring registration) failed for `shard`.
+pub fn explain_ring_error(shard: usize, e: &io::Error) -> String {
+    let kernel = kernel_release().unwrap_or_else(|| "unknown".into());
+    let disabled = read_trimmed("/proc/sys/kernel/io_uring_disabled");
+    let memlock = memlock_limit_text();
+    let seccomp = seccomp_mode();
+    let mut msg = format!("shard {shard}: io_uring_setup failed: {e}. Found: kernel {kernel}");
+    if let Some(d) = &disabled {
+        msg.push_str(&format!(", kernel.io_uring_disabled={d}"));
+    }
+    msg.push_str(&format!(", RLIMIT_MEMLOCK {memlock}"));
+    if let Some(s) = &seccomp {
+        msg.push_str(&format!(", seccomp mode {s}"));
+    }
+    msg.push_str(". ");
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => msg.push_str(&format!(
+            "This kernel has no io_uring; ringway needs Linux >= {}.{} built with CONFIG_IO_URING.",
+            KERNEL_MIN.0, KERNEL_MIN.1
+        )),
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            if disabled.as_deref().is_some_and(|d| d != "0") {
+                msg.push_str(
+                    "io_uring is disabled by sysctl: run `sysctl -w kernel.io_uring_disabled=0` (or set it in /etc/sysctl.d/, see tuning/GUIDE.md); value 1 allows only members of kernel.io_uring_group.",
+                );
+            } else if seccomp.as_deref().is_some_and(|s| s != "0") {
+                msg.push_str(
+                    "A seccomp filter blocks io_uring (common in containers): allow io_uring_setup, io_uring_enter and io_uring_register in the profile, or run outside the sandbox.",
+                );
+            } else {
+                msg.push_str("Permission denied: check kernel.io_uring_disabled, seccomp and LSM policy (SELinux/AppArmor).");
+            }
+        }
+        Some(libc::ENOMEM) => msg.push_str(
+            "Not enough locked memory for the ring: raise it with `ulimit -l unlimited` or systemd LimitMEMLOCK=infinity, or lower recv_buffer_count.",
+        ),
+        Some(libc::EINVAL) => msg.push_str(&format!(
+            "The kernel refused the ring parameters; ringway needs Linux >= {}.{}.",
+            KERNEL_MIN.0, KERNEL_MIN.1
+        )),
+        _ => msg.push_str("See docs/architecture.md (startup) for what ringway needs."),
+    }
+    msg
+}
+
+/// Checks the running kernel is at least [`KERNEL_MIN`]; returns a message if not.
+pub fn check_kernel() -> Result<(), String> {
+    let Some(release) = kernel_release() else {
+        return Ok(());
+    };
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if (major, minor) < KERNEL_MIN {
+        return Err(format!(
+            "kernel {release} is older than {}.{}: ringway needs io_uring with SINGLE_ISSUER, DEFER_TASKRUN, multishot recv and provided-buffer rings. Upgrade the kernel.",
+            KERNEL_MIN.0, KERNEL_MIN.1
+        ));
+    }
+    Ok(())
+}
+
+/// Ignores SIGPIPE: a peer that closes while we splice or send must give EPIPE, not kill us.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN for SIGPIPE is async-signal-safe and process-wide by design.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: each connection needs two sockets and, when
+/// spliced, up to two pipes (four fds).
+pub fn raise_nofile() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    Some((lim.rlim_cur, lim.rlim_max))
+}
+
+pub fn kernel_release() -> Option<String> {
+    read_trimmed("/proc/sys/kernel/osrelease")
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn memlock_limit_text() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return "unknown".into();
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        format!("{} KiB", lim.rlim_cur / 1024)
+    }
+}
+
+fn seccomp_mode() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .map(|v| v.trim().to_string())
+}
