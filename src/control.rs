@@ -176,7 +176,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         }
     };
     drop(runtime);
-    let uptime = shards.started.elapsed();
+    let started = shards.started;
     let mut total = ShardStats::default();
     if let Ok(s) = Arc::try_unwrap(shards) {
         for mut h in s.handles {
@@ -189,7 +189,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     }
     Ok(Summary {
         stats: total,
-        uptime,
+        uptime: started.elapsed(),
         drained_in: drain_started.elapsed(),
     })
 }

@@ -1,0 +1,420 @@
+//! Shared helpers for integration tests: run the real `ringway` binary on ephemeral loopback
+//! ports, small test backends, deterministic data and a fast hash. Every wait polls with a
+//! deadline; nothing sleeps a fixed time to wait for something it could check.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringway");
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A unique scratch directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringway-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago (bind to :0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` every 10 ms until it returns Some or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Options for the generated config.
+#[derive(Clone)]
+pub struct Opts {
+    pub shards: u32,
+    pub splice: &'static str,
+    pub connect: &'static str,
+    pub client_idle: &'static str,
+    pub server_idle: &'static str,
+    pub drain: &'static str,
+    pub extra_global: String,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            shards: 2,
+            splice: "auto",
+            connect: "2s",
+            client_idle: "30s",
+            server_idle: "30s",
+            drain: "10s",
+            extra_global: String::new(),
+        }
+    }
+}
+
+pub fn config_text(listen: u16, admin: u16, servers: &[SocketAddr], o: &Opts) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{{ address = \"{s}\" }}"))
+        .collect();
+    format!(
+        "[global]\nshards = {}\ndrain_timeout = \"{}\"\nadmin = \"127.0.0.1:{admin}\"\n{}\n\
+         [timeouts]\nconnect = \"{}\"\nclient_idle = \"{}\"\nserver_idle = \"{}\"\n\n\
+         [[listener]]\nname = \"test\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"tcp\"\nbackend = \"be\"\nsplice = \"{}\"\n\n\
+         [[backend]]\nname = \"be\"\nservers = [ {} ]\n",
+        o.shards,
+        o.drain,
+        o.extra_global,
+        o.connect,
+        o.client_idle,
+        o.server_idle,
+        o.splice,
+        servers.join(", ")
+    )
+}
+
+/// A running ringway. Killed on drop; its stderr is printed if the test is failing.
+pub struct Ringway {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Ringway {
+    pub fn start(servers: &[SocketAddr], o: &Opts) -> Ringway {
+        Ringway::start_with(servers, o, |c| c)
+    }
+
+    /// Starts ringway; `prepare` may adjust the command (rlimits, wrappers).
+    pub fn start_with(
+        servers: &[SocketAddr],
+        o: &Opts,
+        prepare: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Ringway {
+        let dir = TempDir::new("rw");
+        let listen = free_port();
+        let admin = free_port();
+        let cfg = dir.write("ringway.toml", &config_text(listen, admin, servers, o));
+        let stderr_path = dir.0.join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = prepare(&mut cmd).spawn().expect("spawn ringway");
+        let mut rw = Ringway {
+            child,
+            listen: format!("127.0.0.1:{listen}").parse().expect("addr"),
+            admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
+            dir,
+            stderr_path,
+        };
+        rw.wait_ready();
+        rw
+    }
+
+    fn wait_ready(&mut self) {
+        let admin = self.admin;
+        let ready = poll(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ringway exited during startup: {status}\n{}", self.stderr());
+            }
+            http_get(admin, "/stats")
+                .ok()
+                .filter(|b| b.contains("\"per_shard\""))
+        });
+        assert!(ready.is_some(), "ringway not ready\n{}", self.stderr());
+        // No probe connection to the listener: it would reach the test's backend. The admin
+        // listener starts only after every shard has bound its listener and armed its accept.
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let body = http_get(self.admin, "/stats").expect("GET /stats");
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+
+    /// A counter from `total`.
+    pub fn total(&self, key: &str) -> u64 {
+        self.stats()["total"][key].as_u64().unwrap_or(0)
+    }
+
+    /// Polls until `total[key]` satisfies `pred`; returns the last value.
+    pub fn wait_total(&self, key: &str, timeout: Duration, pred: impl Fn(u64) -> bool) -> u64 {
+        let mut last = 0;
+        let ok = poll(timeout, || {
+            last = self.total(key);
+            pred(last).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "stats {key} = {last} never satisfied the condition\n{}",
+            self.stderr()
+        );
+        last
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll(timeout, || self.child.try_wait().ok().flatten())
+    }
+
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+}
+
+impl Drop for Ringway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- ringway stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Minimal HTTP/1.0 GET; returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+/// A test backend: accepts on an ephemeral port and runs `handler` on a thread per connection.
+pub struct Backend {
+    pub addr: SocketAddr,
+}
+
+impl Backend {
+    pub fn spawn<F>(handler: F) -> Backend
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let handler = std::sync::Arc::new(handler);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let h = std::sync::Arc::clone(&handler);
+                std::thread::spawn(move || h(stream));
+            }
+        });
+        Backend { addr }
+    }
+
+    /// Echoes everything until EOF, then closes.
+    pub fn echo() -> Backend {
+        Backend::spawn(|mut s| {
+            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+            let mut buf = [0u8; 16384];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MiB.
+pub struct DataGen(u64);
+
+impl DataGen {
+    pub fn new(seed: u64) -> DataGen {
+        DataGen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a 64 over a stream, plus a byte count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub hash: u64,
+    pub bytes: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Digest {
+        Digest {
+            hash: 0xcbf2_9ce4_8422_2325,
+            bytes: 0,
+        }
+    }
+}
+
+impl Digest {
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.bytes += data.len() as u64;
+    }
+}
+
+/// Sends `total` bytes from `DataGen(seed)`; returns their digest.
+pub fn send_stream(s: &mut TcpStream, seed: u64, total: u64) -> std::io::Result<Digest> {
+    let mut g = DataGen::new(seed);
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        g.fill(&mut buf[..n]);
+        s.write_all(&buf[..n])?;
+        d.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(d)
+}
+
+/// Reads until EOF; returns the digest of what arrived.
+pub fn recv_stream(s: &mut TcpStream) -> std::io::Result<Digest> {
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(d);
+        }
+        d.update(&buf[..n]);
+    }
+}
+
+/// The digest `send_stream(seed, total)` produces, without a socket.
+pub fn expected_digest(seed: u64, total: u64) -> Digest {
+    let mut g = DataGen::new(seed);
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        g.fill(&mut buf[..n]);
+        d.update(&buf[..n]);
+        left -= n as u64;
+    }
+    d
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
+/// Raises this test process's RLIMIT_NOFILE soft limit to its hard limit.
+pub fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}

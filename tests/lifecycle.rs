@@ -1,0 +1,174 @@
+//! Startup and shutdown of the real binary: SIGTERM drain, drain deadline, memlock, CLI.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Shutdown, TcpStream};
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn sigterm_drains_in_flight_transfer_and_refuses_new() {
+    let total = 64 * MIB;
+    let b = Backend::spawn(move |mut s| {
+        let _ = send_stream(&mut s, 11, total);
+    });
+    let mut rw = Ringway::start(&[b.addr], &Opts::default());
+    let mut c = connect(rw.listen);
+    // Read the first MiB so the transfer is surely in flight, then signal.
+    let mut first = vec![0u8; MIB as usize];
+    c.read_exact(&mut first).expect("first MiB");
+    rw.signal(libc::SIGTERM);
+    let listen = rw.listen;
+    let refused = poll(
+        Duration::from_secs(10),
+        || match TcpStream::connect_timeout(&listen, Duration::from_millis(200)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        },
+    );
+    assert!(
+        refused.is_some(),
+        "new connections still accepted while draining"
+    );
+    // The transfer in flight completes intact.
+    let mut whole = Digest::default();
+    whole.update(&first);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = c.read(&mut buf).expect("rest of the stream");
+        if n == 0 {
+            break;
+        }
+        whole.update(&buf[..n]);
+    }
+    assert_eq!(
+        whole,
+        expected_digest(11, total),
+        "transfer cut short or corrupted by the drain"
+    );
+    drop(c);
+    let status = rw
+        .wait_exit(Duration::from_secs(15))
+        .expect("ringway exits after drain");
+    assert!(status.success(), "exit status {status}");
+    let log = rw.stderr();
+    assert!(log.contains("ringway stopped"), "no summary line:\n{log}");
+    // The transfer ended by itself, not by the drain deadline.
+    assert!(log.contains("drain_closed=0"), "{log}");
+}
+
+#[test]
+fn drain_timeout_closes_lingering_connections_and_exits_zero() {
+    let b = Backend::echo();
+    let mut rw = Ringway::start(
+        &[b.addr],
+        &Opts {
+            drain: "1s",
+            ..Opts::default()
+        },
+    );
+    let mut c = connect(rw.listen);
+    std::io::Write::write_all(&mut c, b"hi").expect("write");
+    let mut buf = [0u8; 2];
+    c.read_exact(&mut buf).expect("echo");
+    let t = Instant::now();
+    rw.signal(libc::SIGINT);
+    // The idle connection stays open until the drain deadline closes it.
+    let mut one = [0u8; 1];
+    let r = c.read(&mut one);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed before drain_timeout: {took:?}"
+    );
+    let status = rw.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "exit status {status}");
+    assert!(rw.stderr().contains("drain_closed=1"), "{}", rw.stderr());
+    let _ = c.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn starts_under_memlock_8mib_without_cap_ipc_lock() {
+    let b = Backend::echo();
+    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    let rw = Ringway::start_with(
+        &[b.addr],
+        &Opts {
+            shards: 2,
+            ..Opts::default()
+        },
+        |cmd| {
+            // SAFETY: setrlimit is async-signal-safe; called in the child before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: 8 << 20,
+                        rlim_max: 8 << 20,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+            if has_setpriv {
+                // Root ignores RLIMIT_MEMLOCK while it holds CAP_IPC_LOCK: drop it so the limit
+                // really applies. setpriv execs ringway with the same arguments.
+                let program = cmd.get_program().to_owned();
+                let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+                let mut wrapped = Command::new("setpriv");
+                wrapped
+                    .args(["--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"])
+                    .arg(program)
+                    .args(args);
+                std::mem::swap(cmd, &mut wrapped);
+                // Re-apply stdio and the rlimit hook to the wrapper.
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null());
+                // SAFETY: as above.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        let lim = libc::rlimit {
+                            rlim_cur: 8 << 20,
+                            rlim_max: 8 << 20,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    })
+                };
+            }
+            cmd
+        },
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", rw.pid())).unwrap_or_default();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", rw.pid())).unwrap_or_default();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max locked memory") && l.contains("8388608")),
+        "memlock not applied:\n{limits}"
+    );
+    if has_setpriv {
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(u64::MAX);
+        assert_eq!(cap_eff & (1 << 14), 0, "CAP_IPC_LOCK still effective");
+    }
+    assert_eq!(rw.stats()["shards"].as_u64(), Some(2));
+    let mut c = connect(rw.listen);
+    std::io::Write::write_all(&mut c, b"ok").expect("write");
+    let mut buf = [0u8; 2];
+    c.read_exact(&mut buf).expect("served under memlock 8 MiB");
+}
