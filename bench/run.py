@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""ringway bench: one command, every proxy, same run.
+
+    python3 bench/run.py                 # full run (3 reps x 5 s per scenario and proxy)
+    python3 bench/run.py --quick         # smoke: 1 rep x 2 s, ringway + nginx + haproxy
+
+Pinning (2-core machine): the proxy under test runs alone on CPU 0 (one shard / one worker / one
+thread); wrk and the nginx backend share CPU 1. Proxy CPU time = delta of utime+stime from
+/proc/PID/stat over the proxy's whole process tree (all threads included), during each wrk run.
+See bench/README.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CONF = os.path.join(HERE, 'conf')
+TCK = os.sysconf('SC_CLK_TCK')
+
+# A scenario is a data entry: (id, path, connections, wrk lua script, unit of cost)
+SCENARIOS = {
+    'S1': dict(path='/small', conns=64, lua='stats.lua', cost='us_per_req',
+               what='small response, 64 keep-alive connections'),
+    'S2': dict(path='/1m.bin', conns=8, lua='stats.lua', cost='s_per_gb',
+               what='1 MiB responses, 8 keep-alive connections'),
+    'S3': dict(path='/small', conns=64, lua='close.lua', cost='us_per_req',
+               what='one new connection per request (Connection: close), 64 connections'),
+}
+
+# A proxy is a data entry: how to render its config and start it. {port}, {backend_port}, {work},
+# {admin_port} are filled in; every proxy is started under `taskset -c 0`.
+PROXIES = {
+    'ringway': dict(kind='ringway', splice='auto', label='ringway (1 shard)'),
+    'ringway-copy': dict(kind='ringway', splice='off', label='ringway splice=off'),
+    'nginx': dict(kind='nginx', label='nginx stream (1 worker)'),
+    'haproxy': dict(kind='haproxy', label='HAProxy mode tcp (nbthread 1)'),
+    'tokio': dict(kind='ref', bin='ref-tokio', label='ref: tokio current_thread 64K'),
+    'glommio': dict(kind='ref', bin='ref-glommio', label='ref: glommio 0.9 64K'),
+}
+PEERS = ('nginx', 'haproxy')
+
+
+def log(msg):
+    sys.stderr.write(msg + '\n')
+    sys.stderr.flush()
+
+
+def progress(msg):
+    sys.stderr.write('\r\033[K' + msg if sys.stderr.isatty() else msg + '\n')
+    sys.stderr.flush()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(('127.0.0.1', port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def render(name, dest, **kw):
+    with open(os.path.join(CONF, name)) as f:
+        text = f.read()
+    for k, v in kw.items():
+        text = text.replace('{' + k + '}', str(v))
+    with open(dest, 'w') as f:
+        f.write(text)
+    return dest
+
+
+def proc_tree(root):
+    kids = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                s = f.read()
+            ppid = int(s[s.rindex(')') + 2:].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+        except (OSError, ValueError):
+            pass
+    pids, i = [root], 0
+    while i < len(pids):
+        pids += kids.get(pids[i], [])
+        i += 1
+    return pids
+
+
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/stat') as f:
+                s = f.read()
+            fields = s[s.rindex(')') + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, all threads
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/status') as f:
+                for line in f:
+                    if line.startswith('VmRSS:'):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.work or tempfile.mkdtemp(prefix='ringway-bench-')
+        os.makedirs(os.path.join(self.work, 'www'), exist_ok=True)
+        # The backend nginx's worker runs as an unprivileged user when started as root.
+        os.chmod(self.work, 0o755)
+        self.backend_port = free_port()
+        self.backend = None
+        self.raw = []
+
+    def start_backend(self):
+        with open(os.path.join(self.work, 'www', '1m.bin'), 'wb') as f:
+            f.write(os.urandom(1 << 20))
+        os.chmod(os.path.join(self.work, 'www', '1m.bin'), 0o644)
+        cfg = render('backend.conf', os.path.join(self.work, 'backend.conf'),
+                     work=self.work, backend_port=self.backend_port)
+        self.backend = subprocess.Popen(['taskset', '-c', '1', 'nginx', '-c', cfg, '-g', 'daemon off;'],
+                                        start_new_session=True, stderr=subprocess.DEVNULL)
+        if not wait_port(self.backend_port):
+            raise SystemExit('backend nginx did not start')
+
+    def start_proxy(self, name):
+        spec = PROXIES[name]
+        port = free_port()
+        kind = spec['kind']
+        t0 = ['taskset', '-c', '0']
+        if kind == 'ringway':
+            admin = free_port()
+            extra = '\n'.join(self.args.ringway_config_extra or [])
+            cfg = render('ringway.toml', os.path.join(self.work, f'{name}.toml'), port=port, admin_port=admin,
+                         backend_port=self.backend_port, splice=spec['splice'], extra=extra)
+            cmd = t0 + [self.args.ringway_bin, 'run', '-c', cfg]
+        elif kind == 'nginx':
+            cfg = render('nginx-stream.conf', os.path.join(self.work, 'nginx-stream.conf'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['nginx', '-c', cfg, '-g', 'daemon off;']
+        elif kind == 'haproxy':
+            cfg = render('haproxy-tcp.cfg', os.path.join(self.work, 'haproxy.cfg'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['haproxy', '-db', '-f', cfg]
+        else:
+            cmd = t0 + [os.path.join(self.ref_dir(), spec['bin']), f'127.0.0.1:{port}',
+                        f'127.0.0.1:{self.backend_port}']
+        errlog = open(os.path.join(self.work, f'{name}.log'), 'w')
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=errlog, stderr=subprocess.STDOUT)
+        if not wait_port(port):
+            stop(proc)
+            raise RuntimeError(f'{name} did not start; see {errlog.name}')
+        return proc, port
+
+    def ref_dir(self):
+        return os.path.join(HERE, 'ref', 'target', 'release')
+
+    def build_refs(self, names):
+        if not any(PROXIES[n]['kind'] == 'ref' for n in names):
+            return
+        log('building reference forwarders (bench/ref)...')
+        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(HERE, 'ref', 'target'))
+        subprocess.run(['cargo', 'build', '--release', '--manifest-path', os.path.join(HERE, 'ref', 'Cargo.toml')],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+    def wrk(self, port, scen, duration):
+        s = SCENARIOS[scen]
+        cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{duration}s', '--latency',
+               '-s', os.path.join(CONF, s['lua']), f'http://127.0.0.1:{port}{s["path"]}']
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
+        m = re.search(r'^JSON (.*)$', out, re.M)
+        return (json.loads(m.group(1)) if m else None), out
+
+    def measure(self, name, proc, port, scen, rep, duration):
+        pids = proc_tree(proc.pid)
+        c0 = cpu_ticks(pids)
+        t0 = time.time()
+        js, out = self.wrk(port, scen, duration)
+        pids = proc_tree(proc.pid)
+        c1 = cpu_ticks(pids)
+        wall = time.time() - t0
+        self.raw.append(f'### {name} {scen} rep{rep}\n{out}')
+        if js is None:
+            return dict(proxy=name, scen=scen, rep=rep, error='wrk printed no result: ' + out[-300:])
+        dur = js['duration_us'] / 1e6
+        cpu_s = (c1 - c0) / TCK
+        errors = js['err_connect'] + js['err_read'] + js['err_write'] + js['err_timeout']
+        return dict(proxy=name, scen=scen, rep=rep, requests=js['requests'], rps=js['requests'] / dur,
+                    gbps=js['bytes'] / dur / 1e9, bytes=js['bytes'], p50_ms=js['p50_us'] / 1e3,
+                    p99_ms=js['p99_us'] / 1e3, cpu_s=cpu_s, util=cpu_s / wall,
+                    us_per_req=cpu_s * 1e6 / max(js['requests'], 1),
+                    s_per_gb=cpu_s / max(js['bytes'] / 1e9, 1e-9), errors=errors, non2xx=js['non2xx'],
+                    threads=sum(len(os.listdir(f'/proc/{p}/task')) for p in pids if os.path.isdir(f'/proc/{p}')),
+                    rss_kib=rss_kib(pids))
+
+    def run(self):
+        a = self.args
+        names = a.proxies
+        self.build_refs(names)
+        self.start_backend()
+        results = []
+        total_steps = len(names) * len(a.scenarios) * a.reps
+        step = 0
+        try:
+            for name in names:
+                try:
+                    proc, port = self.start_proxy(name)
+                except RuntimeError as e:
+                    log(str(e))
+                    results += [dict(proxy=name, scen=sc, rep=0, error=str(e)) for sc in a.scenarios]
+                    step += len(a.scenarios) * a.reps
+                    continue
+                try:
+                    for scen in a.scenarios:
+                        if a.warmup > 0:
+                            self.wrk(port, scen, a.warmup)
+                        for rep in range(a.reps):
+                            step += 1
+                            progress(f'[{step}/{total_steps}] {name} {scen} rep {rep + 1}/{a.reps} ({a.duration}s)')
+                            r = self.measure(name, proc, port, scen, rep, a.duration)
+                            results.append(r)
+                            if proc.poll() is not None:
+                                raise RuntimeError(f'{name} exited during {scen} (rc={proc.returncode})')
+                finally:
+                    stop(proc)
+        finally:
+            stop(self.backend)
+        progress('done\n')
+        return results
+
+
+def median_range(values):
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(mr, digits):
+    if mr is None:
+        return '–'
+    m, lo, hi = mr
+    return f'{m:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]'
+
+
+def summarize(results, scenarios, names):
+    rows = {}
+    for name in names:
+        for scen in scenarios:
+            rs = [r for r in results if r['proxy'] == name and r['scen'] == scen and 'error' not in r]
+            if not rs:
+                continue
+            cost_key = SCENARIOS[scen]['cost']
+            rows[(name, scen)] = dict(
+                rps=median_range([r['rps'] for r in rs]), gbps=median_range([r['gbps'] for r in rs]),
+                p50=median_range([r['p50_ms'] for r in rs]), p99=median_range([r['p99_ms'] for r in rs]),
+                cost=median_range([r[cost_key] for r in rs]), util=median_range([r['util'] for r in rs]),
+                errors=sum(r['errors'] for r in rs), non2xx=sum(r['non2xx'] for r in rs),
+                threads=max(r['threads'] for r in rs), n=len(rs))
+    return rows
+
+
+def report(results, rows, args, meta):
+    lines = [f'# ringway bench — {meta["date"]}', '',
+             f'Machine: {meta["cpus"]} CPUs, kernel {meta["kernel"]}. Proxy on CPU 0 (one shard/worker/thread); '
+             f'wrk + nginx backend on CPU 1. {args.reps} rep(s) x {args.duration} s per cell, median [min–max]. '
+             'CPU from /proc/PID/stat (10 ms ticks). util = proxy CPU-s / wall-s: below ~0.9 the proxy was not '
+             'the bottleneck (CPU 1 was), so compare the cost columns, not req/s.', '']
+    for scen in args.scenarios:
+        s = SCENARIOS[scen]
+        unit = 'CPU-µs/request' if s['cost'] == 'us_per_req' else 'CPU-s/GB'
+        lines += [f'## {scen}: {s["what"]}', '',
+                  f'| proxy | req/s | GB/s | p50 ms | p99 ms | {unit} | ratio to best peer | util | threads | errors |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
+        peer_costs = [rows[(p, scen)]['cost'][0] for p in PEERS if (p, scen) in rows]
+        best_peer = min(peer_costs) if peer_costs else None
+        digits = 2 if s['cost'] == 'us_per_req' else 3
+        for name in args.proxies:
+            r = rows.get((name, scen))
+            if r is None:
+                lines.append(f'| {PROXIES[name]["label"]} | failed | | | | | | | | |')
+                continue
+            ratio = f'{r["cost"][0] / best_peer:.2f}×' if best_peer else '–'
+            lines.append(f'| {PROXIES[name]["label"]} | {r["rps"][0]:.0f} | {r["gbps"][0]:.3f} | {fmt(r["p50"], 2)} | '
+                         f'{fmt(r["p99"], 2)} | {fmt(r["cost"], digits)} | {ratio} | {r["util"][0]:.2f} | '
+                         f'{r["threads"]} | {r["errors"]}+{r["non2xx"]} |')
+        lines.append('')
+    errs = [r for r in results if 'error' in r]
+    if errs:
+        lines += ['## Errors', ''] + [f'- {e["proxy"]} {e["scen"]}: {e["error"]}' for e in errs] + ['']
+    return '\n'.join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--quick', action='store_true', help='smoke run: 1 rep x 2 s, ringway+nginx+haproxy')
+    ap.add_argument('--proxies', default=None, help='comma list of ' + ','.join(PROXIES))
+    ap.add_argument('--scenarios', default='S1,S2,S3', help='comma list of ' + ','.join(SCENARIOS))
+    ap.add_argument('--reps', type=int, default=None)
+    ap.add_argument('--duration', type=int, default=None, help='seconds per measured run')
+    ap.add_argument('--warmup', type=float, default=None, help='seconds of warm-up per scenario')
+    ap.add_argument('--ringway-bin', default=os.path.join(ROOT, 'target', 'release', 'ringway'))
+    ap.add_argument('--ringway-config-extra', action='append',
+                    help='TOML line added to ringway\'s [global] (repeatable), e.g. recv_buffer_size = "64KiB"')
+    ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>)')
+    ap.add_argument('--work', default=None, help='scratch directory (default: a new temp dir)')
+    args = ap.parse_args()
+    default_proxies = 'ringway,nginx,haproxy' if args.quick else 'ringway,ringway-copy,nginx,haproxy,tokio,glommio'
+    args.proxies = [p for p in (args.proxies or default_proxies).split(',') if p]
+    args.scenarios = [s for s in args.scenarios.split(',') if s]
+    for p in args.proxies:
+        if p not in PROXIES:
+            ap.error(f'unknown proxy {p}')
+    for s in args.scenarios:
+        if s not in SCENARIOS:
+            ap.error(f'unknown scenario {s}')
+    args.reps = args.reps or (1 if args.quick else 3)
+    args.duration = args.duration or (2 if args.quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1)
+    for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
+        if shutil.which(tool) is None:
+            raise SystemExit(f'{tool} not found: apt-get install nginx libnginx-mod-stream haproxy wrk util-linux')
+    if any(PROXIES[p]['kind'] == 'ringway' for p in args.proxies) and not os.path.exists(args.ringway_bin):
+        raise SystemExit(f'{args.ringway_bin} not found: cargo build --release')
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = args.out or os.path.join(HERE, 'results', now.strftime('%Y-%m-%dT%H%M%SZ'))
+    os.makedirs(out, exist_ok=True)
+    bench = Bench(args)
+    results = bench.run()
+    meta = dict(date=now.strftime('%Y-%m-%d %H:%M UTC'), kernel=os.uname().release, cpus=os.cpu_count(),
+                args=dict(proxies=args.proxies, scenarios=args.scenarios, reps=args.reps, duration=args.duration))
+    rows = summarize(results, args.scenarios, args.proxies)
+    text = report(results, rows, args, meta)
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write(text + '\n')
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(dict(meta=meta, results=results), f, indent=1)
+    with open(os.path.join(out, 'raw-wrk.txt'), 'w') as f:
+        f.write('\n'.join(bench.raw))
+    print(text)
+    print(f'\nsaved: {out}/report.md, results.json, raw-wrk.txt')
+    shutil.rmtree(bench.work, ignore_errors=True)
+    bad = [r for r in results if PROXIES[r['proxy']]['kind'] == 'ringway' and
+           ('error' in r or r.get('errors') or r.get('non2xx'))]
+    if bad:
+        raise SystemExit(f'ringway had errors in {len(bad)} run(s): see {out}/report.md')
+
+
+if __name__ == '__main__':
+    main()
