@@ -128,3 +128,28 @@ fn seccomp_mode() -> Option<String> {
         .find_map(|l| l.strip_prefix("Seccomp:"))
         .map(|v| v.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_errors_say_what_was_found_and_what_to_do() {
+        let enomem = explain_ring_error(0, &io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(enomem.contains("RLIMIT_MEMLOCK"), "{enomem}");
+        assert!(enomem.contains("ulimit -l unlimited"), "{enomem}");
+        let enosys = explain_ring_error(1, &io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(enosys.contains("Linux >= 6.1"), "{enosys}");
+        let eperm = explain_ring_error(2, &io::Error::from_raw_os_error(libc::EPERM));
+        assert!(eperm.starts_with("shard 2: io_uring_setup failed"), "{eperm}");
+        assert!(
+            eperm.contains("io_uring_disabled") || eperm.contains("seccomp"),
+            "{eperm}"
+        );
+    }
+
+    #[test]
+    fn this_kernel_passes_the_version_check() {
+        assert_eq!(check_kernel(), Ok(()));
+    }
+}
