@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::shard::{self, BootError, ShardHandle, ShardMsg, listener::ListenError};
+use crate::shard::{self, BootError, ShardExit, ShardHandle, ShardMsg, listener::ListenError};
 use crate::stats::{ShardReport, ShardStats, StatsReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -116,14 +116,21 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         }
     }
 
+    let joins: Vec<_> = handles.iter_mut().filter_map(|h| h.join.take()).collect();
     let shards = Arc::new(Shards {
         handles,
         started: Instant::now(),
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StartError::Environment(format!("control runtime: {e}")))?;
+    {
+        Ok(r) => r,
+        Err(e) => {
+            stop_and_join(&shards, joins, Instant::now());
+            return Err(StartError::Environment(format!("control runtime: {e}")));
+        }
+    };
     let drain_timeout = config.global.drain_timeout;
     let admin = config.global.admin;
     let listeners: Vec<String> = config
@@ -131,17 +138,20 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         .iter()
         .map(|l| format!("{}={}", l.name, l.bind))
         .collect();
-    let outcome = runtime.block_on(async {
+    let control_shards = Arc::clone(&shards);
+    let outcome = runtime.block_on(async move {
+        let shards = control_shards;
         let admin_task = match admin {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Admin { addr, source })?;
-                Some(tokio::spawn(crate::admin::serve(
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => Some(tokio::spawn(crate::admin::serve(
                     listener,
                     Arc::clone(&shards),
-                )))
-            }
+                ))),
+                Err(source) => {
+                    stop_and_join(&shards, joins, Instant::now());
+                    return Err(StartError::Admin { addr, source });
+                }
+            },
             None => None,
         };
         tracing::info!(
@@ -150,63 +160,105 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             admin = %admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
             "ringway ready"
         );
-        let signal = wait_for_stop_signal().await;
+        let mut signals = Signals::new();
+        let signal = signals.next_stop().await;
         tracing::info!(
             signal,
             drain_timeout_ms = drain_timeout.as_millis() as u64,
             "draining"
         );
         let drain_started = Instant::now();
-        let deadline = drain_started + drain_timeout;
         for h in &shards.handles {
-            let _ = h.send(ShardMsg::Drain { deadline });
+            let _ = h.send(ShardMsg::Drain {
+                deadline: drain_started + drain_timeout,
+            });
         }
+        // The admin listener keeps answering while shards drain. A second stop signal closes
+        // what is left at once.
+        let mut join_all = tokio::task::spawn_blocking(move || {
+            joins
+                .into_iter()
+                .filter_map(|j| j.join().ok())
+                .collect::<Vec<ShardExit>>()
+        });
+        let exits = tokio::select! {
+            exits = &mut join_all => exits.unwrap_or_default(),
+            again = signals.next_stop() => {
+                tracing::info!(signal = again, "second stop signal: closing remaining connections now");
+                for h in &shards.handles {
+                    let _ = h.send(ShardMsg::Drain { deadline: Instant::now() });
+                }
+                join_all.await.unwrap_or_default()
+            }
+        };
         if let Some(t) = admin_task {
             t.abort();
         }
-        Ok::<Instant, StartError>(drain_started)
+        Ok::<_, StartError>((drain_started, exits))
     });
-    let drain_started = match outcome {
-        Ok(t) => t,
-        Err(e) => {
-            if let Ok(mut s) = Arc::try_unwrap(shards).map(|s| s.handles) {
-                stop_shards(&mut s, Instant::now());
-            }
-            return Err(e);
-        }
-    };
     drop(runtime);
-    let started = shards.started;
+    let (drain_started, exits) = outcome?;
     let mut total = ShardStats::default();
-    if let Ok(s) = Arc::try_unwrap(shards) {
-        for mut h in s.handles {
-            if let Some(j) = h.join.take()
-                && let Ok(exit) = j.join()
-            {
-                total.merge(&exit.stats);
-            }
-        }
+    for exit in &exits {
+        total.merge(&exit.stats);
     }
     Ok(Summary {
         stats: total,
-        uptime: started.elapsed(),
+        uptime: shards.started.elapsed(),
         drained_in: drain_started.elapsed(),
     })
 }
 
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop ringway with SIGKILL");
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM/SIGINT stop ringway; SIGHUP (reload) is logged and ignored until reload exists, so
+/// `systemctl reload` or a stray HUP never kills the proxy.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        let hup = signal(SignalKind::hangup()).ok();
+        if term.is_none() || int.is_none() {
+            tracing::error!("cannot install SIGTERM/SIGINT handlers; stop ringway with SIGKILL");
+        }
+        Signals { term, int, hup }
+    }
+
+    async fn next_stop(&mut self) -> &'static str {
+        loop {
+            tokio::select! {
+                Some(_) = recv(&mut self.term) => return "SIGTERM",
+                Some(_) = recv(&mut self.int) => return "SIGINT",
+                Some(_) = recv(&mut self.hup) => {
+                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; ignoring");
+                }
+            }
+        }
+    }
+}
+
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn stop_and_join(
+    shards: &Shards,
+    joins: Vec<std::thread::JoinHandle<ShardExit>>,
+    deadline: Instant,
+) {
+    for h in &shards.handles {
+        let _ = h.send(ShardMsg::Drain { deadline });
+    }
+    for j in joins {
+        let _ = j.join();
     }
 }
 

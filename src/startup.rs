@@ -141,7 +141,10 @@ mod tests {
         let enosys = explain_ring_error(1, &io::Error::from_raw_os_error(libc::ENOSYS));
         assert!(enosys.contains("Linux >= 6.1"), "{enosys}");
         let eperm = explain_ring_error(2, &io::Error::from_raw_os_error(libc::EPERM));
-        assert!(eperm.starts_with("shard 2: io_uring_setup failed"), "{eperm}");
+        assert!(
+            eperm.starts_with("shard 2: io_uring_setup failed"),
+            "{eperm}"
+        );
         assert!(
             eperm.contains("io_uring_disabled") || eperm.contains("seccomp"),
             "{eperm}"

@@ -172,3 +172,54 @@ fn starts_under_memlock_8mib_without_cap_ipc_lock() {
     let mut buf = [0u8; 2];
     c.read_exact(&mut buf).expect("served under memlock 8 MiB");
 }
+
+#[test]
+fn sighup_is_logged_and_ignored_until_reload_exists() {
+    let b = Backend::echo();
+    let mut rw = Ringway::start(&[b.addr], &Opts::default());
+    rw.signal(libc::SIGHUP);
+    let logged = poll(Duration::from_secs(5), || {
+        rw.stderr().contains("SIGHUP received").then_some(())
+    });
+    assert!(logged.is_some(), "{}", rw.stderr());
+    assert!(
+        rw.child.try_wait().expect("try_wait").is_none(),
+        "SIGHUP killed ringway"
+    );
+    let mut c = connect(rw.listen);
+    std::io::Write::write_all(&mut c, b"ok").expect("write");
+    let mut buf = [0u8; 2];
+    c.read_exact(&mut buf).expect("still proxying after SIGHUP");
+}
+
+#[test]
+fn second_stop_signal_closes_remaining_connections_at_once() {
+    let b = Backend::echo();
+    let mut rw = Ringway::start(
+        &[b.addr],
+        &Opts {
+            drain: "60s",
+            ..Opts::default()
+        },
+    );
+    let mut c = connect(rw.listen);
+    std::io::Write::write_all(&mut c, b"hi").expect("write");
+    let mut buf = [0u8; 2];
+    c.read_exact(&mut buf).expect("echo");
+    rw.signal(libc::SIGTERM);
+    let draining = poll(Duration::from_secs(5), || {
+        rw.stderr().contains("draining").then_some(())
+    });
+    assert!(draining.is_some());
+    // Still serving the open connection during the drain; /stats still answers.
+    assert_eq!(rw.total("active"), 1);
+    let t = Instant::now();
+    rw.signal(libc::SIGTERM);
+    let status = rw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after second signal");
+    assert!(status.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let mut one = [0u8; 1];
+    assert!(matches!(c.read(&mut one), Ok(0) | Err(_)));
+}

@@ -505,11 +505,14 @@ impl Shard {
     }
 
     fn start_drain(&mut self, deadline: Instant) {
-        if self.drain_deadline_ms.is_some() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let deadline_ms = self.now_ms + left.as_millis() as u64;
+        if let Some(current) = self.drain_deadline_ms {
+            // A later Drain (second stop signal) can only bring the deadline forward.
+            self.drain_deadline_ms = Some(current.min(deadline_ms));
             return;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.drain_deadline_ms = Some(self.now_ms + left.as_millis() as u64);
+        self.drain_deadline_ms = Some(deadline_ms);
         for l in &mut self.listeners {
             if l.accepting {
                 let cancel =
