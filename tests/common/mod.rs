@@ -213,9 +213,23 @@ impl Ringway {
         poll(timeout, || self.child.try_wait().ok().flatten())
     }
 
+    /// Open fds of ringway, not counting connections to its admin listener: the tests' own
+    /// `/stats` requests close asynchronously and would make counts flicker by one.
     pub fn fd_count(&self) -> usize {
+        let admin_inodes = admin_connection_inodes(self.admin.port());
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let target = std::fs::read_link(e.path()).unwrap_or_default();
+                        let target = target.to_string_lossy();
+                        let inode = target
+                            .strip_prefix("socket:[")
+                            .and_then(|t| t.strip_suffix(']'));
+                        !inode.is_some_and(|i| admin_inodes.iter().any(|a| a == i))
+                    })
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -417,4 +431,29 @@ pub fn raise_nofile() {
 
 pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Inodes of non-listening TCP sockets whose local port is `port` (from /proc/net/tcp{,6}).
+fn admin_connection_inodes(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && *state != "0A" {
+                out.push((*inode).to_string());
+            }
+        }
+    }
+    out
 }
