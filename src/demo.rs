@@ -1,5 +1,6 @@
-//! Owns: `ringway demo` — the shipped demo config plus tiny HTTP demo backends on loopback, so a
-//! new user sees requests spread over two servers without setting anything up.
+//! Owns: `ringway demo` — the shipped demo config plus tiny HTTP and WebSocket demo backends on
+//! loopback, so a new user sees routing, balancing and a WebSocket tunnel without setting anything
+//! up.
 //! Must not: be used by `ringway run`; the demo backends are a toy, not part of the proxy.
 
 use std::io::{Read, Write};
@@ -15,58 +16,127 @@ pub fn config() -> Result<Config, ConfigError> {
     config::load_str(DEMO_TOML, "examples/demo.toml")
 }
 
-/// Starts one demo backend thread per server of the demo backend. Each answers any request with
-/// `hello from demo backend X (ADDR)` and closes.
+/// Starts the demo backends: every server of every backend in the demo config gets a tiny server
+/// thread. Servers of the backend named `echo` are WebSocket echo servers; the others answer any
+/// HTTP request with `hello from demo backend X (ADDR): METHOD TARGET` (keep-alive supported, so
+/// ringway's upstream pool shows in /stats).
 pub fn start_backends(config: &Config) -> std::io::Result<Vec<SocketAddr>> {
     let mut started = Vec::new();
-    let Some(backend) = config.backends.first() else {
-        return Ok(started);
-    };
-    for (i, server) in backend.servers.iter().enumerate() {
-        let name = char::from(b'A' + (i % 26) as u8);
-        let listener = TcpListener::bind(server.address).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "demo backend {name} cannot bind {}: {e} (is another demo running?)",
-                    server.address
-                ),
-            )
-        })?;
-        let addr = server.address;
-        std::thread::Builder::new()
-            .name(format!("demo-backend-{name}"))
-            .spawn(move || serve(listener, name, addr))?;
-        started.push(addr);
+    let mut letter = 0u8;
+    for backend in &config.backends {
+        for server in &backend.servers {
+            let name = char::from(b'A' + (letter % 26));
+            letter += 1;
+            let listener = TcpListener::bind(server.address).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "demo backend {name} cannot bind {}: {e} (is another demo running?)",
+                        server.address
+                    ),
+                )
+            })?;
+            let addr = server.address;
+            let echo = backend.name == "echo";
+            std::thread::Builder::new()
+                .name(format!("demo-backend-{name}"))
+                .spawn(move || {
+                    for stream in listener.incoming().flatten() {
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("demo-conn-{name}"))
+                            .spawn(move || {
+                                if echo {
+                                    let _ = websocket_echo(stream);
+                                } else {
+                                    let _ = answer(stream, name, addr);
+                                }
+                            });
+                        if spawned.is_err() {
+                            break;
+                        }
+                    }
+                })?;
+            started.push(addr);
+        }
     }
     Ok(started)
 }
 
-fn serve(listener: TcpListener, name: char, addr: SocketAddr) {
-    for stream in listener.incoming().flatten() {
-        let _ = answer(stream, name, addr);
+/// Answers requests on one connection until the client closes or is idle for 5 s. Enough HTTP
+/// for curl, nc and ringway: heads up to 16 KiB, request bodies skipped by Content-Length.
+fn answer(mut stream: TcpStream, name: char, addr: SocketAddr) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut pending: Vec<u8> = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if pending.len() > 16 * 1024 {
+                return Ok(());
+            }
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            pending.extend_from_slice(buf.get(..n).unwrap_or_default());
+        };
+        let head = String::from_utf8_lossy(pending.get(..end).unwrap_or_default()).into_owned();
+        pending.drain(..end);
+        let request_line = head.lines().next().unwrap_or("").to_string();
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let mut body_left: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let skip = body_left.min(pending.len());
+        pending.drain(..skip);
+        body_left -= skip;
+        while body_left > 0 {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            body_left = body_left.saturating_sub(n);
+        }
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            || request_line.ends_with("HTTP/1.0");
+        let what = request_line
+            .rsplit_once(' ')
+            .map_or(request_line.as_str(), |(rest, _)| rest);
+        let body = format!("hello from demo backend {name} ({addr}): {what}\n");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        stream.write_all(response.as_bytes())?;
+        if close {
+            return stream.shutdown(std::net::Shutdown::Write);
+        }
     }
 }
 
-fn answer(mut stream: TcpStream, name: char, addr: SocketAddr) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    // Read up to the end of the request head (or 16 KiB, or EOF): enough for curl and nc.
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
+/// A WebSocket echo server for one connection (RFC 6455 handshake and framing by tungstenite).
+fn websocket_echo(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let mut ws = tungstenite::accept(stream).map_err(|e| std::io::Error::other(e.to_string()))?;
+    while let Ok(msg) = ws.read() {
+        if msg.is_close() {
             break;
         }
-        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
+            break;
+        }
     }
-    let body = format!("hello from demo backend {name} ({addr})\n");
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes())?;
-    stream.shutdown(std::net::Shutdown::Write)
+    Ok(())
 }
 
 /// What the demo prints before it starts serving.
@@ -82,8 +152,14 @@ pub fn banner(config: &Config) -> String {
         .map(|a| a.to_string())
         .unwrap_or_default();
     format!(
-        "ringway demo: proxying {listen} (mode tcp, round robin) to demo backends A and B.\n\
-         Try:\n  for i in 1 2 3 4; do curl -s http://{listen}/; done\n  curl -s http://{admin}/stats\n\
-         Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
+        "ringway demo: HTTP on {listen} routes to demo backends: web (A, B round robin, the default),\n\
+         api (C: path /api/ or host api.localhost) and echo (a WebSocket echo server, on Upgrade).\n\
+         Try:\n  for i in 1 2 3 4; do curl -s http://{listen}/; done\n\
+         \x20 curl -s http://{listen}/api/users\n\
+         \x20 curl -s -H 'Host: api.localhost' http://{listen}/\n\
+         \x20 curl -si -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\\n\
+         \x20      -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' --max-time 2 http://{listen}/echo\n\
+         \x20 curl -s http://{admin}/stats\n\
+         Access log lines appear below. Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
     )
 }

@@ -131,12 +131,41 @@ fn summary(path: &str, c: &Config) -> String {
         c.timeouts.server_idle,
         c.global.drain_timeout,
     );
+    let backend_name = |i: Option<usize>| {
+        i.and_then(|i| c.backends.get(i))
+            .map_or("none", |b| b.name.as_str())
+    };
     for l in &c.listeners {
-        let backend = c.backends.get(l.backend).map_or("?", |b| b.name.as_str());
-        out.push_str(&format!(
-            "  listener {}: {} mode {:?} splice {:?} -> backend {backend}\n",
-            l.name, l.bind, l.mode, l.splice
-        ));
+        let splice = match l.splice {
+            config::SpliceMode::Auto => "auto",
+            config::SpliceMode::Always => "always",
+            config::SpliceMode::Off => "off",
+        };
+        match &l.http {
+            None => out.push_str(&format!(
+                "  listener {}: {} mode tcp splice {splice} -> backend {}\n",
+                l.name,
+                l.bind,
+                backend_name(l.backend)
+            )),
+            Some(h) => {
+                out.push_str(&format!(
+                    "  listener {}: {} mode http splice {splice}, {} route(s), default backend {}\n",
+                    l.name,
+                    l.bind,
+                    h.router.rules.len(),
+                    backend_name(h.router.default_backend)
+                ));
+                for (n, r) in h.router.rules.iter().enumerate() {
+                    out.push_str(&format!(
+                        "    route {}: {} -> backend {}\n",
+                        n + 1,
+                        describe_rule(r),
+                        backend_name(Some(r.backend))
+                    ));
+                }
+            }
+        }
     }
     for b in &c.backends {
         let servers: Vec<String> = b
@@ -146,6 +175,35 @@ fn summary(path: &str, c: &Config) -> String {
             .collect();
         out.push_str(&format!("  backend {}: {}\n", b.name, servers.join(", ")));
     }
-    let _ = config::Mode::Tcp;
     out
+}
+
+fn describe_rule(r: &ringway::router::Rule) -> String {
+    use ringway::router::{HostMatch, PathMatch};
+    let mut parts = Vec::new();
+    match &r.host {
+        Some(HostMatch::Exact(h)) => parts.push(format!("host {h}")),
+        Some(HostMatch::Wildcard(h)) => parts.push(format!("host *.{h}")),
+        Some(HostMatch::Suffix(h)) => parts.push(format!("host ending {h}")),
+        None => {}
+    }
+    match &r.path {
+        Some(PathMatch::Exact(p)) => parts.push(format!("path {p}")),
+        Some(PathMatch::Prefix(p)) => parts.push(format!("path {p}*")),
+        None => {}
+    }
+    if let Some(m) = &r.method {
+        parts.push(format!("method {m}"));
+    }
+    for h in &r.headers {
+        match &h.value {
+            Some(v) => parts.push(format!("header {}: {v}", h.name)),
+            None => parts.push(format!("header {}", h.name)),
+        }
+    }
+    if parts.is_empty() {
+        "any request".to_string()
+    } else {
+        parts.join(" and ")
+    }
 }

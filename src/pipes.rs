@@ -90,3 +90,124 @@ fn close_pipe(p: Pipe) {
         libc::close(p.write_fd);
     }
 }
+
+/// Why [`pump`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpStop {
+    /// The source has nothing to read now: wait for it to become readable.
+    WaitIn,
+    /// The destination is full: wait for it to become writable.
+    WaitOut,
+    /// `rounds_max` reads done; let other connections run, then continue.
+    Yield,
+    /// `to_read` bytes were read and all of them written.
+    Finished,
+    /// The source reached EOF and the pipe is empty.
+    Eof,
+    /// A splice failed with this errno.
+    Failed(i32),
+}
+
+/// What one [`pump`] call moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+}
+
+/// One spliced direction: its pipe, what sits in it, and how much may still be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub pipe: Pipe,
+    /// Bytes in the pipe, not yet written to the destination.
+    pub in_pipe: u32,
+    /// Bytes still to read from the source; `u64::MAX` reads until EOF.
+    pub to_read: u64,
+    /// The source returned EOF.
+    pub eof: bool,
+}
+
+/// Moves bytes `src` -> pipe -> `dst` with non-blocking splice(2) until one side would block,
+/// the flow is finished, or `rounds_max` reads were done. The pipe is always drained before the
+/// next read, so a slow destination stops reading from the source (backpressure). Shared by the
+/// L4 path and HTTP bodies/tunnels.
+pub fn pump(
+    src: RawFd,
+    dst: RawFd,
+    flow: &mut Flow,
+    pipe_bytes: u32,
+    rounds_max: u32,
+) -> (PumpStop, Moved) {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    let mut moved = Moved::default();
+    let mut rounds = 0;
+    let stop = loop {
+        if flow.in_pipe > 0 {
+            // SAFETY: splice between fds the caller owns; null offsets (sockets and pipes).
+            let n = unsafe {
+                libc::splice(
+                    flow.pipe.read_fd,
+                    std::ptr::null_mut(),
+                    dst,
+                    std::ptr::null_mut(),
+                    flow.in_pipe as usize,
+                    flags,
+                )
+            };
+            if n > 0 {
+                flow.in_pipe -= n as u32;
+                moved.written_bytes += n as u64;
+                continue;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => break PumpStop::WaitOut,
+                e => break PumpStop::Failed(e),
+            }
+        }
+        if flow.eof {
+            break PumpStop::Eof;
+        }
+        if flow.to_read == 0 {
+            break PumpStop::Finished;
+        }
+        if rounds >= rounds_max {
+            break PumpStop::Yield;
+        }
+        rounds += 1;
+        let want = flow.to_read.min(u64::from(pipe_bytes)) as usize;
+        // SAFETY: as above.
+        let n = unsafe {
+            libc::splice(
+                src,
+                std::ptr::null_mut(),
+                flow.pipe.write_fd,
+                std::ptr::null_mut(),
+                want,
+                flags,
+            )
+        };
+        if n > 0 {
+            flow.in_pipe += n as u32;
+            moved.read_bytes += n as u64;
+            if flow.to_read != u64::MAX {
+                flow.to_read -= n as u64;
+            }
+            continue;
+        }
+        if n == 0 {
+            flow.eof = true;
+            continue;
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => break PumpStop::WaitIn,
+            e => break PumpStop::Failed(e),
+        }
+    };
+    (stop, moved)
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}

@@ -32,6 +32,89 @@ pub struct ShardStats {
     pub rejected: u64,
     /// Connections closed by the drain deadline during shutdown.
     pub drain_closed: u64,
+    /// HTTP: requests answered (by a backend or by ringway itself), by status class.
+    pub http_requests: u64,
+    #[serde(flatten)]
+    pub http_status: StatusCounts,
+    /// HTTP: responses ringway generated itself (400, 404, 408, 413, 431, 502, 503, 504, ...).
+    pub http_local_responses: u64,
+    /// HTTP: backend responses refused as malformed (answered 502 or cut off).
+    pub http_bad_responses: u64,
+    /// HTTP: request heads not complete within `timeouts.http_request` (408).
+    pub http_request_timeouts: u64,
+    /// HTTP: backends that did not start a response within `timeouts.server_response` (504).
+    pub http_server_timeouts: u64,
+    /// HTTP: requests sent on a pooled keep-alive backend connection instead of a new one.
+    pub http_pool_reused: u64,
+    /// HTTP: requests replayed on a new connection after a pooled one closed before answering.
+    pub http_pool_retries: u64,
+    /// HTTP: connections switched to a tunnel by 101 Switching Protocols (WebSocket).
+    pub http_tunnels: u64,
+}
+
+/// HTTP responses by status class (serialized flat: `http_1xx` ... `http_5xx`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub http_1xx: u64,
+    pub http_2xx: u64,
+    pub http_3xx: u64,
+    pub http_4xx: u64,
+    pub http_5xx: u64,
+}
+
+impl StatusCounts {
+    pub fn count(&mut self, status: u16) {
+        match status / 100 {
+            1 => self.http_1xx += 1,
+            2 => self.http_2xx += 1,
+            3 => self.http_3xx += 1,
+            4 => self.http_4xx += 1,
+            _ => self.http_5xx += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &StatusCounts) {
+        self.http_1xx += o.http_1xx;
+        self.http_2xx += o.http_2xx;
+        self.http_3xx += o.http_3xx;
+        self.http_4xx += o.http_4xx;
+        self.http_5xx += o.http_5xx;
+    }
+}
+
+impl ShardStats {
+    /// Counts one answered HTTP request with `status`.
+    pub fn count_status(&mut self, status: u16) {
+        self.http_requests += 1;
+        self.http_status.count(status);
+    }
+}
+
+/// Requests one server of a backend answered, by status class (HTTP listeners).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerStats {
+    pub address: String,
+    pub requests: u64,
+    #[serde(flatten)]
+    pub status: StatusCounts,
+}
+
+impl ServerStats {
+    pub fn count_status(&mut self, status: u16) {
+        self.requests += 1;
+        self.status.count(status);
+    }
+
+    fn merge(&mut self, o: &ServerStats) {
+        self.requests += o.requests;
+        self.status.merge(&o.status);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackendStats {
+    pub name: String,
+    pub servers: Vec<ServerStats>,
 }
 
 impl ShardStats {
@@ -48,6 +131,15 @@ impl ShardStats {
         self.idle_timeouts += other.idle_timeouts;
         self.rejected += other.rejected;
         self.drain_closed += other.drain_closed;
+        self.http_requests += other.http_requests;
+        self.http_status.merge(&other.http_status);
+        self.http_local_responses += other.http_local_responses;
+        self.http_bad_responses += other.http_bad_responses;
+        self.http_request_timeouts += other.http_request_timeouts;
+        self.http_server_timeouts += other.http_server_timeouts;
+        self.http_pool_reused += other.http_pool_reused;
+        self.http_pool_retries += other.http_pool_retries;
+        self.http_tunnels += other.http_tunnels;
     }
 }
 
@@ -56,6 +148,8 @@ pub struct ShardReport {
     pub shard: usize,
     #[serde(flatten)]
     pub stats: ShardStats,
+    /// Per backend and server request counts (HTTP listeners).
+    pub backends: Vec<BackendStats>,
 }
 
 /// The document served at `GET /stats`.
@@ -64,6 +158,8 @@ pub struct StatsReport {
     pub shards: usize,
     pub uptime_ms: u64,
     pub total: ShardStats,
+    /// Per backend and server, summed over shards.
+    pub backends: Vec<BackendStats>,
     pub per_shard: Vec<ShardReport>,
 }
 
@@ -71,13 +167,35 @@ impl StatsReport {
     pub fn from_shards(mut reports: Vec<ShardReport>, uptime_ms: u64) -> StatsReport {
         reports.sort_by_key(|r| r.shard);
         let mut total = ShardStats::default();
+        let mut backends: Vec<BackendStats> = Vec::new();
         for r in &reports {
             total.merge(&r.stats);
+            for (i, b) in r.backends.iter().enumerate() {
+                if backends.len() <= i {
+                    backends.push(BackendStats {
+                        name: b.name.clone(),
+                        servers: b
+                            .servers
+                            .iter()
+                            .map(|s| ServerStats {
+                                address: s.address.clone(),
+                                ..ServerStats::default()
+                            })
+                            .collect(),
+                    });
+                }
+                if let Some(sum) = backends.get_mut(i) {
+                    for (sum, s) in sum.servers.iter_mut().zip(&b.servers) {
+                        sum.merge(s);
+                    }
+                }
+            }
         }
         StatsReport {
             shards: reports.len(),
             uptime_ms,
             total,
+            backends,
             per_shard: reports,
         }
     }
@@ -103,8 +221,16 @@ mod tests {
         };
         let report = StatsReport::from_shards(
             vec![
-                ShardReport { shard: 1, stats: b },
-                ShardReport { shard: 0, stats: a },
+                ShardReport {
+                    shard: 1,
+                    stats: b,
+                    backends: Vec::new(),
+                },
+                ShardReport {
+                    shard: 0,
+                    stats: a,
+                    backends: Vec::new(),
+                },
             ],
             7,
         );

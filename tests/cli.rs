@@ -68,7 +68,12 @@ fn shipped_bad_example_is_refused_with_location() {
 
 #[test]
 fn shipped_examples_pass_check_with_summary() {
-    for example in ["examples/tcp.toml", "examples/demo.toml"] {
+    for example in [
+        "examples/tcp.toml",
+        "examples/demo.toml",
+        "examples/websocket-routing.toml",
+        "examples/socketio.toml",
+    ] {
         let out = Command::new(BIN)
             .args(["check", "-c", example])
             .current_dir(manifest_dir())
@@ -134,14 +139,14 @@ fn port_in_use_fails_start_with_exit_2_and_hint() {
 }
 
 #[test]
-fn demo_config_serves_through_both_demo_backends() {
-    // `ringway demo` binds fixed ports (8080-8082, 9900), as the README promises.
-    let free = [8080u16, 8081, 8082, 9900]
+fn demo_routes_http_balances_and_tunnels_websocket() {
+    // `ringway demo` binds fixed ports (8079-8084, 9900), as the README promises.
+    let free = [8079u16, 8080, 8081, 8082, 8083, 8084, 9900]
         .iter()
         .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
     assert!(
         free,
-        "the demo's fixed ports 8080-8082/9900 are busy: stop the running demo and rerun"
+        "the demo's fixed ports 8079-8084/9900 are busy: stop the running demo and rerun"
     );
     let mut child = Command::new(BIN)
         .arg("demo")
@@ -157,6 +162,15 @@ fn demo_config_serves_through_both_demo_backends() {
         answers.insert(body.lines().next()?.split(" (").next()?.to_string());
         (answers.len() >= 2).then_some(())
     });
+    let api = http_get(addr, "/api/users").unwrap_or_default();
+    let ws = std::net::TcpStream::connect(addr).ok().and_then(|s| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let (mut ws, _) = tungstenite::client("ws://127.0.0.1:8080/echo", s).ok()?;
+        ws.send(tungstenite::Message::text("ping")).ok()?;
+        let back = ws.read().ok()?.into_text().ok()?;
+        let _ = ws.close(None);
+        Some(back.as_str().to_string())
+    });
     // SAFETY: signal our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = poll(Duration::from_secs(10), || child.try_wait().ok().flatten());
@@ -166,5 +180,11 @@ fn demo_config_serves_through_both_demo_backends() {
     assert!(got.is_some(), "demo answers: {answers:?}");
     assert!(answers.contains("hello from demo backend A"), "{answers:?}");
     assert!(answers.contains("hello from demo backend B"), "{answers:?}");
+    assert!(api.starts_with("hello from demo backend C"), "{api}");
+    assert_eq!(
+        ws.as_deref(),
+        Some("ping"),
+        "WebSocket echo through the demo"
+    );
     assert!(status.is_some_and(|s| s.success()));
 }

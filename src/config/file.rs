@@ -43,6 +43,10 @@ pub struct TimeoutsFile {
     pub connect: Option<Spanned<String>>,
     pub client_idle: Option<Spanned<String>>,
     pub server_idle: Option<Spanned<String>>,
+    pub http_request: Option<Spanned<String>>,
+    pub http_keep_alive: Option<Spanned<String>>,
+    pub server_response: Option<Spanned<String>>,
+    pub tunnel: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +58,37 @@ pub struct ListenerFile {
     pub backend: Option<Spanned<String>>,
     pub splice: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
+    // mode = "http" only:
+    #[serde(default)]
+    pub route: Vec<Spanned<RouteFile>>,
+    pub x_forwarded_for: Option<Spanned<bool>>,
+    pub x_real_ip: Option<Spanned<bool>>,
+    pub x_forwarded_proto: Option<Spanned<bool>>,
+    pub forwarded: Option<Spanned<bool>>,
+    pub head_size_max: Option<Spanned<String>>,
+    pub body_size_max: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
+}
+
+/// `[[listener.route]]`: every key given must match (AND); rules are tried in file order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub host: Option<Spanned<String>>,
+    pub host_suffix: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub header: Option<Spanned<HeaderFile>>,
+    pub backend: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderFile {
+    pub name: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +96,8 @@ pub struct ListenerFile {
 pub struct BackendFile {
     pub name: Option<Spanned<String>>,
     pub servers: Option<Spanned<Vec<Spanned<ServerFile>>>>,
+    pub idle_conns_max: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,4 +132,26 @@ pub const KNOWN_KEYS: &[&str] = &[
     "servers",
     "address",
     "weight",
+    "route",
+    "x_forwarded_for",
+    "x_real_ip",
+    "x_forwarded_proto",
+    "forwarded",
+    "head_size_max",
+    "body_size_max",
+    "access_log",
+    "access_log_format",
+    "host",
+    "host_suffix",
+    "path",
+    "path_prefix",
+    "method",
+    "header",
+    "value",
+    "http_request",
+    "http_keep_alive",
+    "server_response",
+    "tunnel",
+    "idle_conns_max",
+    "idle_timeout",
 ];

@@ -54,11 +54,52 @@ pub struct Timeouts {
     pub connect: Duration,
     pub client_idle: Duration,
     pub server_idle: Duration,
+    /// HTTP: a request head must be complete this long after its first byte (408 otherwise).
+    pub http_request: Duration,
+    /// HTTP: an idle client connection between requests is closed after this long.
+    pub http_keep_alive: Duration,
+    /// HTTP: the backend must start its response this long after the request was sent (504).
+    pub server_response: Duration,
+    /// HTTP: an Upgrade tunnel (WebSocket) with no byte either way for this long is closed.
+    pub tunnel: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Tcp,
+    Http,
+}
+
+/// Where a listener's access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// NCSA combined plus ringway fields (see docs/logging.md).
+    Combined,
+    Json,
+}
+
+/// What a `mode = "http"` listener adds to a listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpListener {
+    /// Rules in file order plus the default backend (`backend = ...` on the listener).
+    pub router: crate::router::Router,
+    pub x_forwarded_for: bool,
+    pub x_real_ip: bool,
+    pub x_forwarded_proto: bool,
+    pub forwarded: bool,
+    /// A request or response head larger than this is refused (431 / 502).
+    pub head_bytes_max: u32,
+    /// A request body larger than this is refused with 413; `None` = unlimited.
+    pub body_bytes_max: Option<u64>,
+    pub access_log: AccessLog,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// When a direction switches from recv/send through the buffer ring to splice(2) through a pipe.
@@ -77,17 +118,24 @@ pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
     pub mode: Mode,
-    /// Index into `Config::backends`.
-    pub backend: usize,
+    /// Index into `Config::backends`: the backend of a TCP listener, the default backend of an
+    /// HTTP listener (`None`: requests that match no route get 404).
+    pub backend: Option<usize>,
     pub splice: SpliceMode,
     /// listen(2) backlog.
     pub backlog: u32,
+    /// Set for `mode = "http"`.
+    pub http: Option<HttpListener>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
     pub name: String,
     pub servers: Vec<Server>,
+    /// HTTP: idle keep-alive connections each shard keeps per server for reuse.
+    pub idle_conns_max: u32,
+    /// HTTP: a pooled connection unused this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

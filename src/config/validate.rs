@@ -13,7 +13,11 @@ use toml::Spanned;
 
 use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
-use super::{Backend, Config, Global, Listener, Mode, Server, Shards, SpliceMode, Timeouts};
+use super::{
+    AccessLog, AccessLogFormat, Backend, Config, Global, HttpListener, Listener, Mode, Server,
+    Shards, SpliceMode, Timeouts,
+};
+use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
 
 /// One problem, located in the file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,13 @@ pub const DEFAULT_CONNS_PER_SHARD_MAX: i64 = 65_536;
 pub const DEFAULT_BACKLOG: i64 = 4096;
 pub const SHARDS_MAX: i64 = 1024;
 pub const WEIGHT_MAX: i64 = 256;
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SERVER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_IDLE_CONNS_MAX: i64 = 32;
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
@@ -393,6 +404,10 @@ impl Validator<'_> {
                 connect: DEFAULT_CONNECT_TIMEOUT,
                 client_idle: DEFAULT_IDLE_TIMEOUT,
                 server_idle: DEFAULT_IDLE_TIMEOUT,
+                http_request: DEFAULT_HTTP_REQUEST_TIMEOUT,
+                http_keep_alive: DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT,
+                server_response: DEFAULT_SERVER_RESPONSE_TIMEOUT,
+                tunnel: DEFAULT_TUNNEL_TIMEOUT,
             };
         };
         let nonzero = |v: &mut Validator, value: &Option<Spanned<String>>, key: &str, default| {
@@ -408,6 +423,25 @@ impl Validator<'_> {
             connect: nonzero(self, &t.connect, "connect", DEFAULT_CONNECT_TIMEOUT),
             client_idle: nonzero(self, &t.client_idle, "client_idle", DEFAULT_IDLE_TIMEOUT),
             server_idle: nonzero(self, &t.server_idle, "server_idle", DEFAULT_IDLE_TIMEOUT),
+            http_request: nonzero(
+                self,
+                &t.http_request,
+                "http_request",
+                DEFAULT_HTTP_REQUEST_TIMEOUT,
+            ),
+            http_keep_alive: nonzero(
+                self,
+                &t.http_keep_alive,
+                "http_keep_alive",
+                DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT,
+            ),
+            server_response: nonzero(
+                self,
+                &t.server_response,
+                "server_response",
+                DEFAULT_SERVER_RESPONSE_TIMEOUT,
+            ),
+            tunnel: nonzero(self, &t.tunnel, "tunnel", DEFAULT_TUNNEL_TIMEOUT),
         }
     }
 
@@ -483,7 +517,20 @@ impl Validator<'_> {
                     );
                 }
             }
-            out.push(Backend { name, servers });
+            let idle_conns_max = self.integer(
+                &b.idle_conns_max,
+                "idle_conns_max",
+                DEFAULT_IDLE_CONNS_MAX,
+                0..65_537,
+            );
+            let idle_timeout =
+                self.duration(&b.idle_timeout, "idle_timeout", DEFAULT_POOL_IDLE_TIMEOUT);
+            out.push(Backend {
+                name,
+                servers,
+                idle_conns_max: u32::try_from(idle_conns_max).unwrap_or(0),
+                idle_timeout,
+            });
         }
         out
     }
@@ -526,16 +573,13 @@ impl Validator<'_> {
                     }
                     Some(addr)
                 });
-            let mode = match &l.mode {
-                None => Mode::Tcp,
-                Some(m) if m.get_ref() == "tcp" => Mode::Tcp,
-                Some(m) => {
+            let mode = match l.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "tcp")) => Mode::Tcp,
+                Some((_, "http")) => Mode::Http,
+                Some((m, other)) => {
                     self.error(
                         m.span(),
-                        format!(
-                            "mode `{}` is not supported; this version supports only \"tcp\"",
-                            m.get_ref()
-                        ),
+                        format!("mode `{other}` is not supported; use \"tcp\" or \"http\""),
                     );
                     Mode::Tcp
                 }
@@ -555,25 +599,38 @@ impl Validator<'_> {
                 }
             };
             let backlog = self.integer(&l.backlog, "backlog", DEFAULT_BACKLOG, 1..1_048_577);
-            let backend = self
-                .required(&l.backend, "backend", "[[listener]]", span.clone())
-                .and_then(|b| match backend_index.get(b.get_ref().as_str()) {
-                    Some(i) => Some(*i),
-                    None => {
-                        let mut msg = format!(
-                            "listener `{name}` uses backend `{}`, which is not defined",
-                            b.get_ref()
-                        );
-                        if let Some(best) = did_you_mean(b.get_ref(), &backend_names) {
-                            msg.push_str(&format!("; did you mean `{best}`?"));
-                        } else if backend_names.is_empty() {
-                            msg.push_str("; add a [[backend]] with that name");
-                        }
-                        self.error(b.span(), msg);
-                        None
-                    }
-                });
-            if let (Some(bind), Some(backend)) = (bind, backend) {
+            let what = format!("listener `{name}`");
+            let backend = if mode == Mode::Tcp {
+                self.required(&l.backend, "backend", "[[listener]]", span.clone())
+                    .map(|b| self.backend_ref(b, &what, backend_index, &backend_names))
+            } else {
+                l.backend
+                    .as_ref()
+                    .map(|b| self.backend_ref(b, &what, backend_index, &backend_names))
+            };
+            let http = match mode {
+                Mode::Http => Some(self.http_listener(
+                    l,
+                    &name,
+                    backend.flatten(),
+                    backend_index,
+                    &backend_names,
+                )),
+                Mode::Tcp => {
+                    self.http_only_keys(l);
+                    None
+                }
+            };
+            let backend = match (mode, backend) {
+                (Mode::Tcp, Some(Some(b))) => Some(b),
+                (Mode::Http, Some(Some(b))) => Some(b),
+                (Mode::Http, None) => None,
+                _ => {
+                    // An undefined or missing backend was already reported.
+                    continue;
+                }
+            };
+            if let Some(bind) = bind {
                 out.push(Listener {
                     name,
                     bind,
@@ -581,11 +638,246 @@ impl Validator<'_> {
                     backend,
                     splice,
                     backlog: u32::try_from(backlog).unwrap_or(4096),
+                    http,
                 });
             }
         }
         out
     }
+}
+
+impl Validator<'_> {
+    /// Resolves a backend name; reports it (with a did-you-mean) when it is not defined.
+    fn backend_ref(
+        &mut self,
+        b: &Spanned<String>,
+        what: &str,
+        backend_index: &HashMap<&str, usize>,
+        backend_names: &[&str],
+    ) -> Option<usize> {
+        if let Some(i) = backend_index.get(b.get_ref().as_str()) {
+            return Some(*i);
+        }
+        let mut msg = format!(
+            "{what} uses backend `{}`, which is not defined",
+            b.get_ref()
+        );
+        if let Some(best) = did_you_mean(b.get_ref(), backend_names) {
+            msg.push_str(&format!("; did you mean `{best}`?"));
+        } else if backend_names.is_empty() {
+            msg.push_str("; add a [[backend]] with that name");
+        }
+        self.error(b.span(), msg);
+        None
+    }
+
+    /// HTTP keys on a TCP listener are mistakes, not silently ignored settings.
+    fn http_only_keys(&mut self, l: &file::ListenerFile) {
+        let spans = [
+            l.route.first().map(|r| ("route", r.span())),
+            l.x_forwarded_for
+                .as_ref()
+                .map(|v| ("x_forwarded_for", v.span())),
+            l.x_real_ip.as_ref().map(|v| ("x_real_ip", v.span())),
+            l.x_forwarded_proto
+                .as_ref()
+                .map(|v| ("x_forwarded_proto", v.span())),
+            l.forwarded.as_ref().map(|v| ("forwarded", v.span())),
+            l.head_size_max
+                .as_ref()
+                .map(|v| ("head_size_max", v.span())),
+            l.body_size_max
+                .as_ref()
+                .map(|v| ("body_size_max", v.span())),
+            l.access_log.as_ref().map(|v| ("access_log", v.span())),
+            l.access_log_format
+                .as_ref()
+                .map(|v| ("access_log_format", v.span())),
+        ];
+        for (key, span) in spans.into_iter().flatten() {
+            self.error(
+                span,
+                format!("`{key}` applies only to mode = \"http\" listeners"),
+            );
+        }
+    }
+
+    fn http_listener(
+        &mut self,
+        l: &file::ListenerFile,
+        name: &str,
+        default_backend: Option<usize>,
+        backend_index: &HashMap<&str, usize>,
+        backend_names: &[&str],
+    ) -> HttpListener {
+        let mut rules = Vec::with_capacity(l.route.len());
+        for (n, r) in l.route.iter().enumerate() {
+            let span = r.span();
+            let r = r.get_ref();
+            let what = format!("listener `{name}` route {}", n + 1);
+            let backend = self
+                .required(&r.backend, "backend", "[[listener.route]]", span.clone())
+                .and_then(|b| self.backend_ref(b, &what, backend_index, backend_names));
+            let host = match (&r.host, &r.host_suffix) {
+                (Some(_), Some(s)) => {
+                    self.error(
+                        s.span(),
+                        "use either `host` or `host_suffix` in one route, not both",
+                    );
+                    None
+                }
+                (Some(h), None) => self.host_pattern(h),
+                (None, Some(s)) => Some(HostMatch::Suffix(s.get_ref().to_ascii_lowercase())),
+                (None, None) => None,
+            };
+            let path = match (&r.path, &r.path_prefix) {
+                (Some(_), Some(p)) => {
+                    self.error(
+                        p.span(),
+                        "use either `path` or `path_prefix` in one route, not both",
+                    );
+                    None
+                }
+                (Some(p), None) => self.path_pattern(p).map(PathMatch::Exact),
+                (None, Some(p)) => self.path_pattern(p).map(PathMatch::Prefix),
+                (None, None) => None,
+            };
+            let method = r.method.as_ref().and_then(|m| {
+                let v = m.get_ref();
+                if !v.is_empty() && v.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+                    Some(v.clone())
+                } else {
+                    self.error(
+                        m.span(),
+                        format!("method `{v}` is not valid: write it in upper case, e.g. \"GET\""),
+                    );
+                    None
+                }
+            });
+            let mut headers = Vec::new();
+            if let Some(h) = &r.header {
+                let hspan = h.span();
+                let h = h.get_ref();
+                if let Some(n) = self.required(&h.name, "name", "header", hspan) {
+                    let v = n.get_ref();
+                    if v.is_empty() || !v.bytes().all(is_token_byte) {
+                        self.error(
+                            n.span(),
+                            format!("header name `{v}` is not a valid field name"),
+                        );
+                    } else {
+                        headers.push(HeaderMatch {
+                            name: v.to_ascii_lowercase(),
+                            value: h
+                                .value
+                                .as_ref()
+                                .map(|v| v.get_ref().trim().to_ascii_lowercase()),
+                        });
+                    }
+                }
+            }
+            if let Some(backend) = backend {
+                rules.push(Rule {
+                    host,
+                    path,
+                    method,
+                    headers,
+                    backend,
+                });
+            }
+        }
+        let flag =
+            |v: &Option<Spanned<bool>>, default: bool| v.as_ref().map_or(default, |v| *v.get_ref());
+        let head_bytes_max = self.size(
+            &l.head_size_max,
+            "head_size_max",
+            DEFAULT_HEAD_BYTES_MAX,
+            1024..(1 << 20) + 1,
+        );
+        let body_bytes_max = l
+            .body_size_max
+            .as_ref()
+            .map(|_| self.size(&l.body_size_max, "body_size_max", 0, 1..u64::MAX));
+        let access_log = match l.access_log.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "off")) => AccessLog::Off,
+            Some((_, "stdout")) => AccessLog::Stdout,
+            Some((v, "")) => {
+                self.error(
+                    v.span(),
+                    "access_log: use \"off\", \"stdout\" or a file path",
+                );
+                AccessLog::Off
+            }
+            Some((_, path)) => AccessLog::File(path.into()),
+        };
+        let access_log_format = match l
+            .access_log_format
+            .as_ref()
+            .map(|v| (v, v.get_ref().as_str()))
+        {
+            None | Some((_, "combined")) => AccessLogFormat::Combined,
+            Some((_, "json")) => AccessLogFormat::Json,
+            Some((v, other)) => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "access_log_format `{other}` is not valid; use \"combined\" or \"json\""
+                    ),
+                );
+                AccessLogFormat::Combined
+            }
+        };
+        HttpListener {
+            router: Router {
+                rules,
+                default_backend,
+            },
+            x_forwarded_for: flag(&l.x_forwarded_for, true),
+            x_real_ip: flag(&l.x_real_ip, false),
+            x_forwarded_proto: flag(&l.x_forwarded_proto, true),
+            forwarded: flag(&l.forwarded, false),
+            head_bytes_max: u32::try_from(head_bytes_max).unwrap_or(64 * 1024),
+            body_bytes_max,
+            access_log,
+            access_log_format,
+        }
+    }
+
+    fn host_pattern(&mut self, h: &Spanned<String>) -> Option<HostMatch> {
+        let v = h.get_ref().to_ascii_lowercase();
+        let (wild, base) = match v.strip_prefix("*.") {
+            Some(base) => (true, base.to_string()),
+            None => (false, v.clone()),
+        };
+        let valid = !base.is_empty()
+            && base.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+            });
+        if !valid {
+            self.error(h.span(), format!("host `{}` is not a host name; write e.g. \"example.com\" or \"*.example.com\" (no port)", h.get_ref()));
+            return None;
+        }
+        Some(if wild {
+            HostMatch::Wildcard(base)
+        } else {
+            HostMatch::Exact(base)
+        })
+    }
+
+    fn path_pattern(&mut self, p: &Spanned<String>) -> Option<String> {
+        let v = p.get_ref();
+        if v.starts_with('/') && !v.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?') {
+            Some(v.clone())
+        } else {
+            self.error(p.span(), format!("path `{v}` must start with `/` and contain no spaces, control characters or `?`"));
+            None
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -648,7 +940,7 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
         assert_eq!(c.timeouts.connect, Duration::from_millis(500));
         assert_eq!(c.timeouts.server_idle, Duration::from_secs(60));
         assert_eq!(c.listeners.len(), 1);
-        assert_eq!(c.listeners[0].backend, 0);
+        assert_eq!(c.listeners[0].backend, Some(0));
         assert_eq!(c.listeners[0].splice, SpliceMode::Off);
         assert_eq!(c.backends[0].servers[0].weight, 3);
         assert_eq!(c.backends[0].servers[1].weight, 1);
@@ -741,11 +1033,116 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
                 || e.contains("missing required key `bind`"),
             "{e}"
         );
+        // An HTTP listener may omit `backend` (no default: unmatched requests get 404).
+        assert!(!e.contains("missing required key `backend`"), "{e}");
+        let e = errors("[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"udp\"\n");
         assert!(
-            e.contains("mode `http` is not supported; this version supports only \"tcp\""),
+            e.contains("mode `udp` is not supported; use \"tcp\" or \"http\""),
             "{e}"
         );
         assert!(e.contains("missing required key `backend`"), "{e}");
+    }
+
+    const HTTP: &str = r#"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+mode = "http"
+backend = "www"
+x_real_ip = true
+head_size_max = "8KiB"
+body_size_max = "1MiB"
+access_log = "/tmp/access.log"
+access_log_format = "json"
+
+[[listener.route]]
+host = "*.Example.com"
+path_prefix = "/ws/"
+backend = "ws"
+
+[[listener.route]]
+host_suffix = "api.example"
+method = "POST"
+header = { name = "Upgrade", value = "WebSocket" }
+backend = "ws"
+
+[[backend]]
+name = "www"
+servers = [ { address = "127.0.0.1:9001" } ]
+idle_conns_max = 8
+idle_timeout = "5s"
+
+[[backend]]
+name = "ws"
+servers = [ { address = "127.0.0.1:9002" } ]
+"#;
+
+    #[test]
+    fn http_listener_with_routes_resolves() {
+        let c = load_str(HTTP, "t.toml").map_err(|e| e.to_string());
+        let Ok(c) = c else {
+            panic!("{c:?}");
+        };
+        let l = &c.listeners[0];
+        assert_eq!(l.mode, Mode::Http);
+        let h = l.http.clone();
+        let Some(h) = h else { panic!("http") };
+        assert_eq!(h.router.default_backend, Some(0));
+        assert_eq!(h.router.rules.len(), 2);
+        assert_eq!(
+            h.router.rules[0].host,
+            Some(HostMatch::Wildcard("example.com".into()))
+        );
+        assert_eq!(
+            h.router.rules[0].path,
+            Some(PathMatch::Prefix("/ws/".into()))
+        );
+        assert_eq!(
+            h.router.rules[1].host,
+            Some(HostMatch::Suffix("api.example".into()))
+        );
+        assert_eq!(
+            h.router.rules[1].headers[0].value.as_deref(),
+            Some("websocket")
+        );
+        assert_eq!(h.router.rules[1].backend, 1);
+        assert!(h.x_real_ip && h.x_forwarded_for && !h.forwarded);
+        assert_eq!(h.head_bytes_max, 8192);
+        assert_eq!(h.body_bytes_max, Some(1 << 20));
+        assert_eq!(h.access_log_format, AccessLogFormat::Json);
+        assert_eq!(c.backends[0].idle_conns_max, 8);
+        assert_eq!(c.backends[0].idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.timeouts.tunnel, DEFAULT_TUNNEL_TIMEOUT);
+    }
+
+    #[test]
+    fn http_route_errors_point_at_the_key() {
+        let text = HTTP
+            .replace(
+                "backend = \"ws\"\n\n[[listener.route]]",
+                "backend = \"wss\"\n\n[[listener.route]]",
+            )
+            .replace("method = \"POST\"", "method = \"post\"")
+            .replace("path_prefix = \"/ws/\"", "path_prefix = \"ws\"");
+        let e = errors(&text);
+        assert!(
+            e.contains("t.toml:15:15: path `ws` must start with `/`"),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:16:11: listener `web` route 1 uses backend `wss`, which is not defined; did you mean `ws`?"), "{e}");
+        assert!(
+            e.contains("t.toml:20:10: method `post` is not valid"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn http_keys_on_a_tcp_listener_are_errors() {
+        let e = errors(&GOOD.replace("splice = \"off\"", "splice = \"off\"\nx_real_ip = true"));
+        assert!(
+            e.contains("`x_real_ip` applies only to mode = \"http\" listeners"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::ring::{Completion, Op, OpKind, set_nodelay};
 use super::{QUEUE_SOFT_MAX, Shard, Slot, close_fd};
 use crate::balancer::Balancer;
 use crate::config::SpliceMode;
-use crate::pipes::Pipe;
+use crate::pipes::{Flow, Pipe, PumpStop, pump};
 use crate::timer::TimerKey;
 
 /// Side index: the socket a direction reads from is `fds[dir]`, writes to `fds[1 - dir]`.
@@ -293,7 +293,15 @@ impl Shard {
             OpKind::Recv => self.on_recv(slot, op.dir, c),
             OpKind::Send => self.on_send(slot, op.dir, c.result),
             OpKind::PollIn | OpKind::PollOut => self.on_poll(slot, op.dir, op.kind, c.result),
-            OpKind::Accept | OpKind::ControlWake | OpKind::Cancel | OpKind::Tick => {}
+            OpKind::Accept
+            | OpKind::ControlWake
+            | OpKind::Cancel
+            | OpKind::Tick
+            | OpKind::HttpConnect
+            | OpKind::HttpRecv
+            | OpKind::HttpSend
+            | OpKind::HttpPollIn
+            | OpKind::HttpPollOut => {}
         }
         self.try_free(slot);
     }
@@ -602,7 +610,7 @@ impl Shard {
     /// Moves bytes src -> pipe -> dst with nonblocking splice(2) until one side would block.
     fn pump_splice(&mut self, slot: u32, dir: usize) {
         let now = self.now_ms;
-        let pipe_bytes = self.pipes.pipe_bytes() as usize;
+        let pipe_bytes = self.pipes.pipe_bytes();
         let Some(c) = self
             .slots
             .get_mut(slot as usize)
@@ -617,79 +625,34 @@ impl Shard {
         if c.dirs[dir].poll_in || c.dirs[dir].poll_out {
             return;
         }
-        let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
-        let mut rounds = 0;
-        let outcome = loop {
-            let d = &mut c.dirs[dir];
-            if d.in_pipe > 0 {
-                // SAFETY: splice between fds this connection owns; null offsets (sockets, pipes).
-                let n = unsafe {
-                    libc::splice(
-                        pipe.read_fd,
-                        std::ptr::null_mut(),
-                        dst,
-                        std::ptr::null_mut(),
-                        d.in_pipe as usize,
-                        flags,
-                    )
-                };
-                if n > 0 {
-                    d.in_pipe -= n as u32;
-                    c.active_ms[1 - dir] = now;
-                    let n = n as u64;
-                    self.stats.bytes_spliced += n;
-                    if dir == 0 {
-                        self.stats.bytes_client_to_server += n;
-                    } else {
-                        self.stats.bytes_server_to_client += n;
-                    }
-                    continue;
-                }
-                break match errno() {
-                    libc::EAGAIN => Pump::WaitOut,
-                    libc::EINTR => continue,
-                    _ => Pump::Failed,
-                };
-            }
-            if d.eof {
-                break Pump::Eof;
-            }
-            if rounds >= SPLICE_ROUNDS_MAX {
-                break Pump::Yield;
-            }
-            rounds += 1;
-            // SAFETY: as above.
-            let n = unsafe {
-                libc::splice(
-                    src,
-                    std::ptr::null_mut(),
-                    pipe.write_fd,
-                    std::ptr::null_mut(),
-                    pipe_bytes,
-                    flags,
-                )
-            };
-            if n > 0 {
-                d.in_pipe += n as u32;
-                c.active_ms[dir] = now;
-                continue;
-            }
-            if n == 0 {
-                d.eof = true;
-                continue;
-            }
-            break match errno() {
-                libc::EAGAIN => Pump::WaitIn,
-                libc::EINTR => continue,
-                _ => Pump::Failed,
-            };
+        let d = &mut c.dirs[dir];
+        let mut flow = Flow {
+            pipe,
+            in_pipe: d.in_pipe,
+            to_read: u64::MAX,
+            eof: d.eof,
         };
-        match outcome {
-            Pump::WaitIn | Pump::Yield => self.arm_poll(slot, dir, OpKind::PollIn),
-            Pump::WaitOut => self.arm_poll(slot, dir, OpKind::PollOut),
-            Pump::Eof => self.shut_write(slot, dir),
-            Pump::Failed => {
-                tracing::debug!(shard = self.id, dir, errno = errno(), "splice failed");
+        let (stop, moved) = pump(src, dst, &mut flow, pipe_bytes, SPLICE_ROUNDS_MAX);
+        d.in_pipe = flow.in_pipe;
+        d.eof = flow.eof;
+        if moved.read_bytes > 0 {
+            c.active_ms[dir] = now;
+        }
+        if moved.written_bytes > 0 {
+            c.active_ms[1 - dir] = now;
+        }
+        self.stats.bytes_spliced += moved.written_bytes;
+        if dir == 0 {
+            self.stats.bytes_client_to_server += moved.written_bytes;
+        } else {
+            self.stats.bytes_server_to_client += moved.written_bytes;
+        }
+        match stop {
+            PumpStop::WaitIn | PumpStop::Yield => self.arm_poll(slot, dir, OpKind::PollIn),
+            PumpStop::WaitOut => self.arm_poll(slot, dir, OpKind::PollOut),
+            PumpStop::Eof | PumpStop::Finished => self.shut_write(slot, dir),
+            PumpStop::Failed(errno) => {
+                tracing::debug!(shard = self.id, dir, errno, "splice failed");
                 self.begin_close(slot, CloseCause::PeerError);
             }
         }
@@ -775,16 +738,4 @@ impl Shard {
             "connection closed"
         );
     }
-}
-
-enum Pump {
-    WaitIn,
-    WaitOut,
-    Yield,
-    Eof,
-    Failed,
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

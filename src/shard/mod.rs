@@ -8,6 +8,7 @@
 //! turn) -> drain (listeners closed, connections finish or are closed at the deadline) -> exit.
 
 mod conn;
+mod http;
 pub mod listener;
 pub mod ring;
 
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 
+use crate::access_log::Sink;
 use crate::balancer::{Candidate, SmoothWeightedRoundRobin};
 use crate::config::{Config, SpliceMode};
 use crate::pipes::PipePool;
-use crate::stats::{ShardReport, ShardStats};
+use crate::stats::{BackendStats, ServerStats, ShardReport, ShardStats};
 use crate::timer::{TimerKey, TimerWheel};
 use conn::Conn;
 use ring::{BufRing, Completion, Op, OpKind, Ring, TaskRun};
@@ -97,6 +99,13 @@ pub enum BootError {
     #[error("shard {shard}: registering the buffer ring failed: {source}")]
     BufRing {
         shard: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("shard {shard}: cannot open the access log of listener `{listener}`: {source}")]
+    AccessLog {
+        shard: usize,
+        listener: String,
         #[source]
         source: io::Error,
     },
@@ -191,8 +200,7 @@ pub fn spawn(
 /// One configured listener as this shard runs it.
 struct ListenerSlot {
     fd: RawFd,
-    backend: usize,
-    splice: SpliceMode,
+    kind: ListenerKind,
     /// A multishot accept is in flight.
     accepting: bool,
     /// The fd has been closed (drain).
@@ -201,12 +209,53 @@ struct ListenerSlot {
     paused: bool,
 }
 
+#[derive(Clone, Copy)]
+enum ListenerKind {
+    Tcp {
+        backend: usize,
+        splice: SpliceMode,
+    },
+    /// Index into `Shard::http_listeners`.
+    Http {
+        index: usize,
+    },
+}
+
+/// What the HTTP path needs of one `mode = "http"` listener.
+struct HttpListenerSlot {
+    router: crate::router::Router,
+    x_forwarded_for: bool,
+    x_real_ip: bool,
+    x_forwarded_proto: bool,
+    forwarded: bool,
+    head_bytes_max: u32,
+    body_bytes_max: Option<u64>,
+    splice: SpliceMode,
+    access_log_on: bool,
+}
+
+/// HTTP timeouts in milliseconds (resolved once at boot).
+#[derive(Clone, Copy)]
+struct HttpTimeoutsMs {
+    connect: u64,
+    client_idle: u64,
+    server_idle: u64,
+    http_request: u64,
+    http_keep_alive: u64,
+    server_response: u64,
+    tunnel: u64,
+}
+
 /// One backend's servers as this shard connects to them.
 struct BackendSlot {
     /// Socket addresses in the form connect(2) wants. Never resized after boot: connect SQEs point
     /// into it until submitted.
     addrs: Vec<socket2::SockAddr>,
     balancer: SmoothWeightedRoundRobin,
+    /// Idle keep-alive connections (HTTP), per server.
+    pool: http::Pool,
+    idle_conns_max: usize,
+    idle_timeout_ms: u64,
 }
 
 /// Timeouts in milliseconds (resolved once at boot).
@@ -251,6 +300,19 @@ pub struct Shard {
     now_ms: u64,
     drain_deadline_ms: Option<u64>,
     completions: Vec<Completion>,
+    // HTTP listeners (shard/http.rs).
+    http_slots: Vec<http::HttpSlot>,
+    free_http_slots: Vec<u32>,
+    http_listeners: Vec<HttpListenerSlot>,
+    http_timeouts: HttpTimeoutsMs,
+    http_waiting_bufs: Vec<(u32, usize)>,
+    /// Backend sides detached with ops in flight: (slot, fd), closed when those complete.
+    http_detaching: Vec<(u32, RawFd)>,
+    backend_names: Vec<String>,
+    backend_servers: Vec<Vec<std::net::SocketAddr>>,
+    backend_stats: Vec<BackendStats>,
+    /// Access log sink per HTTP listener (index as in `http_listeners`).
+    access_logs: Vec<Option<Sink>>,
 }
 
 impl Shard {
@@ -284,21 +346,77 @@ impl Shard {
                 BackendSlot {
                     addrs: b.servers.iter().map(|s| s.address.into()).collect(),
                     balancer: SmoothWeightedRoundRobin::new(&candidates, id),
+                    pool: http::Pool::new(b.servers.len()),
+                    idle_conns_max: b.idle_conns_max as usize,
+                    idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
                 }
             })
             .collect();
-        let listeners = listeners
-            .into_iter()
-            .filter_map(|(index, fd)| {
-                let l = config.listeners.get(index)?;
-                Some(ListenerSlot {
-                    fd,
-                    backend: l.backend,
+        let mut http_listeners = Vec::new();
+        let mut access_logs = Vec::new();
+        let mut listener_slots = Vec::new();
+        for (index, fd) in listeners {
+            let Some(l) = config.listeners.get(index) else {
+                close_fd(fd);
+                continue;
+            };
+            let kind = match (&l.http, l.backend) {
+                (Some(h), _) => {
+                    let sink =
+                        Sink::open(&h.access_log, h.access_log_format).map_err(|source| {
+                            BootError::AccessLog {
+                                shard: id,
+                                listener: l.name.clone(),
+                                source,
+                            }
+                        })?;
+                    access_logs.push(sink);
+                    http_listeners.push(HttpListenerSlot {
+                        router: h.router.clone(),
+                        x_forwarded_for: h.x_forwarded_for,
+                        x_real_ip: h.x_real_ip,
+                        x_forwarded_proto: h.x_forwarded_proto,
+                        forwarded: h.forwarded,
+                        head_bytes_max: h.head_bytes_max,
+                        body_bytes_max: h.body_bytes_max,
+                        splice: l.splice,
+                        access_log_on: h.access_log != crate::config::AccessLog::Off,
+                    });
+                    ListenerKind::Http {
+                        index: http_listeners.len() - 1,
+                    }
+                }
+                (None, Some(backend)) => ListenerKind::Tcp {
+                    backend,
                     splice: l.splice,
-                    accepting: false,
-                    closed: false,
-                    paused: false,
-                })
+                },
+                (None, None) => {
+                    close_fd(fd);
+                    continue;
+                }
+            };
+            listener_slots.push(ListenerSlot {
+                fd,
+                kind,
+                accepting: false,
+                closed: false,
+                paused: false,
+            });
+        }
+        let listeners = listener_slots;
+        let backend_stats = config
+            .backends
+            .iter()
+            .map(|b| BackendStats {
+                name: b.name.clone(),
+                servers: b
+                    .servers
+                    .iter()
+                    .map(|s| ServerStats {
+                        address: s.address.to_string(),
+                        ..ServerStats::default()
+                    })
+                    .collect(),
             })
             .collect();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -333,6 +451,28 @@ impl Shard {
             now_ms: 0,
             drain_deadline_ms: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            http_slots: Vec::new(),
+            free_http_slots: Vec::new(),
+            http_listeners,
+            http_timeouts: HttpTimeoutsMs {
+                connect: ms(config.timeouts.connect),
+                client_idle: ms(config.timeouts.client_idle),
+                server_idle: ms(config.timeouts.server_idle),
+                http_request: ms(config.timeouts.http_request),
+                http_keep_alive: ms(config.timeouts.http_keep_alive),
+                server_response: ms(config.timeouts.server_response),
+                tunnel: ms(config.timeouts.tunnel),
+            },
+            http_waiting_bufs: Vec::new(),
+            http_detaching: Vec::new(),
+            backend_names: config.backends.iter().map(|b| b.name.clone()).collect(),
+            backend_servers: config
+                .backends
+                .iter()
+                .map(|b| b.servers.iter().map(|s| s.address).collect())
+                .collect(),
+            backend_stats,
+            access_logs,
         };
         for index in 0..shard.listeners.len() {
             shard.arm_accept(index);
@@ -409,6 +549,10 @@ impl Shard {
             }
             self.completions = completions;
             self.retry_waiting_recvs();
+            self.http_retry_waiting_recvs();
+            for sink in self.access_logs.iter_mut().flatten() {
+                sink.flush();
+            }
             if self.now_ms >= next_tick_ms {
                 self.on_tick();
                 next_tick_ms = self.now_ms + TIMER_TICK_MS;
@@ -419,6 +563,12 @@ impl Shard {
             {
                 break;
             }
+        }
+        for b in &mut self.backends {
+            b.pool.prune(self.now_ms, 0);
+        }
+        for sink in self.access_logs.iter_mut().flatten() {
+            sink.flush();
         }
         tracing::debug!(shard = self.id, "shard stopped");
     }
@@ -440,6 +590,11 @@ impl Shard {
             OpKind::Connect | OpKind::Recv | OpKind::Send | OpKind::PollIn | OpKind::PollOut => {
                 self.on_conn_completion(op, c)
             }
+            OpKind::HttpConnect
+            | OpKind::HttpRecv
+            | OpKind::HttpSend
+            | OpKind::HttpPollIn
+            | OpKind::HttpPollOut => self.on_http_completion(op, c),
         }
     }
 
@@ -448,7 +603,7 @@ impl Shard {
         if c.result >= 0 {
             let fd = c.result;
             self.stats.accepted += 1;
-            let Some(backend) = self.listeners.get(index).map(|l| (l.backend, l.splice)) else {
+            let Some(kind) = self.listeners.get(index).map(|l| l.kind) else {
                 close_fd(fd);
                 return;
             };
@@ -456,7 +611,13 @@ impl Shard {
                 self.stats.rejected += 1;
                 close_fd(fd);
             } else {
-                self.open_conn(fd, backend.0, backend.1);
+                match kind {
+                    ListenerKind::Tcp { backend, splice } => self.open_conn(fd, backend, splice),
+                    ListenerKind::Http { index } => match peer_addr(fd) {
+                        Some(peer) => self.open_http(fd, index, peer),
+                        None => close_fd(fd),
+                    },
+                }
             }
         } else {
             let errno = -c.result;
@@ -496,6 +657,7 @@ impl Shard {
                     let _ = reply.send(ShardReport {
                         shard: self.id,
                         stats: self.stats,
+                        backends: self.backend_stats.clone(),
                     });
                 }
                 ShardMsg::Drain { deadline } => self.start_drain(deadline),
@@ -525,6 +687,10 @@ impl Shard {
                 close_fd(l.fd);
             }
         }
+        for b in &mut self.backends {
+            b.pool.prune(self.now_ms, 0);
+        }
+        self.http_close_idle_for_drain();
         tracing::debug!(shard = self.id, active = self.stats.active, "draining");
     }
 
@@ -539,16 +705,44 @@ impl Shard {
         let mut expired = std::mem::take(&mut self.expired);
         self.timers.expire(self.now_ms, &mut expired);
         for key in expired.drain(..) {
-            self.on_timer(key);
+            if key.slot & http::HTTP_TIMER_BIT != 0 {
+                self.on_http_timer(key);
+            } else {
+                self.on_timer(key);
+            }
         }
         self.expired = expired;
+        let now = self.now_ms;
+        for b in &mut self.backends {
+            b.pool.prune(now, b.idle_timeout_ms);
+        }
+        if self.drain_deadline_ms.is_some() {
+            self.http_close_idle_for_drain();
+        }
         if let Some(deadline) = self.drain_deadline_ms
             && self.now_ms >= deadline
             && self.stats.active > 0
         {
             self.close_all_for_drain();
+            self.http_close_all_for_drain();
         }
     }
+}
+
+/// The client's address of an accepted socket (multishot accept does not return it).
+fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: the closure gets storage and length from socket2 and lets getpeername fill them.
+    let (_, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            if libc::getpeername(fd, storage.cast(), len) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }
+    .ok()?;
+    addr.as_socket()
 }
 
 pub(crate) fn close_fd(fd: RawFd) {

@@ -27,6 +27,12 @@ pub enum OpKind {
     Cancel,
     /// The shard's periodic (multishot) timeout: wakes the loop for timers.
     Tick,
+    /// Ops of HTTP connections (`shard/http.rs`); `dir` is the side: 0 client, 1 backend.
+    HttpConnect,
+    HttpRecv,
+    HttpSend,
+    HttpPollIn,
+    HttpPollOut,
 }
 
 impl OpKind {
@@ -41,6 +47,11 @@ impl OpKind {
             OpKind::PollOut => 7,
             OpKind::Cancel => 8,
             OpKind::Tick => 9,
+            OpKind::HttpConnect => 10,
+            OpKind::HttpRecv => 11,
+            OpKind::HttpSend => 12,
+            OpKind::HttpPollIn => 13,
+            OpKind::HttpPollOut => 14,
         }
     }
 
@@ -55,6 +66,11 @@ impl OpKind {
             7 => OpKind::PollOut,
             8 => OpKind::Cancel,
             9 => OpKind::Tick,
+            10 => OpKind::HttpConnect,
+            11 => OpKind::HttpRecv,
+            12 => OpKind::HttpSend,
+            13 => OpKind::HttpPollIn,
+            14 => OpKind::HttpPollOut,
             _ => return None,
         })
     }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod httpd;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -131,18 +133,33 @@ impl Ringway {
         o: &Opts,
         prepare: impl FnOnce(&mut Command) -> &mut Command,
     ) -> Ringway {
+        Ringway::launch(|l, a| config_text(l, a, servers, o), prepare)
+    }
+
+    /// Starts ringway on a config built by `text(listen_port, admin_port)`.
+    pub fn start_text(text: impl FnOnce(u16, u16) -> String) -> Ringway {
+        Ringway::launch(text, |c| c)
+    }
+
+    /// Writes the config into a scratch dir and runs ringway on it; stdout (the access log) goes
+    /// to `stdout.log`, stderr to `stderr.log` there.
+    fn launch(
+        text: impl FnOnce(u16, u16) -> String,
+        prepare: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Ringway {
         let dir = TempDir::new("rw");
         let listen = free_port();
         let admin = free_port();
-        let cfg = dir.write("ringway.toml", &config_text(listen, admin, servers, o));
+        let cfg = dir.write("ringway.toml", &text(listen, admin));
         let stderr_path = dir.0.join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .arg("-c")
             .arg(&cfg)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr);
         let child = prepare(&mut cmd).spawn().expect("spawn ringway");
         let mut rw = Ringway {
@@ -154,6 +171,10 @@ impl Ringway {
         };
         rw.wait_ready();
         rw
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("stdout.log")).unwrap_or_default()
     }
 
     fn wait_ready(&mut self) {

@@ -1,0 +1,258 @@
+//! Owns: the access log line (one per HTTP request) in its two documented formats, and a
+//! per-shard sink that batches lines and writes them once per loop turn.
+//! Must not: be shared between shards. Each shard opens its own file descriptor (O_APPEND, so
+//! whole-line writes from several shards never interleave inside a line).
+//!
+//! Field names and order are documented API (docs/logging.md).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+
+use crate::config::{AccessLog, AccessLogFormat};
+
+/// Lines are flushed when the batch grows past this, and at the end of every loop turn.
+const BATCH_BYTES_MAX: usize = 64 * 1024;
+
+/// One request as the access log sees it.
+#[derive(Debug, Clone)]
+pub struct Line<'a> {
+    pub client: SocketAddr,
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version_minor: u8,
+    pub status: u16,
+    /// Bytes of the response sent to the client (head and body).
+    pub bytes_sent: u64,
+    /// Bytes of the request body received from the client.
+    pub bytes_received: u64,
+    /// From the first byte of the request head to the end of the response.
+    pub duration_ms: u64,
+    pub backend: &'a str,
+    pub server: &'a str,
+    pub shard: usize,
+    pub referer: &'a str,
+    pub user_agent: &'a str,
+    /// Who ended the exchange: done, client_closed, client_error, server_error, timeout, drain,
+    /// local (ringway answered itself).
+    pub term: &'a str,
+}
+
+/// Formats `line` (without the trailing newline) into `out`. `now_unix_ms` is the wall clock.
+pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &mut String) {
+    match format {
+        AccessLogFormat::Combined => {
+            // NCSA combined, then ringway's fields as key=value.
+            let _ = write!(
+                out,
+                "{} - - [{}] \"{} {} HTTP/1.{}\" {} {} \"{}\" \"{}\" backend={} server={} shard={} duration_ms={} bytes_received={} term={}",
+                line.client.ip(),
+                clf_time(now_unix_ms),
+                sanitize(line.method),
+                sanitize(line.target),
+                line.version_minor,
+                line.status,
+                line.bytes_sent,
+                dash_if_empty(&sanitize(line.referer)),
+                dash_if_empty(&sanitize(line.user_agent)),
+                line.backend,
+                line.server,
+                line.shard,
+                line.duration_ms,
+                line.bytes_received,
+                line.term,
+            );
+        }
+        AccessLogFormat::Json => {
+            let value = serde_json::json!({
+                "time_unix_ms": now_unix_ms,
+                "client": line.client.ip().to_string(),
+                "client_port": line.client.port(),
+                "method": line.method,
+                "target": line.target,
+                "version": format!("HTTP/1.{}", line.version_minor),
+                "status": line.status,
+                "bytes_sent": line.bytes_sent,
+                "bytes_received": line.bytes_received,
+                "duration_ms": line.duration_ms,
+                "backend": line.backend,
+                "server": line.server,
+                "shard": line.shard,
+                "referer": line.referer,
+                "user_agent": line.user_agent,
+                "term": line.term,
+            });
+            let _ = write!(out, "{value}");
+        }
+    }
+}
+
+/// Escapes `"` and `\` and replaces control bytes, so one request is always one line that a
+/// log parser can split on quotes.
+fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn dash_if_empty(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// `24/Nov/2026:08:45:47 +0000` (UTC).
+fn clf_time(unix_ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = unix_ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let month = MONTHS.get((m as usize).saturating_sub(1)).unwrap_or(&"Jan");
+    format!(
+        "{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A shard's writer for one listener's access log.
+pub struct Sink {
+    file: std::fs::File,
+    format: AccessLogFormat,
+    batch: String,
+}
+
+impl Sink {
+    /// Opens the sink for `target`; `None` when logging is off.
+    pub fn open(target: &AccessLog, format: AccessLogFormat) -> std::io::Result<Option<Sink>> {
+        let file = match target {
+            AccessLog::Off => return Ok(None),
+            AccessLog::Stdout => {
+                // SAFETY: dup(2) of stdout; the new fd is owned by the File below.
+                let fd = unsafe { libc::dup(libc::STDOUT_FILENO) };
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: `fd` is a fresh descriptor nothing else owns.
+                unsafe { std::fs::File::from_raw_fd(fd) }
+            }
+            AccessLog::File(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        };
+        Ok(Some(Sink {
+            file,
+            format,
+            batch: String::with_capacity(4096),
+        }))
+    }
+
+    pub fn write(&mut self, line: &Line<'_>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        format(line, self.format, now, &mut self.batch);
+        self.batch.push('\n');
+        if self.batch.len() >= BATCH_BYTES_MAX {
+            self.flush();
+        }
+    }
+
+    /// Writes the batch (whole lines only). A failed write drops the batch rather than blocking
+    /// or growing without bound.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(self.batch.as_bytes()) {
+            tracing::warn!(error = %e, "access log write failed; lines dropped");
+        }
+        self.batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> Line<'static> {
+        Line {
+            client: "192.0.2.7:5555".parse().unwrap_or_else(|_| unreachable!()),
+            method: "GET",
+            target: "/a?b=\"c\"",
+            version_minor: 1,
+            status: 200,
+            bytes_sent: 123,
+            bytes_received: 0,
+            duration_ms: 4,
+            backend: "app",
+            server: "127.0.0.1:9001",
+            shard: 1,
+            referer: "",
+            user_agent: "curl/8",
+            term: "done",
+        }
+    }
+
+    #[test]
+    fn combined_line_is_ncsa_plus_fields() {
+        let mut out = String::new();
+        format(
+            &line(),
+            AccessLogFormat::Combined,
+            1_795_510_000_000,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "192.0.2.7 - - [24/Nov/2026:08:46:40 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 123 \"-\" \"curl/8\" backend=app server=127.0.0.1:9001 shard=1 duration_ms=4 bytes_received=0 term=done"
+        );
+    }
+
+    #[test]
+    fn json_line_has_every_field() {
+        let mut out = String::new();
+        format(&line(), AccessLogFormat::Json, 5, &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["client"], "192.0.2.7");
+        assert_eq!(v["target"], "/a?b=\"c\"");
+        assert_eq!(v["server"], "127.0.0.1:9001");
+        assert_eq!(v["term"], "done");
+        assert_eq!(v["time_unix_ms"], 5);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

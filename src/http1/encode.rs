@@ -1,0 +1,396 @@
+//! Owns: writing heads back out — a request head towards a backend and a response head towards a
+//! client — without hop-by-hop fields (RFC 9110 §7.6.1) and with the forwarding fields ringway
+//! adds; and ringway's own small error responses.
+//! Must not: touch bodies (they are forwarded verbatim) or decide statuses.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::parse::{Header, RequestHead, ResponseHead};
+
+/// What `encode_request` adds, per listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOpts<'a> {
+    pub client_ip: IpAddr,
+    /// `http` or `https`.
+    pub proto: &'a str,
+    pub x_forwarded_for: bool,
+    pub x_real_ip: bool,
+    pub x_forwarded_proto: bool,
+    /// RFC 7239 `Forwarded`.
+    pub forwarded: bool,
+    /// The request is an Upgrade that will be tunnelled: keep `Upgrade`, send `Connection: upgrade`.
+    pub tunnel: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseOpts {
+    /// ringway keeps the client connection open after this response.
+    pub keep_alive: bool,
+    /// The client's HTTP minor version.
+    pub version_minor_client: u8,
+    /// 101 Switching Protocols being relayed: keep `Upgrade`, send `Connection: upgrade`.
+    pub tunnel: bool,
+}
+
+/// Field names listed in any `Connection` header (lowercased), which are hop-by-hop too.
+fn connection_tokens(buf: &[u8], headers: &[Header]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for h in headers {
+        let name = buf.get(h.name.clone()).unwrap_or_default();
+        if name.eq_ignore_ascii_case(b"connection") {
+            let value = buf.get(h.value.clone()).unwrap_or_default();
+            for t in value.split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if !t.is_empty() {
+                    out.push(t.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a field must not be forwarded.
+fn is_hop_by_hop(name: &[u8], value: &[u8], listed: &[Vec<u8>], keep_upgrade: bool) -> bool {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_slice() {
+        b"connection" | b"keep-alive" | b"proxy-connection" => true,
+        // RFC 9110 §10.1.4: TE is hop-by-hop; "trailers" is still meaningful to the next hop.
+        b"te" => !value.trim_ascii().eq_ignore_ascii_case(b"trailers"),
+        b"upgrade" => !keep_upgrade,
+        // Never drop framing, whatever Connection lists.
+        b"transfer-encoding" | b"content-length" | b"host" => false,
+        _ => listed.iter().any(|t| t.as_slice() == lower.as_slice()),
+    }
+}
+
+/// Writes the request head for the backend into `out`.
+pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, out: &mut Vec<u8>) {
+    let listed = connection_tokens(buf, &head.headers);
+    out.extend_from_slice(head.method(buf));
+    out.push(b' ');
+    out.extend_from_slice(head.target(buf));
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut xff_chain: Vec<&[u8]> = Vec::new();
+    for h in &head.headers {
+        let name = buf.get(h.name.clone()).unwrap_or_default();
+        let value = buf.get(h.value.clone()).unwrap_or_default();
+        if is_hop_by_hop(name, value, &listed, opts.tunnel) {
+            continue;
+        }
+        if opts.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            let v = value.trim_ascii();
+            if !v.is_empty() {
+                xff_chain.push(v);
+            }
+            continue;
+        }
+        if (opts.x_real_ip && name.eq_ignore_ascii_case(b"x-real-ip"))
+            || (opts.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
+        {
+            continue;
+        }
+        field(out, name, value);
+    }
+    if head.host.is_none() {
+        // An HTTP/1.0 request without Host goes out as HTTP/1.1, which requires one: the
+        // authority of an absolute-form target, or an empty value (RFC 9112 §3.2).
+        let target = head.target(buf);
+        let authority = target
+            .windows(3)
+            .position(|w| w == b"://")
+            .and_then(|i| target.get(i + 3..))
+            .map(|rest| {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'/' || b == b'?' || b == b'#')
+                    .unwrap_or(rest.len());
+                rest.get(..end).unwrap_or_default()
+            })
+            .unwrap_or_default();
+        field(out, b"Host", authority);
+    }
+    let ip = opts.client_ip.to_string();
+    if opts.x_forwarded_for {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for v in &xff_chain {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if opts.x_real_ip {
+        field(out, b"X-Real-IP", ip.as_bytes());
+    }
+    if opts.x_forwarded_proto {
+        field(out, b"X-Forwarded-Proto", opts.proto.as_bytes());
+    }
+    if opts.forwarded {
+        // RFC 7239 §6: an IPv6 address is bracketed and the value quoted.
+        let node = match opts.client_ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let _ = write!(out, "Forwarded: for={node};proto={}\r\n", opts.proto);
+    }
+    if opts.tunnel {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the response head for the client into `out`.
+pub fn encode_response(buf: &[u8], head: &ResponseHead, opts: &ResponseOpts, out: &mut Vec<u8>) {
+    let listed = connection_tokens(buf, &head.headers);
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(buf.get(head.reason.clone()).unwrap_or_default());
+    out.extend_from_slice(b"\r\n");
+    for h in &head.headers {
+        let name = buf.get(h.name.clone()).unwrap_or_default();
+        let value = buf.get(h.value.clone()).unwrap_or_default();
+        if is_hop_by_hop(name, value, &listed, opts.tunnel) {
+            continue;
+        }
+        field(out, name, value);
+    }
+    if opts.tunnel {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if !opts.keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if opts.version_minor_client == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// ringway's own response: a small text body, `Connection: close` when `close`, and
+/// `Retry-After: 1` with 503.
+pub fn error_response(status: u16, close: bool, out: &mut Vec<u8>) {
+    let reason = reason(status);
+    let body_len = 3 + 1 + reason.len() + 1;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n"
+    );
+    if status == 503 {
+        out.extend_from_slice(b"Retry-After: 1\r\n");
+    }
+    if status == 405 {
+        out.extend_from_slice(b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    let _ = write!(out, "\r\n{status} {reason}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::{HeadVerdict, Limits, parse_request, parse_response};
+    use super::*;
+
+    fn opts() -> ForwardOpts<'static> {
+        ForwardOpts {
+            client_ip: "192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            proto: "http",
+            x_forwarded_for: true,
+            x_real_ip: false,
+            x_forwarded_proto: true,
+            forwarded: false,
+            tunnel: false,
+        }
+    }
+
+    fn encode_req(raw: &[u8], o: &ForwardOpts<'_>) -> String {
+        let HeadVerdict::Complete { head, .. } = parse_request(raw, &Limits::default()) else {
+            panic!("parse");
+        };
+        let mut out = Vec::new();
+        encode_request(raw, &head, o, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed_including_those_named_by_connection() {
+        let out = encode_req(
+            b"GET /p HTTP/1.0\r\nHost: a\r\nConnection: keep-alive, X-Private\r\nX-Private: s\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\nTE: gzip\r\nUpgrade: h2c\r\nX-Keep: 1\r\n\r\n",
+            &opts(),
+        );
+        assert_eq!(
+            out,
+            "GET /p HTTP/1.1\r\nHost: a\r\nX-Keep: 1\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_request_without_host_gets_one() {
+        let out = encode_req(b"GET / HTTP/1.0\r\n\r\n", &opts());
+        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: \r\n"), "{out}");
+        let out = encode_req(b"GET http://h.example:8080/x HTTP/1.0\r\n\r\n", &opts());
+        assert!(out.contains("Host: h.example:8080\r\n"), "{out}");
+    }
+
+    #[test]
+    fn framing_fields_survive_even_when_listed_in_connection() {
+        let out = encode_req(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host\r\nContent-Length: 2\r\nTE: trailers\r\n\r\n",
+            &opts(),
+        );
+        assert!(out.contains("Content-Length: 2\r\n"), "{out}");
+        assert!(out.contains("Host: a\r\n"), "{out}");
+        assert!(out.contains("TE: trailers\r\n"), "{out}");
+    }
+
+    #[test]
+    fn xff_appends_to_the_existing_chain_and_proto_is_replaced() {
+        let out = encode_req(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+            &ForwardOpts {
+                x_real_ip: true,
+                ..opts()
+            },
+        );
+        assert!(
+            out.contains("X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.1\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("X-Forwarded-For").count(), 1);
+        assert!(
+            out.contains("X-Forwarded-Proto: http\r\n") && !out.contains("https"),
+            "{out}"
+        );
+        assert!(
+            out.contains("X-Real-IP: 192.0.2.1\r\n") && !out.contains("6.6.6.6"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn forwarded_quotes_ipv6_and_keeps_earlier_elements() {
+        let out = encode_req(
+            b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=10.0.0.1\r\n\r\n",
+            &ForwardOpts {
+                client_ip: "2001:db8::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                forwarded: true,
+                x_forwarded_for: false,
+                x_forwarded_proto: false,
+                ..opts()
+            },
+        );
+        assert!(
+            out.contains(
+                "Forwarded: for=10.0.0.1\r\nForwarded: for=\"[2001:db8::1]\";proto=http\r\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tunnel_keeps_upgrade_and_says_connection_upgrade() {
+        let out = encode_req(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+            &ForwardOpts {
+                tunnel: true,
+                ..opts()
+            },
+        );
+        assert!(out.contains("Upgrade: websocket\r\n"), "{out}");
+        assert!(out.ends_with("Connection: upgrade\r\n\r\n"), "{out}");
+        assert_eq!(out.matches("Connection").count(), 1);
+    }
+
+    fn encode_resp(raw: &[u8], o: &ResponseOpts) -> String {
+        let HeadVerdict::Complete { head, .. } = parse_response(raw, &Limits::default(), false)
+        else {
+            panic!("parse");
+        };
+        let mut out = Vec::new();
+        encode_response(raw, &head, o, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn response_connection_handling() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n";
+        let ka = ResponseOpts {
+            keep_alive: true,
+            version_minor_client: 1,
+            tunnel: false,
+        };
+        assert_eq!(
+            encode_resp(raw, &ka),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        );
+        let close = ResponseOpts {
+            keep_alive: false,
+            ..ka
+        };
+        assert!(encode_resp(raw, &close).ends_with("Connection: close\r\n\r\n"));
+        let old = ResponseOpts {
+            version_minor_client: 0,
+            ..ka
+        };
+        assert!(encode_resp(raw, &old).ends_with("Connection: keep-alive\r\n\r\n"));
+        let switch = encode_resp(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n",
+            &ResponseOpts { tunnel: true, ..ka },
+        );
+        assert_eq!(
+            switch,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_responses_are_complete_messages() {
+        for status in [400, 404, 408, 413, 414, 431, 502, 503, 504] {
+            let mut out = Vec::new();
+            error_response(status, true, &mut out);
+            let HeadVerdict::Complete {
+                head,
+                consumed_bytes,
+            } = parse_response(&out, &Limits::default(), false)
+            else {
+                panic!("{status}");
+            };
+            assert_eq!(head.status, status);
+            let super::super::parse::Framing::Length(n) = head.framing else {
+                panic!("length");
+            };
+            assert_eq!(out.len() - consumed_bytes, n as usize);
+            assert!(!head.keep_alive);
+        }
+        let mut out = Vec::new();
+        error_response(503, false, &mut out);
+        assert!(String::from_utf8_lossy(&out).contains("Retry-After: 1\r\n"));
+    }
+}
