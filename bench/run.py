@@ -2,7 +2,10 @@
 """ringway bench: one command, every proxy, same run.
 
     python3 bench/run.py                 # full run (3 reps x 5 s per scenario and proxy)
-    python3 bench/run.py --quick         # smoke: 1 rep x 2 s, ringway + nginx + haproxy
+    python3 bench/run.py --quick         # smoke: 1 rep x 2 s, ringway + nginx + haproxy (L4 and L7)
+
+Scenarios S1-S3 run against the L4 proxies (ringway mode tcp, nginx stream, HAProxy mode tcp),
+H1-H4 against the L7 ones (ringway mode http, nginx proxy_pass, HAProxy mode http).
 
 Pinning (2-core machine): the proxy under test runs alone on CPU 0 (one shard / one worker / one
 thread); wrk and the nginx backend share CPU 1. Proxy CPU time = delta of utime+stime from
@@ -28,27 +31,38 @@ ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, 'conf')
 TCK = os.sysconf('SC_CLK_TCK')
 
-# A scenario is a data entry: (id, path, connections, wrk lua script, unit of cost)
+# A scenario is a data entry: (layer, path, connections, load tool script, unit of cost)
 SCENARIOS = {
-    'S1': dict(path='/small', conns=64, lua='stats.lua', cost='us_per_req',
-               what='small response, 64 keep-alive connections'),
-    'S2': dict(path='/1m.bin', conns=8, lua='stats.lua', cost='s_per_gb',
-               what='1 MiB responses, 8 keep-alive connections'),
-    'S3': dict(path='/small', conns=64, lua='close.lua', cost='us_per_req',
-               what='one new connection per request (Connection: close), 64 connections'),
+    'S1': dict(layer='l4', path='/small', conns=64, lua='stats.lua', cost='us_per_req',
+               what='L4: small response, 64 keep-alive connections'),
+    'S2': dict(layer='l4', path='/1m.bin', conns=8, lua='stats.lua', cost='s_per_gb',
+               what='L4: 1 MiB responses, 8 keep-alive connections'),
+    'S3': dict(layer='l4', path='/small', conns=64, lua='close.lua', cost='us_per_req',
+               what='L4: one new connection per request (Connection: close), 64 connections'),
+    'H1': dict(layer='l7', path='/small', conns=64, lua='stats.lua', cost='us_per_req',
+               what='HTTP: small response, 64 keep-alive client connections'),
+    'H2': dict(layer='l7', path='/1m.bin', conns=8, lua='stats.lua', cost='s_per_gb',
+               what='HTTP: 1 MiB responses, 8 keep-alive client connections'),
+    'H3': dict(layer='l7', path='/small', conns=64, lua='close.lua', cost='us_per_req',
+               what='HTTP: a new client connection per request, backend kept alive, 64 connections'),
+    'H4': dict(layer='l7', path='/ws', conns=256, lua=None, cost='us_per_req',
+               what='WebSocket echo of 64-byte messages over 256 connections (request = one message round trip)'),
 }
 
 # A proxy is a data entry: how to render its config and start it. {port}, {backend_port}, {work},
 # {admin_port} are filled in; every proxy is started under `taskset -c 0`.
 PROXIES = {
-    'ringway': dict(kind='ringway', splice='auto', label='ringway (1 shard)'),
-    'ringway-copy': dict(kind='ringway', splice='off', label='ringway splice=off'),
-    'nginx': dict(kind='nginx', label='nginx stream (1 worker)'),
-    'haproxy': dict(kind='haproxy', label='HAProxy mode tcp (nbthread 1)'),
-    'tokio': dict(kind='ref', bin='ref-tokio', label='ref: tokio current_thread 64K'),
-    'glommio': dict(kind='ref', bin='ref-glommio', label='ref: glommio 0.9 64K'),
+    'ringway': dict(kind='ringway', layer='l4', splice='auto', label='ringway (1 shard)'),
+    'ringway-copy': dict(kind='ringway', layer='l4', splice='off', label='ringway splice=off'),
+    'nginx': dict(kind='nginx', layer='l4', label='nginx stream (1 worker)'),
+    'haproxy': dict(kind='haproxy', layer='l4', label='HAProxy mode tcp (nbthread 1)'),
+    'tokio': dict(kind='ref', layer='l4', bin='ref-tokio', label='ref: tokio current_thread 64K'),
+    'glommio': dict(kind='ref', layer='l4', bin='ref-glommio', label='ref: glommio 0.9 64K'),
+    'ringway-http': dict(kind='ringway', layer='l7', splice='auto', label='ringway mode http (1 shard)'),
+    'nginx-http': dict(kind='nginx-http', layer='l7', label='nginx proxy_pass + keepalive (1 worker)'),
+    'haproxy-http': dict(kind='haproxy-http', layer='l7', label='HAProxy mode http, http-reuse always (nbthread 1)'),
 }
-PEERS = ('nginx', 'haproxy')
+PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http')}
 
 
 def log(msg):
@@ -155,7 +169,9 @@ class Bench:
         # The backend nginx's worker runs as an unprivileged user when started as root.
         os.chmod(self.work, 0o755)
         self.backend_port = free_port()
+        self.ws_port = free_port()
         self.backend = None
+        self.ws_backend = None
         self.raw = []
 
     def start_backend(self):
@@ -168,6 +184,11 @@ class Bench:
                                         start_new_session=True, stderr=subprocess.DEVNULL)
         if not wait_port(self.backend_port):
             raise SystemExit('backend nginx did not start')
+        if any(SCENARIOS[sc]['lua'] is None for sc in self.args.scenarios):
+            self.ws_backend = subprocess.Popen(['taskset', '-c', '1', os.path.join(self.ref_dir(), 'ws-echo'),
+                                                f'127.0.0.1:{self.ws_port}'], start_new_session=True)
+            if not wait_port(self.ws_port):
+                raise SystemExit('WebSocket echo backend did not start')
 
     def start_proxy(self, name):
         spec = PROXIES[name]
@@ -177,8 +198,9 @@ class Bench:
         if kind == 'ringway':
             admin = free_port()
             extra = '\n'.join(self.args.ringway_config_extra or [])
-            cfg = render('ringway.toml', os.path.join(self.work, f'{name}.toml'), port=port, admin_port=admin,
-                         backend_port=self.backend_port, splice=spec['splice'], extra=extra)
+            template = 'ringway-http.toml' if spec['layer'] == 'l7' else 'ringway.toml'
+            cfg = render(template, os.path.join(self.work, f'{name}.toml'), port=port, admin_port=admin,
+                         backend_port=self.backend_port, ws_port=self.ws_port, splice=spec['splice'], extra=extra)
             cmd = t0 + [self.args.ringway_bin, 'run', '-c', cfg]
         elif kind == 'nginx':
             cfg = render('nginx-stream.conf', os.path.join(self.work, 'nginx-stream.conf'), port=port,
@@ -187,6 +209,14 @@ class Bench:
         elif kind == 'haproxy':
             cfg = render('haproxy-tcp.cfg', os.path.join(self.work, 'haproxy.cfg'), port=port,
                          backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['haproxy', '-db', '-f', cfg]
+        elif kind == 'nginx-http':
+            cfg = render('nginx-http.conf', os.path.join(self.work, 'nginx-http.conf'), port=port,
+                         backend_port=self.backend_port, ws_port=self.ws_port, work=self.work)
+            cmd = t0 + ['nginx', '-c', cfg, '-g', 'daemon off;']
+        elif kind == 'haproxy-http':
+            cfg = render('haproxy-http.cfg', os.path.join(self.work, 'haproxy-http.cfg'), port=port,
+                         backend_port=self.backend_port, ws_port=self.ws_port, work=self.work)
             cmd = t0 + ['haproxy', '-db', '-f', cfg]
         else:
             cmd = t0 + [os.path.join(self.ref_dir(), spec['bin']), f'127.0.0.1:{port}',
@@ -202,7 +232,8 @@ class Bench:
         return os.path.join(HERE, 'ref', 'target', 'release')
 
     def build_refs(self, names):
-        if not any(PROXIES[n]['kind'] == 'ref' for n in names):
+        needs_ws = any(SCENARIOS[sc]['lua'] is None for sc in self.args.scenarios)
+        if not any(PROXIES[n]['kind'] == 'ref' for n in names) and not needs_ws:
             return
         log('building reference forwarders (bench/ref)...')
         env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(HERE, 'ref', 'target'))
@@ -211,8 +242,13 @@ class Bench:
 
     def wrk(self, port, scen, duration):
         s = SCENARIOS[scen]
-        cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{duration}s', '--latency',
-               '-s', os.path.join(CONF, s['lua']), f'http://127.0.0.1:{port}{s["path"]}']
+        if s['lua'] is None:
+            # WebSocket load: bench/ref ws-load prints the same JSON line as the wrk scripts.
+            cmd = ['taskset', '-c', '1', os.path.join(self.ref_dir(), 'ws-load'),
+                   f'ws://127.0.0.1:{port}{s["path"]}', str(s['conns']), str(max(1, round(duration)))]
+        else:
+            cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{duration}s', '--latency',
+                   '-s', os.path.join(CONF, s['lua']), f'http://127.0.0.1:{port}{s["path"]}']
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
         m = re.search(r'^JSON (.*)$', out, re.M)
         return (json.loads(m.group(1)) if m else None), out
@@ -245,19 +281,23 @@ class Bench:
         self.build_refs(names)
         self.start_backend()
         results = []
-        total_steps = len(names) * len(a.scenarios) * a.reps
+        cells = [(n, sc) for n in names for sc in a.scenarios if PROXIES[n]['layer'] == SCENARIOS[sc]['layer']]
+        total_steps = len(cells) * a.reps
         step = 0
         try:
             for name in names:
+                scens = [sc for (n, sc) in cells if n == name]
+                if not scens:
+                    continue
                 try:
                     proc, port = self.start_proxy(name)
                 except RuntimeError as e:
                     log(str(e))
-                    results += [dict(proxy=name, scen=sc, rep=0, error=str(e)) for sc in a.scenarios]
-                    step += len(a.scenarios) * a.reps
+                    results += [dict(proxy=name, scen=sc, rep=0, error=str(e)) for sc in scens]
+                    step += len(scens) * a.reps
                     continue
                 try:
-                    for scen in a.scenarios:
+                    for scen in scens:
                         if a.warmup > 0:
                             self.wrk(port, scen, a.warmup)
                         for rep in range(a.reps):
@@ -271,6 +311,8 @@ class Bench:
                     stop(proc)
         finally:
             stop(self.backend)
+            if self.ws_backend is not None:
+                stop(self.ws_backend)
         progress('done\n')
         return results
 
@@ -313,14 +355,17 @@ def report(results, rows, args, meta):
              'the bottleneck (CPU 1 was), so compare the cost columns, not req/s.', '']
     for scen in args.scenarios:
         s = SCENARIOS[scen]
+        names = [n for n in args.proxies if PROXIES[n]['layer'] == s['layer']]
+        if not names:
+            continue
         unit = 'CPU-µs/request' if s['cost'] == 'us_per_req' else 'CPU-s/GB'
         lines += [f'## {scen}: {s["what"]}', '',
                   f'| proxy | req/s | GB/s | p50 ms | p99 ms | {unit} | ratio to best peer | util | threads | errors |',
                   '|---|---|---|---|---|---|---|---|---|---|']
-        peer_costs = [rows[(p, scen)]['cost'][0] for p in PEERS if (p, scen) in rows]
+        peer_costs = [rows[(p, scen)]['cost'][0] for p in PEERS[s['layer']] if (p, scen) in rows]
         best_peer = min(peer_costs) if peer_costs else None
         digits = 2 if s['cost'] == 'us_per_req' else 3
-        for name in args.proxies:
+        for name in names:
             r = rows.get((name, scen))
             if r is None:
                 lines.append(f'| {PROXIES[name]["label"]} | failed | | | | | | | | |')
@@ -340,7 +385,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true', help='smoke run: 1 rep x 2 s, ringway+nginx+haproxy')
     ap.add_argument('--proxies', default=None, help='comma list of ' + ','.join(PROXIES))
-    ap.add_argument('--scenarios', default='S1,S2,S3', help='comma list of ' + ','.join(SCENARIOS))
+    ap.add_argument('--scenarios', default=','.join(SCENARIOS), help='comma list of ' + ','.join(SCENARIOS))
     ap.add_argument('--reps', type=int, default=None)
     ap.add_argument('--duration', type=int, default=None, help='seconds per measured run')
     ap.add_argument('--warmup', type=float, default=None, help='seconds of warm-up per scenario')
@@ -350,7 +395,8 @@ def main():
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>)')
     ap.add_argument('--work', default=None, help='scratch directory (default: a new temp dir)')
     args = ap.parse_args()
-    default_proxies = 'ringway,nginx,haproxy' if args.quick else 'ringway,ringway-copy,nginx,haproxy,tokio,glommio'
+    default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http' if args.quick else
+                       ','.join(PROXIES))
     args.proxies = [p for p in (args.proxies or default_proxies).split(',') if p]
     args.scenarios = [s for s in args.scenarios.split(',') if s]
     for p in args.proxies:

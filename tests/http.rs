@@ -57,35 +57,54 @@ fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads one response (head + Content-Length body) from `s`.
-fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let resp = String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned();
-                buf.drain(..end + 4 + len);
-                assert!(buf.is_empty(), "unexpected extra bytes");
-                return resp;
-            }
+/// A raw client connection that reads responses one at a time (pipelined responses may arrive
+/// in one read; the rest waits in `pending`).
+struct Client {
+    s: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        Client {
+            s,
+            pending: Vec::new(),
         }
-        let n = s.read(&mut tmp).expect("read response");
-        assert!(
-            n > 0,
-            "closed mid-response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&tmp[..n]);
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write");
+    }
+
+    /// Reads one response (head + Content-Length body).
+    fn response(&mut self) -> String {
+        let mut tmp = [0u8; 4096];
+        loop {
+            if let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.pending[..end + 4]).into_owned();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if self.pending.len() >= end + 4 + len {
+                    let resp: Vec<u8> = self.pending.drain(..end + 4 + len).collect();
+                    return String::from_utf8_lossy(&resp).into_owned();
+                }
+            }
+            let n = self.s.read(&mut tmp).expect("read response");
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(&self.pending)
+            );
+            self.pending.extend_from_slice(&tmp[..n]);
+        }
     }
 }
 
@@ -195,12 +214,10 @@ fn keep_alive_client_requests_reuse_one_pooled_backend_connection() {
 fn pipelined_requests_are_answered_in_order() {
     let www = Httpd::named("www");
     let rw = start(&www);
-    let mut s = TcpStream::connect(rw.listen).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s.write_all(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
-        .expect("write");
+    let mut c = Client::connect(rw.listen);
+    c.send(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
     for i in 1..=3 {
-        let r = read_response(&mut s);
+        let r = c.response();
         assert!(r.ends_with(&format!("www /{i}")), "{r}");
     }
 }
@@ -360,14 +377,12 @@ fn idle_keep_alive_client_is_closed_after_http_keep_alive() {
     let rw = Ringway::start_text(|l, a| {
         http_config(l, a, www.addr, "http_keep_alive = \"300ms\"", "", "")
     });
-    let mut s = TcpStream::connect(rw.listen).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .expect("write");
-    let r = read_response(&mut s);
+    let mut c = Client::connect(rw.listen);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = c.response();
     assert_eq!(status_of(&r), 200);
     let mut one = [0u8; 1];
-    assert_eq!(s.read(&mut one).expect("clean close"), 0);
+    assert_eq!(c.s.read(&mut one).expect("clean close"), 0);
 }
 
 #[test]
@@ -440,12 +455,10 @@ fn pooled_connection_closed_by_backend_is_replayed_for_a_bodyless_request() {
     // when reused, and ringway must retry on a fresh one instead of failing the request.
     let be = Httpd::spawn(|r| Reply::BytesThenClose(ok(&format!("ok {}", r.target))));
     let rw = start(&be);
-    let mut s = TcpStream::connect(rw.listen).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut c = Client::connect(rw.listen);
     for i in 0..5 {
-        s.write_all(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
-            .expect("write");
-        let r = read_response(&mut s);
+        c.send(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let r = c.response();
         assert!(r.ends_with(&format!("ok /{i}")), "{r}");
     }
 }
@@ -484,17 +497,15 @@ fn chunked_bodies_pass_both_ways_verbatim() {
 fn expect_100_continue_is_relayed() {
     let be = Httpd::spawn(|r| Reply::Bytes(ok(&format!("got {}", r.body.len()))));
     let rw = start(&be);
-    let mut s = TcpStream::connect(rw.listen).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s.write_all(
-        b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-    )
-    .expect("write");
-    let mut buf = [0u8; 25];
-    s.read_exact(&mut buf).expect("100 Continue first");
-    assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
-    s.write_all(b"hello").expect("body");
-    let r = read_response(&mut s);
+    let mut c = Client::connect(rw.listen);
+    c.send(b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let interim = c.response();
+    assert_eq!(
+        interim, "HTTP/1.1 100 Continue\r\n\r\n",
+        "100 Continue first"
+    );
+    c.send(b"hello");
+    let r = c.response();
     assert!(r.ends_with("got 5"), "{r}");
 }
 

@@ -256,6 +256,8 @@ pub(super) struct HttpConn {
     lingered: u64,
     /// Another progress pass is needed (a splice flow finished).
     again: bool,
+    /// A request to replay on a new connection once the failed one is closed.
+    pending_replay: Option<Vec<u8>>,
     term: Option<Term>,
 }
 
@@ -292,6 +294,7 @@ impl Shard {
             timer_at: None,
             lingered: 0,
             again: false,
+            pending_replay: None,
             term: None,
         };
         let slot = if let Some(slot) = self.free_http_slots.pop()
@@ -872,21 +875,7 @@ impl Shard {
         let sin = &c.sides[SERVER].inbuf;
         if sin.is_empty() {
             if c.sides[SERVER].eof {
-                // Closed before any response byte. A reused connection may have been closed by the
-                // backend's keep-alive timeout just as it was taken: replay once on a fresh one.
-                let replay =
-                    c.ex.as_mut()
-                        .and_then(|e| e.reused.then(|| e.replay.take()).flatten());
-                if let Some(encoded) = replay {
-                    self.stats.http_pool_retries += 1;
-                    self.detach_server(slot, false);
-                    if let Some(c) = self.hconn(slot) {
-                        c.sides[SERVER] = Side::new(-1, 0);
-                        c.flows[CLIENT] = Flow::idle();
-                    }
-                    self.http_connect(slot, encoded, false);
-                    return true;
-                }
+                // Closed before any response byte (replayed if it was a reused connection).
                 self.http_server_failed(slot, 502, Term::ServerError);
                 return true;
             }
@@ -1424,6 +1413,9 @@ impl Shard {
     /// The backend failed (connect, reset, bad response). Before any response byte reached the
     /// client this becomes a status (502/504); after it, the client connection is closed.
     fn http_server_failed(&mut self, slot: u32, status: u16, term: Term) {
+        if term == Term::ServerError && self.http_try_replay(slot) {
+            return;
+        }
         let Some(c) = self.hconn(slot) else {
             return;
         };
@@ -1435,6 +1427,40 @@ impl Shard {
         } else {
             self.http_local_response(slot, status, term);
         }
+    }
+
+    /// A reused (pooled) connection failed before any response byte: the backend may have closed
+    /// it on its keep-alive timeout just as it was taken (EOF, EPIPE or a reset). A request without
+    /// a body is then replayed once on a fresh connection. Returns whether it was.
+    fn http_try_replay(&mut self, slot: u32) -> bool {
+        let now = self.now_ms;
+        let Some(c) = self.hconn(slot) else {
+            return false;
+        };
+        if c.phase != Phase::Exchange {
+            return false;
+        }
+        let Some(encoded) =
+            c.ex.as_mut()
+                .filter(|e| e.reused && !e.resp_started)
+                .and_then(|e| e.replay.take())
+        else {
+            return false;
+        };
+        self.stats.http_pool_retries += 1;
+        self.detach_server(slot, false);
+        let Some(c) = self.hconn(slot) else {
+            return true;
+        };
+        c.flows = [Flow::idle(), Flow::idle()];
+        if c.sides[SERVER].fd >= 0 {
+            // Ops still in flight on the old socket: connect once it is closed (http_try_free).
+            c.pending_replay = Some(encoded);
+            c.phase = Phase::Connecting { started_ms: now };
+        } else {
+            self.http_connect(slot, encoded, false);
+        }
+        true
     }
 
     /// Queues ringway's own response, then lingers and closes: after an error the framing of
@@ -1508,11 +1534,12 @@ impl Shard {
                 self.pipes.give_back(sp.pipe, sp.in_pipe == 0);
             }
         }
-        let Some(c) = self.hconn(slot) else {
+        let detaching = &self.http_detaching;
+        let Some(c) = slot_conn(&mut self.http_slots, slot) else {
             return;
         };
         let fd = c.sides[SERVER].fd;
-        if fd < 0 {
+        if fd < 0 || detaching.contains(&(slot, fd)) {
             return;
         }
         let inflight = c.sides[SERVER].inflight;
@@ -1589,9 +1616,13 @@ impl Shard {
         {
             let fd = c.sides[SERVER].fd;
             c.sides[SERVER] = Side::new(-1, 0);
+            let replay = c.pending_replay.take();
             close_fd(fd);
             self.http_detaching
                 .retain(|(s, f)| !(*s == slot && *f == fd));
+            if let Some(encoded) = replay {
+                self.http_connect(slot, encoded, false);
+            }
             self.http_progress(slot);
         }
         let Some(s) = self.http_slots.get_mut(slot as usize) else {
