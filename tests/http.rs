@@ -776,3 +776,56 @@ fn shipped_http_examples_route_like_their_haproxy_originals() {
         }
     }
 }
+
+/// A fast backend streams a 64 MiB chunked response (copy path: chunked bodies are scanned) to a
+/// client that reads slowly at first: ringway must hold back, not buffer. Bound as in the L4
+/// slow-reader test (24 MiB growth, against a 64 MiB body).
+#[test]
+fn slow_client_on_a_large_chunked_response_keeps_rss_bounded() {
+    let chunk = vec![b'z'; 64 * 1024];
+    let total_chunks = 1024;
+    let be = Httpd::spawn(move |_| {
+        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..total_chunks {
+            r.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            r.extend_from_slice(&chunk);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        Reply::BytesThenClose(r)
+    });
+    let rw = Ringway::start_text(|l, a| {
+        http_config(l, a, be.addr, "", "", "").replace("shards = 2", "shards = 1")
+    });
+    let base = rw.rss_kib();
+    let mut c = Client::connect(rw.listen);
+    c.send(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut got, mut reads, mut peak) = (0u64, 0u64, base);
+    let mut tail = Vec::new();
+    loop {
+        let n = c.s.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        reads += 1;
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 16 {
+            tail.drain(..tail.len() - 16);
+        }
+        if got < 16 << 20 && reads.is_multiple_of(16) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if reads.is_multiple_of(64) {
+            peak = peak.max(rw.rss_kib());
+        }
+    }
+    peak = peak.max(rw.rss_kib());
+    assert!(got > 64 << 20, "whole body received: {got}");
+    assert!(tail.ends_with(b"0\r\n\r\n"), "ends with the last chunk");
+    assert!(
+        peak.saturating_sub(base) <= 24 * 1024,
+        "RSS grew from {base} KiB to {peak} KiB"
+    );
+}

@@ -33,41 +33,84 @@ pub struct ResponseOpts {
     pub tunnel: bool,
 }
 
-/// Field names listed in any `Connection` header (lowercased), which are hop-by-hop too.
-fn connection_tokens(buf: &[u8], headers: &[Header]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for h in headers {
-        let name = buf.get(h.name.clone()).unwrap_or_default();
-        if name.eq_ignore_ascii_case(b"connection") {
-            let value = buf.get(h.value.clone()).unwrap_or_default();
-            for t in value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if !t.is_empty() {
-                    out.push(t.to_ascii_lowercase());
+/// The values of every `Connection` header (their tokens name more hop-by-hop fields). Empty
+/// when there is none, which is the common case and costs nothing.
+struct ConnectionTokens<'b> {
+    values: [&'b [u8]; 4],
+    count: usize,
+    /// More Connection lines than `values` holds: fall back to scanning the headers.
+    overflow: bool,
+}
+
+impl<'b> ConnectionTokens<'b> {
+    fn new(buf: &'b [u8], headers: &[Header]) -> ConnectionTokens<'b> {
+        let mut t = ConnectionTokens {
+            values: [&[]; 4],
+            count: 0,
+            overflow: false,
+        };
+        for h in headers {
+            let name = buf.get(h.name.clone()).unwrap_or_default();
+            if name.eq_ignore_ascii_case(b"connection") {
+                match t.values.get_mut(t.count) {
+                    Some(slot) => {
+                        *slot = buf.get(h.value.clone()).unwrap_or_default();
+                        t.count += 1;
+                    }
+                    None => t.overflow = true,
                 }
             }
         }
+        t
     }
-    out
+
+    /// Whether `name` is listed in a Connection header.
+    fn lists(&self, buf: &[u8], headers: &[Header], name: &[u8]) -> bool {
+        let in_value = |v: &[u8]| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+        };
+        if self.overflow {
+            return headers.iter().any(|h| {
+                buf.get(h.name.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
+                    && in_value(buf.get(h.value.clone()).unwrap_or_default())
+            });
+        }
+        self.values.iter().take(self.count).any(|v| in_value(v))
+    }
 }
 
-/// Whether a field must not be forwarded.
-fn is_hop_by_hop(name: &[u8], value: &[u8], listed: &[Vec<u8>], keep_upgrade: bool) -> bool {
-    let lower = name.to_ascii_lowercase();
-    match lower.as_slice() {
-        b"connection" | b"keep-alive" | b"proxy-connection" => true,
-        // RFC 9110 §10.1.4: TE is hop-by-hop; "trailers" is still meaningful to the next hop.
-        b"te" => !value.trim_ascii().eq_ignore_ascii_case(b"trailers"),
-        b"upgrade" => !keep_upgrade,
-        // Never drop framing, whatever Connection lists.
-        b"transfer-encoding" | b"content-length" | b"host" => false,
-        _ => listed.iter().any(|t| t.as_slice() == lower.as_slice()),
+/// Whether a field must not be forwarded (RFC 9110 §7.6.1).
+fn is_hop_by_hop(
+    name: &[u8],
+    value: &[u8],
+    buf: &[u8],
+    headers: &[Header],
+    tokens: &ConnectionTokens<'_>,
+    keep_upgrade: bool,
+) -> bool {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    if is(b"connection") || is(b"keep-alive") || is(b"proxy-connection") {
+        return true;
     }
+    if is(b"te") {
+        // RFC 9110 §10.1.4: TE is hop-by-hop; "trailers" is still meaningful to the next hop.
+        return !value.trim_ascii().eq_ignore_ascii_case(b"trailers");
+    }
+    if is(b"upgrade") {
+        return !keep_upgrade;
+    }
+    // Never drop framing or Host, whatever Connection lists.
+    if is(b"transfer-encoding") || is(b"content-length") || is(b"host") {
+        return false;
+    }
+    tokens.count > 0 && tokens.lists(buf, headers, name)
 }
 
 /// Writes the request head for the backend into `out`.
 pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, out: &mut Vec<u8>) {
-    let listed = connection_tokens(buf, &head.headers);
+    let tokens = ConnectionTokens::new(buf, &head.headers);
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
     out.extend_from_slice(head.target(buf));
@@ -76,7 +119,7 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, ou
     for h in &head.headers {
         let name = buf.get(h.name.clone()).unwrap_or_default();
         let value = buf.get(h.value.clone()).unwrap_or_default();
-        if is_hop_by_hop(name, value, &listed, opts.tunnel) {
+        if is_hop_by_hop(name, value, buf, &head.headers, &tokens, opts.tunnel) {
             continue;
         }
         if opts.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for") {
@@ -143,14 +186,14 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, ou
 
 /// Writes the response head for the client into `out`.
 pub fn encode_response(buf: &[u8], head: &ResponseHead, opts: &ResponseOpts, out: &mut Vec<u8>) {
-    let listed = connection_tokens(buf, &head.headers);
+    let tokens = ConnectionTokens::new(buf, &head.headers);
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(buf.get(head.reason.clone()).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
     for h in &head.headers {
         let name = buf.get(h.name.clone()).unwrap_or_default();
         let value = buf.get(h.value.clone()).unwrap_or_default();
-        if is_hop_by_hop(name, value, &listed, opts.tunnel) {
+        if is_hop_by_hop(name, value, buf, &head.headers, &tokens, opts.tunnel) {
             continue;
         }
         field(out, name, value);
@@ -257,6 +300,18 @@ mod tests {
         assert!(out.starts_with("GET / HTTP/1.1\r\nHost: \r\n"), "{out}");
         let out = encode_req(b"GET http://h.example:8080/x HTTP/1.0\r\n\r\n", &opts());
         assert!(out.contains("Host: h.example:8080\r\n"), "{out}");
+    }
+
+    #[test]
+    fn many_connection_lines_are_all_honoured() {
+        let out = encode_req(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nConnection: b\r\nConnection: c\r\nConnection: d\r\nConnection: e, f\r\nE: 1\r\nF: 1\r\nA: 1\r\nG: 1\r\n\r\n",
+            &opts(),
+        );
+        for gone in ["\r\nA:", "\r\nE:", "\r\nF:", "Connection"] {
+            assert!(!out.contains(gone), "{gone} in {out}");
+        }
+        assert!(out.contains("\r\nG: 1\r\n"), "{out}");
     }
 
     #[test]

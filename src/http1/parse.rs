@@ -245,6 +245,18 @@ fn has_bare_lf(head: &[u8]) -> bool {
         .any(|(i, &b)| b == b'\n' && (i == 0 || head.get(i - 1) != Some(&b'\r')))
 }
 
+/// Upper bound of `Limits::headers_max`: httparse's field table lives on the stack (no
+/// allocation per head).
+pub const HEADERS_MAX: usize = 256;
+
+fn storage_for<'s, 'b>(
+    storage: &'s mut [httparse::Header<'b>; HEADERS_MAX],
+    limits: &Limits,
+) -> &'s mut [httparse::Header<'b>] {
+    let n = limits.headers_max.min(HEADERS_MAX);
+    &mut storage[..n]
+}
+
 fn parser_config() -> httparse::ParserConfig {
     // Strict: no obs-fold, no whitespace after names, no multiple spaces in the request line.
     httparse::ParserConfig::default()
@@ -252,8 +264,8 @@ fn parser_config() -> httparse::ParserConfig {
 
 /// Parses a request head at the start of `buf`.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> HeadVerdict<RequestHead> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.headers_max];
-    let mut req = httparse::Request::new(&mut storage);
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(storage_for(&mut storage, limits));
     let status = parser_config().parse_request(&mut req, buf);
     let consumed = match status {
         Ok(httparse::Status::Complete(n)) => n,
@@ -381,8 +393,8 @@ pub fn parse_response(
     limits: &Limits,
     request_is_head: bool,
 ) -> HeadVerdict<ResponseHead> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.headers_max];
-    let mut resp = httparse::Response::new(&mut storage);
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut resp = httparse::Response::new(storage_for(&mut storage, limits));
     let consumed = match parser_config().parse_response(&mut resp, buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return partial_or_too_large(buf, limits, false),

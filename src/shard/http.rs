@@ -33,6 +33,9 @@ use crate::timer::TimerKey;
 const CLIENT: usize = 0;
 const SERVER: usize = 1;
 
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19): arm the poll before trying the recv.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 /// Bytes queued towards one side before ringway stops reading from the other.
 const OUT_SOFT_MAX: usize = 64 * 1024;
 /// Bodies of known length at least this large move by splice(2) (unless `splice = "off"`).
@@ -117,6 +120,23 @@ impl Side {
             active_ms: now_ms,
             ..Side::default()
         }
+    }
+
+    /// Resets the side for a new socket, keeping the buffers' capacity (no allocation per
+    /// request on a keep-alive connection).
+    fn reset(&mut self, fd: RawFd, now_ms: u64) {
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let mut out = std::mem::take(&mut self.out);
+        let mut sending = std::mem::take(&mut self.sending);
+        inbuf.clear();
+        out.clear();
+        sending.clear();
+        *self = Side {
+            inbuf,
+            out,
+            sending,
+            ..Side::new(fd, now_ms)
+        };
     }
 
     fn queued(&self) -> usize {
@@ -687,7 +707,6 @@ impl Shard {
             .drain(..consumed_bytes.min(c.sides[CLIENT].inbuf.len()));
         if matches!(body, Body::Done) {
             ex.req_done = true;
-            ex.replay = Some(encoded.clone());
         }
         c.flows[CLIENT] = Flow { body, splice: None };
         c.flows[SERVER] = Flow::idle();
@@ -715,8 +734,17 @@ impl Shard {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
+        let replayable = self
+            .http_slots
+            .get(slot as usize)
+            .and_then(|s| s.conn.as_ref())
+            .and_then(|c| c.ex.as_ref())
+            .is_some_and(|e| e.req_done);
         let pooled = if allow_pool {
-            b.pool.idle.get_mut(server).and_then(take_live)
+            b.pool
+                .idle
+                .get_mut(server)
+                .and_then(|list| take_live(list, now, !replayable))
         } else {
             None
         };
@@ -734,8 +762,12 @@ impl Shard {
             ex.server = server;
             ex.reused = pooled.is_some();
             ex.req_sent_ms = now;
+            if ex.reused && ex.req_done {
+                // Kept in case the reused connection turns out dead (`http_try_replay`).
+                ex.replay = Some(encoded.clone());
+            }
         }
-        c.sides[SERVER] = Side::new(-1, now);
+        c.sides[SERVER].reset(-1, now);
         c.sides[SERVER].out = encoded;
         if let Some(fd) = pooled {
             c.sides[SERVER].fd = fd;
@@ -1205,6 +1237,11 @@ impl Shard {
         let Some(c) = self.hconn(slot) else {
             return;
         };
+        // Waiting for a response head that cannot be there yet (the request was just sent): ask
+        // the kernel to arm the poll first instead of trying a recv that would fail.
+        let poll_first = side == SERVER
+            && c.sides[SERVER].inbuf.is_empty()
+            && c.ex.as_ref().is_some_and(|e| e.resp == RespPhase::Head);
         let sd = &mut c.sides[side];
         if want {
             if sd.recv_armed || sd.waiting_bufs {
@@ -1226,6 +1263,7 @@ impl Shard {
             } else {
                 opcode::Recv::new(types::Fd(sd.fd), std::ptr::null_mut(), buffer_bytes)
                     .buf_group(group)
+                    .ioprio(if poll_first { RECVSEND_POLL_FIRST } else { 0 })
                     .build()
                     .flags(squeue::Flags::BUFFER_SELECT)
                     .user_data(user_data)
@@ -1545,7 +1583,7 @@ impl Shard {
         let inflight = c.sides[SERVER].inflight;
         let target = c.ex.as_ref().map(|e| (e.backend, e.server));
         if clean && inflight == 0 {
-            c.sides[SERVER] = Side::new(-1, now);
+            c.sides[SERVER].reset(-1, now);
             let draining = self.drain_deadline_ms.is_some();
             let pooled = target.and_then(|(b, s)| {
                 let backend = self.backends.get_mut(b)?;
@@ -1560,7 +1598,7 @@ impl Shard {
             return;
         }
         if inflight == 0 {
-            c.sides[SERVER] = Side::new(-1, now);
+            c.sides[SERVER].reset(-1, now);
             close_fd(fd);
             return;
         }
@@ -1615,7 +1653,7 @@ impl Shard {
                 .any(|(s, fd)| *s == slot && *fd == c.sides[SERVER].fd)
         {
             let fd = c.sides[SERVER].fd;
-            c.sides[SERVER] = Side::new(-1, 0);
+            c.sides[SERVER].reset(-1, 0);
             let replay = c.pending_replay.take();
             close_fd(fd);
             self.http_detaching
@@ -1990,10 +2028,19 @@ fn move_body(body: &mut Body, from: &mut Vec<u8>, to: &mut Vec<u8>) -> Result<us
     Ok(n)
 }
 
+/// A pooled connection idle for less than this is reused without the liveness peek when the
+/// request can be replayed: the peek is a syscall per request, and the rare connection a backend
+/// closed in that window is caught by the replay (`http_try_replay`).
+const POOL_FRESH_MS: u64 = 1_000;
+
 /// Pops pooled connections until one is still usable: no byte and no EOF waiting on it (a backend
-/// that closed an idle connection, or sent something unasked, makes it unusable).
-fn take_live(list: &mut Vec<Pooled>) -> Option<RawFd> {
+/// that closed an idle connection, or sent something unasked, makes it unusable). `check_always`:
+/// peek even at a fresh connection (the request has a body and cannot be replayed).
+fn take_live(list: &mut Vec<Pooled>, now_ms: u64, check_always: bool) -> Option<RawFd> {
     while let Some(p) = list.pop() {
+        if !check_always && now_ms.saturating_sub(p.since_ms) < POOL_FRESH_MS {
+            return Some(p.fd);
+        }
         let mut byte = 0u8;
         // SAFETY: peeks at most one byte into a live local.
         let n = unsafe {
