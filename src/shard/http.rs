@@ -1107,7 +1107,12 @@ impl Shard {
             }
             let (src, dst) = pair(&mut c.sides, dir);
             if dst.queued() < OUT_SOFT_MAX && !src.inbuf.is_empty() {
-                dst.out.append(&mut src.inbuf);
+                if dst.out.is_empty() {
+                    // Hand the received bytes over without copying them again.
+                    std::mem::swap(&mut dst.out, &mut src.inbuf);
+                } else {
+                    dst.out.append(&mut src.inbuf);
+                }
                 progressed = true;
             }
             if src.eof && src.inbuf.is_empty() && dst.flushed() && !dst.shut {
@@ -2023,8 +2028,13 @@ fn move_body(body: &mut Body, from: &mut Vec<u8>, to: &mut Vec<u8>) -> Result<us
         Body::UntilEof => from.len(),
     };
     let n = n.min(from.len());
-    to.extend_from_slice(from.get(..n).unwrap_or_default());
-    from.drain(..n);
+    if n == from.len() && to.is_empty() {
+        // The whole input is body: hand the buffer over instead of copying it.
+        std::mem::swap(from, to);
+    } else {
+        to.extend_from_slice(from.get(..n).unwrap_or_default());
+        from.drain(..n);
+    }
     Ok(n)
 }
 
