@@ -26,6 +26,8 @@ pub struct ShardStats {
     pub connect_errors: u64,
     /// Server connects that did not complete within `timeouts.connect`.
     pub connect_timeouts: u64,
+    /// Connects retried on another server after a failure or timeout (`retries`).
+    pub connect_retries: u64,
     /// Connections closed because a side was idle longer than its idle timeout.
     pub idle_timeouts: u64,
     /// Clients closed at accept: the shard was at `conns_per_shard_max` or draining.
@@ -128,6 +130,7 @@ impl ShardStats {
         self.bytes_spliced += other.bytes_spliced;
         self.connect_errors += other.connect_errors;
         self.connect_timeouts += other.connect_timeouts;
+        self.connect_retries += other.connect_retries;
         self.idle_timeouts += other.idle_timeouts;
         self.rejected += other.rejected;
         self.drain_closed += other.drain_closed;

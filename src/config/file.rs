@@ -98,6 +98,10 @@ pub struct BackendFile {
     pub servers: Option<Spanned<Vec<Spanned<ServerFile>>>>,
     pub idle_conns_max: Option<Spanned<i64>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub balance: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub redispatch: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +109,8 @@ pub struct BackendFile {
 pub struct ServerFile {
     pub address: Option<Spanned<String>>,
     pub weight: Option<Spanned<i64>>,
+    pub name: Option<Spanned<String>>,
+    pub backup: Option<Spanned<bool>>,
 }
 
 /// Every key the file may contain, by table, for did-you-mean suggestions.
@@ -154,4 +160,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "tunnel",
     "idle_conns_max",
     "idle_timeout",
+    "balance",
+    "hash_key",
+    "retries",
+    "redispatch",
+    "backup",
 ];

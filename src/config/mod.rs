@@ -136,6 +136,36 @@ pub struct Backend {
     pub idle_conns_max: u32,
     /// HTTP: a pooled connection unused this long is closed.
     pub idle_timeout: Duration,
+    pub balance: Balance,
+    /// What consistent hashing hashes (`balance = "maglev"`).
+    pub hash_key: HashKey,
+    /// Further attempts after a failed connect (or, for replayable HTTP requests, a failure before
+    /// any response byte).
+    pub retries: u32,
+    /// Retries go to another server (HAProxy `option redispatch`); otherwise to the same one.
+    pub redispatch: bool,
+}
+
+/// Balancing algorithm of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    PowerOfTwo,
+    Maglev,
+}
+
+/// The key consistent hashing maps to a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address (TCP and HTTP).
+    Source,
+    /// A request header's value (HTTP); requests without it fall back to the client address.
+    Header(String),
+    /// A cookie's value (HTTP); requests without it fall back to the client address.
+    Cookie(String),
+    /// The request path without query (HTTP).
+    Path,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +173,10 @@ pub struct Server {
     pub address: SocketAddr,
     /// 0 drains the server (never picked); default 1.
     pub weight: u32,
+    /// Unique within the backend; used in logs, stats and consistent hashing. Default: the address.
+    pub name: String,
+    /// Used only when no primary server is up.
+    pub backup: bool,
 }
 
 impl Config {

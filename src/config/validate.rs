@@ -14,8 +14,8 @@ use toml::Spanned;
 use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
 use super::{
-    AccessLog, AccessLogFormat, Backend, Config, Global, HttpListener, Listener, Mode, Server,
-    Shards, SpliceMode, Timeouts,
+    AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
+    Mode, Server, Shards, SpliceMode, Timeouts,
 };
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
 
@@ -71,6 +71,7 @@ pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_IDLE_CONNS_MAX: i64 = 32;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
+pub const DEFAULT_RETRIES: i64 = 2;
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
@@ -489,6 +490,7 @@ impl Validator<'_> {
                     self.error(list.span(), format!("backend `{name}` has no servers"));
                 }
                 let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+                let mut names: HashMap<String, usize> = HashMap::new();
                 for s in list.get_ref() {
                     let sspan = s.span();
                     let s = s.get_ref();
@@ -503,9 +505,18 @@ impl Validator<'_> {
                         self.error(a.span(), format!("duplicate server address {address} in backend `{name}` (first on line {first})"));
                     }
                     let weight = self.integer(&s.weight, "weight", 1, 0..WEIGHT_MAX + 1);
+                    let server_name = match &s.name {
+                        Some(n) => {
+                            self.check_name(n, &format!("server (backend `{name}`)"), &mut names);
+                            n.get_ref().clone()
+                        }
+                        None => address.to_string(),
+                    };
                     servers.push(Server {
                         address,
                         weight: u32::try_from(weight).unwrap_or(1),
+                        name: server_name,
+                        backup: s.backup.as_ref().is_some_and(|b| *b.get_ref()),
                     });
                 }
                 if !servers.is_empty() && servers.iter().all(|s| s.weight == 0) {
@@ -525,11 +536,53 @@ impl Validator<'_> {
             );
             let idle_timeout =
                 self.duration(&b.idle_timeout, "idle_timeout", DEFAULT_POOL_IDLE_TIMEOUT);
+            let balance = match b.balance.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "round_robin")) => Balance::RoundRobin,
+                Some((_, "least_conn")) => Balance::LeastConn,
+                Some((_, "p2c")) => Balance::PowerOfTwo,
+                Some((_, "maglev")) => Balance::Maglev,
+                Some((v, other)) => {
+                    let mut msg = format!("balance `{other}` is not valid; use \"round_robin\", \"least_conn\", \"p2c\" or \"maglev\"");
+                    if let Some(best) = did_you_mean(other, &["round_robin", "least_conn", "p2c", "maglev"]) {
+                        msg = format!("balance `{other}` is not valid; did you mean `{best}`?");
+                    }
+                    self.error(v.span(), msg);
+                    Balance::RoundRobin
+                }
+            };
+            let hash_key = match b.hash_key.as_ref() {
+                None => HashKey::Source,
+                Some(v) => {
+                    if balance != Balance::Maglev {
+                        self.error(v.span(), "hash_key applies only to balance = \"maglev\"");
+                    }
+                    let text = v.get_ref().as_str();
+                    match text.split_once(':') {
+                        None if text == "source" => HashKey::Source,
+                        None if text == "path" => HashKey::Path,
+                        Some(("header", h)) if !h.is_empty() && h.bytes().all(is_token_byte) => {
+                            HashKey::Header(h.to_ascii_lowercase())
+                        }
+                        Some(("cookie", c)) if !c.is_empty() && c.bytes().all(is_token_byte) => {
+                            HashKey::Cookie(c.to_string())
+                        }
+                        _ => {
+                            self.error(v.span(), format!("hash_key `{text}` is not valid; use \"source\", \"path\", \"header:NAME\" or \"cookie:NAME\""));
+                            HashKey::Source
+                        }
+                    }
+                }
+            };
+            let retries = self.integer(&b.retries, "retries", DEFAULT_RETRIES, 0..11);
             out.push(Backend {
                 name,
                 servers,
                 idle_conns_max: u32::try_from(idle_conns_max).unwrap_or(0),
                 idle_timeout,
+                balance,
+                hash_key,
+                retries: u32::try_from(retries).unwrap_or(0),
+                redispatch: b.redispatch.as_ref().is_none_or(|v| *v.get_ref()),
             });
         }
         out

@@ -21,7 +21,7 @@ use io_uring::{opcode, types};
 
 use super::ring::{Completion, Op, OpKind, set_nodelay};
 use super::{QUEUE_SOFT_MAX, Shard, Slot, close_fd};
-use crate::balancer::Balancer;
+use crate::balancer::Algorithm;
 use crate::config::SpliceMode;
 use crate::pipes::{Flow, Pipe, PumpStop, pump};
 use crate::timer::TimerKey;
@@ -132,7 +132,14 @@ pub(super) struct Conn {
     splice: SpliceMode,
     cause: Option<CloseCause>,
     backend: usize,
+    /// usize::MAX until a server is picked.
     server: usize,
+    /// Consistent-hashing key (client address) when the backend uses Maglev.
+    key: Option<u64>,
+    /// Servers whose connect failed for this connection (retries).
+    tried: Vec<usize>,
+    /// The in-flight connect is being cancelled (timeout) and should be retried when it ends.
+    retry_on_cancel: bool,
 }
 
 impl Shard {
@@ -156,17 +163,55 @@ impl Shard {
 
     pub(super) fn open_conn(&mut self, client_fd: RawFd, backend: usize, splice: SpliceMode) {
         set_nodelay(client_fd);
-        let picked = self
-            .backends
-            .get_mut(backend)
-            .and_then(|b| Some((b.balancer.pick()?, b)))
-            .and_then(|(i, b)| Some((i, b.addrs.get(i)?)));
-        let Some((server, addr)) = picked else {
+        // Consistent hashing on the client address needs it; multishot accept does not return it.
+        let key = match self.backends.get(backend).map(|b| &b.algo) {
+            Some(Algorithm::Maglev(_)) => super::peer_addr(client_fd)
+                .map(|a| crate::balancer::hash_bytes(a.ip().to_string().as_bytes())),
+            _ => None,
+        };
+        self.stats.active += 1;
+        let conn = Conn {
+            fds: [client_fd, -1],
+            phase: Phase::Connecting,
+            inflight: 0,
+            dirs: [Dir::new(), Dir::new()],
+            active_ms: [self.now_ms; 2],
+            opened_ms: self.now_ms,
+            timer_queued: false,
+            splice,
+            cause: None,
+            backend,
+            server: usize::MAX,
+            key,
+            tried: Vec::new(),
+            retry_on_cancel: false,
+        };
+        let slot = self.alloc_slot(conn);
+        if !self.connect_next(slot) {
+            self.begin_close(slot, CloseCause::ConnectError);
+        }
+    }
+
+    /// Picks a server (not one already tried) and starts connecting to it. Returns false when no
+    /// server can be picked or no socket can be made.
+    fn connect_next(&mut self, slot: u32) -> bool {
+        let Some(c) = self.slots.get(slot as usize).and_then(|s| s.conn.as_ref()) else {
+            return false;
+        };
+        let (backend, key) = (c.backend, c.key);
+        let tried = c.tried.clone();
+        let Some(b) = self.backends.get_mut(backend) else {
+            return false;
+        };
+        let Some(server) = b.pick(key, &tried) else {
             self.stats.connect_errors += 1;
             tracing::debug!(shard = self.id, backend, "no server can be picked");
-            close_fd(client_fd);
-            return;
+            return false;
         };
+        let Some(addr) = b.addrs.get(server) else {
+            return false;
+        };
+        let (addr_ptr, addr_len) = (addr.as_ptr(), addr.len());
         let family = if addr.is_ipv6() {
             libc::AF_INET6
         } else {
@@ -183,27 +228,20 @@ impl Shard {
         if server_fd < 0 {
             self.stats.connect_errors += 1;
             tracing::warn!(shard = self.id, error = %std::io::Error::last_os_error(), "cannot create server socket");
-            close_fd(client_fd);
-            return;
+            return false;
         }
         set_nodelay(server_fd);
-        let addr_ptr = addr.as_ptr();
-        let addr_len = addr.len();
-        self.stats.active += 1;
-        let conn = Conn {
-            fds: [client_fd, server_fd],
-            phase: Phase::Connecting,
-            inflight: 1,
-            dirs: [Dir::new(), Dir::new()],
-            active_ms: [self.now_ms; 2],
-            opened_ms: self.now_ms,
-            timer_queued: false,
-            splice,
-            cause: None,
-            backend,
-            server,
+        b.count_active(server, true);
+        let now = self.now_ms;
+        let Some(c) = self.conn(slot) else {
+            close_fd(server_fd);
+            return false;
         };
-        let slot = self.alloc_slot(conn);
+        c.fds[SERVER] = server_fd;
+        c.server = server;
+        c.phase = Phase::Connecting;
+        c.opened_ms = now;
+        c.inflight += 1;
         // SAFETY (pointer lifetime): `addr_ptr` points into this shard's server table, which is
         // never resized after boot; the kernel copies the address when the SQE is submitted.
         let entry = opcode::Connect::new(types::Fd(server_fd), addr_ptr.cast(), addr_len)
@@ -211,6 +249,29 @@ impl Shard {
             .user_data(Op::new(OpKind::Connect, slot, 0).encode());
         self.ring.push(entry);
         self.schedule_timer(slot);
+        true
+    }
+
+    /// A connect failed or timed out: try another server while retries remain (the client is
+    /// still waiting, nothing has been sent). Returns true when a new connect was started.
+    fn retry_connect(&mut self, slot: u32) -> bool {
+        let Some(c) = self.slots.get_mut(slot as usize).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
+        let (backend, server) = (c.backend, c.server);
+        let retries = self.backends.get(backend).map_or(0, |b| b.retries) as usize;
+        if c.tried.len() >= retries {
+            return false;
+        }
+        c.tried.push(server);
+        let fd = c.fds[SERVER];
+        c.fds[SERVER] = -1;
+        close_fd(fd);
+        if let Some(b) = self.backends.get_mut(backend) {
+            b.count_active(server, false);
+        }
+        self.stats.connect_retries += 1;
+        self.connect_next(slot)
     }
 
     fn schedule_timer(&mut self, slot: u32) {
@@ -261,8 +322,17 @@ impl Shard {
         };
         match expired {
             Some(CloseCause::ConnectTimeout) => {
-                self.stats.connect_timeouts += 1;
-                self.begin_close(key.slot, CloseCause::ConnectTimeout);
+                // Cancel the connect; its completion (-ECANCELED) retries or closes.
+                let Some(c) = self.conn(key.slot) else {
+                    return;
+                };
+                c.retry_on_cancel = true;
+                let fd = c.fds[SERVER];
+                let entry =
+                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                        .build()
+                        .user_data(Op::new(OpKind::Cancel, key.slot, 0).encode());
+                self.ring.push(entry);
             }
             Some(cause) => {
                 self.stats.idle_timeouts += 1;
@@ -317,18 +387,32 @@ impl Shard {
         }
         if result < 0 {
             let (backend, server) = (c.backend, c.server);
-            self.stats.connect_errors += 1;
+            let timed_out = std::mem::take(&mut c.retry_on_cancel);
+            if timed_out {
+                self.stats.connect_timeouts += 1;
+            } else {
+                self.stats.connect_errors += 1;
+            }
             tracing::debug!(
                 shard = self.id,
                 backend,
                 server,
                 errno = -result,
+                timed_out,
                 "connect failed"
             );
-            self.begin_close(slot, CloseCause::ConnectError);
+            if !self.retry_connect(slot) {
+                let cause = if timed_out {
+                    CloseCause::ConnectTimeout
+                } else {
+                    CloseCause::ConnectError
+                };
+                self.begin_close(slot, cause);
+            }
             return;
         }
         c.phase = Phase::Established;
+        c.retry_on_cancel = false;
         c.active_ms = [now; 2];
         let splice_always = c.splice == SpliceMode::Always;
         for dir in [0, 1] {
@@ -687,7 +771,7 @@ impl Shard {
         c.cause = Some(cause);
         if c.inflight > 0 {
             let fds = c.fds;
-            for fd in fds {
+            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
                 let entry =
                     opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
                         .build()
@@ -723,7 +807,14 @@ impl Shard {
             }
         }
         for fd in c.fds {
-            close_fd(fd);
+            if fd >= 0 {
+                close_fd(fd);
+            }
+        }
+        if c.server != usize::MAX
+            && let Some(b) = self.backends.get_mut(c.backend)
+        {
+            b.count_active(c.server, false);
         }
         self.free_slots.push(slot);
         self.stats.closed += 1;

@@ -21,7 +21,6 @@ use io_uring::{opcode, squeue, types};
 
 use super::ring::{Completion, Op, OpKind, set_nodelay};
 use super::{Shard, close_fd};
-use crate::balancer::Balancer;
 use crate::config::SpliceMode;
 use crate::http1::{
     self, ChunkVerdict, ChunkedScanner, ForwardOpts, Framing, HeadVerdict, RequestHead,
@@ -195,6 +194,8 @@ struct Exchange {
     resp: RespPhase,
     /// Some response byte reached the client's send queue: errors can no longer become a status.
     resp_started: bool,
+    /// The backend sent at least one byte for this exchange: never retried after that.
+    server_answered: bool,
     client_keep_alive: bool,
     server_keep_alive: bool,
     is_head: bool,
@@ -205,6 +206,10 @@ struct Exchange {
     resp_bytes: u64,
     req_body_bytes: u64,
     log: Option<LogFields>,
+    /// Consistent-hashing key of the request (Maglev backends).
+    key: Option<u64>,
+    /// Servers that failed this request (retries go elsewhere).
+    tried: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -278,6 +283,8 @@ pub(super) struct HttpConn {
     again: bool,
     /// A request to replay on a new connection once the failed one is closed.
     pending_replay: Option<Vec<u8>>,
+    /// The (backend, server) whose open-connection count this connection holds.
+    counted: Option<(usize, usize)>,
     term: Option<Term>,
 }
 
@@ -315,6 +322,7 @@ impl Shard {
             lingered: 0,
             again: false,
             pending_replay: None,
+            counted: None,
             term: None,
         };
         let slot = if let Some(slot) = self.free_http_slots.pop()
@@ -410,6 +418,13 @@ impl Shard {
             sd.inflight = sd.inflight.saturating_sub(1);
             sd.recv_armed = false;
         }
+        if side == SERVER
+            && res > 0
+            && let Some(ex) = c.ex.as_mut()
+        {
+            ex.server_answered = true;
+        }
+        let sd = &mut c.sides[side];
         if let Some(bid) = bid {
             if res > 0 {
                 if let Some(bytes) = self.bufs.slice(bid, 0, res as u32) {
@@ -667,6 +682,7 @@ impl Shard {
             req_sent_ms: now,
             resp: RespPhase::Head,
             resp_started: false,
+            server_answered: false,
             client_keep_alive: head.keep_alive,
             server_keep_alive: false,
             is_head: head.is_head,
@@ -677,6 +693,8 @@ impl Shard {
             resp_bytes: 0,
             req_body_bytes: 0,
             log,
+            key: None,
+            tried: Vec::new(),
         };
         let Some(backend) = route else {
             tracing::debug!(shard = id, "no route for request");
@@ -702,6 +720,11 @@ impl Shard {
         let mut encoded = std::mem::take(&mut c.sides[SERVER].out);
         encoded.clear();
         http1::encode_request(buf, &head, &opts, &mut encoded);
+        ex.key = self
+            .backends
+            .get(backend)
+            .filter(|b| matches!(b.algo, crate::balancer::Algorithm::Maglev(_)))
+            .map(|b| request_hash_key(&b.hash_key, c.client, buf, &head));
         c.sides[CLIENT]
             .inbuf
             .drain(..consumed_bytes.min(c.sides[CLIENT].inbuf.len()));
@@ -730,10 +753,18 @@ impl Shard {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
-        let Some(server) = b.balancer.pick() else {
+        let (key, tried) = self
+            .http_slots
+            .get(slot as usize)
+            .and_then(|s| s.conn.as_ref())
+            .and_then(|c| c.ex.as_ref())
+            .map_or((None, Vec::new()), |e| (e.key, e.tried.clone()));
+        let Some(server) = b.pick(key, &tried) else {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
+        let retries = b.retries;
+        b.count_active(server, true);
         let replayable = self
             .http_slots
             .get(slot as usize)
@@ -758,12 +789,13 @@ impl Shard {
             }
             return;
         };
+        c.counted = Some((backend, server));
         if let Some(ex) = c.ex.as_mut() {
             ex.server = server;
             ex.reused = pooled.is_some();
             ex.req_sent_ms = now;
-            if ex.reused && ex.req_done {
-                // Kept in case the reused connection turns out dead (`http_try_replay`).
+            if ex.req_done && (ex.reused || retries > 0) {
+                // Kept in case the connection turns out dead before answering (`http_try_retry`).
                 ex.replay = Some(encoded.clone());
             }
         }
@@ -1456,7 +1488,10 @@ impl Shard {
     /// The backend failed (connect, reset, bad response). Before any response byte reached the
     /// client this becomes a status (502/504); after it, the client connection is closed.
     fn http_server_failed(&mut self, slot: u32, status: u16, term: Term) {
-        if term == Term::ServerError && self.http_try_replay(slot) {
+        let connect_phase = self
+            .hconn(slot)
+            .is_some_and(|c| matches!(c.phase, Phase::Connecting { .. }));
+        if (term == Term::ServerError || connect_phase) && self.http_try_retry(slot) {
             return;
         }
         let Some(c) = self.hconn(slot) else {
@@ -1472,36 +1507,75 @@ impl Shard {
         }
     }
 
-    /// A reused (pooled) connection failed before any response byte: the backend may have closed
-    /// it on its keep-alive timeout just as it was taken (EOF, EPIPE or a reset). A request without
-    /// a body is then replayed once on a fresh connection. Returns whether it was.
-    fn http_try_replay(&mut self, slot: u32) -> bool {
+    /// The backend failed before any response byte reached the client: retry when it is safe.
+    /// - The connect failed (or timed out): nothing was sent, the request goes to another server
+    ///   while `retries` remain (`redispatch`), body or not.
+    /// - A reused (pooled) connection died (EOF, EPIPE, reset): the backend may have closed it on
+    ///   its keep-alive timeout just as it was taken; a bodyless request is replayed once on a new
+    ///   connection without using a retry.
+    /// - A fresh connection died before answering: a bodyless request is retried while `retries`
+    ///   remain. A request whose body was (partly) sent is never replayed.
+    ///
+    /// Returns whether a retry was started.
+    fn http_try_retry(&mut self, slot: u32) -> bool {
         let now = self.now_ms;
         let Some(c) = self.hconn(slot) else {
             return false;
         };
-        if c.phase != Phase::Exchange {
+        let connect_failed = matches!(c.phase, Phase::Connecting { .. }) && c.pending_replay.is_none();
+        if !connect_failed && c.phase != Phase::Exchange {
             return false;
         }
-        let Some(encoded) =
-            c.ex.as_mut()
-                .filter(|e| e.reused && !e.resp_started)
-                .and_then(|e| e.replay.take())
-        else {
+        let Some(ex) = c.ex.as_ref() else {
             return false;
         };
-        self.stats.http_pool_retries += 1;
+        if ex.resp_started || ex.server_answered || ex.server == usize::MAX {
+            return false;
+        }
+        let (backend, server, reused, tried) = (ex.backend, ex.server, ex.reused, ex.tried.len());
+        let free_replay = reused && !connect_failed;
+        let retries = self.backends.get(backend).map_or(0, |b| b.retries) as usize;
+        if !free_replay && tried >= retries {
+            return false;
+        }
+        let Some(c) = self.hconn(slot) else {
+            return false;
+        };
+        let encoded = if connect_failed {
+            // Nothing was sent: what waits in the backend side's queue is the whole request so far.
+            let mut bytes = std::mem::take(&mut c.sides[SERVER].sending);
+            bytes.extend_from_slice(&c.sides[SERVER].out);
+            c.sides[SERVER].out.clear();
+            Some(bytes)
+        } else {
+            c.ex.as_mut().and_then(|e| e.replay.take())
+        };
+        let Some(encoded) = encoded else {
+            return false;
+        };
+        if let Some(ex) = c.ex.as_mut() {
+            if free_replay {
+                ex.reused = false;
+            } else {
+                ex.tried.push(server);
+            }
+        }
+        if free_replay {
+            self.stats.http_pool_retries += 1;
+        } else {
+            self.stats.connect_retries += 1;
+        }
         self.detach_server(slot, false);
         let Some(c) = self.hconn(slot) else {
             return true;
         };
-        c.flows = [Flow::idle(), Flow::idle()];
+        c.flows[SERVER] = Flow::idle();
         if c.sides[SERVER].fd >= 0 {
             // Ops still in flight on the old socket: connect once it is closed (http_try_free).
             c.pending_replay = Some(encoded);
             c.phase = Phase::Connecting { started_ms: now };
         } else {
-            self.http_connect(slot, encoded, false);
+            self.http_connect(slot, encoded, !free_replay);
         }
         true
     }
@@ -1542,6 +1616,7 @@ impl Shard {
                     req_sent_ms: now,
                     resp: RespPhase::Done,
                     resp_started: true,
+                    server_answered: false,
                     client_keep_alive: false,
                     server_keep_alive: false,
                     is_head: false,
@@ -1552,6 +1627,8 @@ impl Shard {
                     resp_bytes: written,
                     req_body_bytes: 0,
                     log: raw_log,
+                    key: None,
+                    tried: Vec::new(),
                 })
             }
         }
@@ -1569,6 +1646,11 @@ impl Shard {
     /// flight on it are cancelled and the fd is closed once they complete (`http_try_free`).
     fn detach_server(&mut self, slot: u32, clean: bool) {
         let now = self.now_ms;
+        if let Some((b, server)) = self.hconn(slot).and_then(|c| c.counted.take())
+            && let Some(backend) = self.backends.get_mut(b)
+        {
+            backend.count_active(server, false);
+        }
         let Some(c) = slot_conn(&mut self.http_slots, slot) else {
             return;
         };
@@ -1693,6 +1775,11 @@ impl Shard {
             }
         }
         self.http_detaching.retain(|(s, _)| *s != slot);
+        if let Some((b, server)) = c.counted.take()
+            && let Some(backend) = self.backends.get_mut(b)
+        {
+            backend.count_active(server, false);
+        }
         self.free_http_slots.push(slot);
         self.stats.closed += 1;
         self.stats.active = self.stats.active.saturating_sub(1);
@@ -1923,6 +2010,44 @@ impl Shard {
         sink.write(&line);
         ex.status = 0;
     }
+}
+
+/// The consistent-hashing key of a request: the configured header, cookie or path, falling back
+/// to the client address when the request does not carry it.
+fn request_hash_key(
+    key: &crate::config::HashKey,
+    client: SocketAddr,
+    buf: &[u8],
+    head: &RequestHead,
+) -> u64 {
+    use crate::balancer::hash_bytes;
+    use crate::config::HashKey;
+    let source = || hash_bytes(client.ip().to_string().as_bytes());
+    match key {
+        HashKey::Source => source(),
+        HashKey::Path => hash_bytes(crate::router::path_of(head.target(buf))),
+        HashKey::Header(name) => head.header_value(buf, name).map_or_else(source, hash_bytes),
+        HashKey::Cookie(name) => head
+            .headers
+            .iter()
+            .filter(|h| {
+                buf.get(h.name.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"cookie"))
+            })
+            .filter_map(|h| buf.get(h.value.clone()))
+            .find_map(|v| cookie_value(v, name.as_bytes()))
+            .map_or_else(source, hash_bytes),
+    }
+}
+
+/// The value of cookie `name` in a Cookie header value (`a=1; b=2`), if present.
+pub(super) fn cookie_value<'v>(header: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (n, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
+        (n == name).then_some(v)
+    })
 }
 
 /// Method, target and version from the first line of a request ringway could not parse, for the

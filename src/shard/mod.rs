@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types};
 
 use crate::access_log::Sink;
-use crate::balancer::{Candidate, SmoothWeightedRoundRobin};
+use crate::balancer::{
+    Algorithm, LeastConn, Maglev, PowerOfTwo, ServerView, SmoothWeightedRoundRobin, hash_bytes,
+};
+use crate::config::{Balance, HashKey};
 use crate::config::{Config, SpliceMode};
 use crate::pipes::PipePool;
 use crate::stats::{BackendStats, ServerStats, ShardReport, ShardStats};
@@ -234,6 +237,49 @@ struct HttpListenerSlot {
     access_log_on: bool,
 }
 
+impl BackendSlot {
+    /// The server to try next: one the algorithm picks among those up, not full and not in
+    /// `tried`. With `redispatch = false` a retry goes back to the first server tried.
+    fn pick(&mut self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        if !self.redispatch
+            && let Some(&first) = tried.first()
+        {
+            return self.views.get(first).is_some_and(|v| v.up).then_some(first);
+        }
+        for &t in tried {
+            if let Some(v) = self.views.get_mut(t) {
+                v.available = false;
+            }
+        }
+        let picked = self.algo.pick(&self.views, key);
+        for &t in tried {
+            if let Some(v) = self.views.get_mut(t) {
+                v.available = true;
+            }
+        }
+        // Every server was tried: retry one of them again (a single-server backend retries
+        // its only server, as HAProxy does).
+        picked.or_else(|| {
+            if tried.is_empty() {
+                None
+            } else {
+                self.algo.pick(&self.views, key)
+            }
+        })
+    }
+
+    /// Counts a connection opened to (`delta` 1) or released from (-1) server `i` on this shard.
+    fn count_active(&mut self, i: usize, opened: bool) {
+        if let Some(v) = self.views.get_mut(i) {
+            v.active = if opened {
+                v.active.saturating_add(1)
+            } else {
+                v.active.saturating_sub(1)
+            };
+        }
+    }
+}
+
 /// HTTP timeouts in milliseconds (resolved once at boot).
 #[derive(Clone, Copy)]
 struct HttpTimeoutsMs {
@@ -251,7 +297,13 @@ struct BackendSlot {
     /// Socket addresses in the form connect(2) wants. Never resized after boot: connect SQEs point
     /// into it until submitted.
     addrs: Vec<socket2::SockAddr>,
-    balancer: SmoothWeightedRoundRobin,
+    algo: Algorithm,
+    /// What the algorithm sees of each server on this shard: weight, backup, health, open
+    /// connections.
+    views: Vec<ServerView>,
+    hash_key: HashKey,
+    retries: u32,
+    redispatch: bool,
     /// Idle keep-alive connections (HTTP), per server.
     pool: http::Pool,
     idle_conns_max: usize,
@@ -338,14 +390,33 @@ impl Shard {
             .backends
             .iter()
             .map(|b| {
-                let candidates: Vec<Candidate> = b
+                let views = b
                     .servers
                     .iter()
-                    .map(|s| Candidate { weight: s.weight })
+                    .map(|s| ServerView {
+                        weight: s.weight,
+                        backup: s.backup,
+                        up: true,
+                        available: true,
+                        active: 0,
+                        key: hash_bytes(s.name.as_bytes()),
+                    })
                     .collect();
+                let algo = match b.balance {
+                    Balance::RoundRobin => {
+                        Algorithm::RoundRobin(SmoothWeightedRoundRobin::new(b.servers.len(), id))
+                    }
+                    Balance::LeastConn => Algorithm::LeastConn(LeastConn::new(id)),
+                    Balance::PowerOfTwo => Algorithm::PowerOfTwo(PowerOfTwo::new(id as u64)),
+                    Balance::Maglev => Algorithm::Maglev(Maglev::new()),
+                };
                 BackendSlot {
                     addrs: b.servers.iter().map(|s| s.address.into()).collect(),
-                    balancer: SmoothWeightedRoundRobin::new(&candidates, id),
+                    algo,
+                    views,
+                    hash_key: b.hash_key.clone(),
+                    retries: b.retries,
+                    redispatch: b.redispatch,
                     pool: http::Pool::new(b.servers.len()),
                     idle_conns_max: b.idle_conns_max as usize,
                     idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
