@@ -159,7 +159,9 @@ mod tests {
     fn removing_one_of_five_moves_about_a_fifth_of_the_keys() {
         let mut s = views(&[1, 1, 1, 1, 1]);
         let mut a = Algorithm::Maglev(Maglev::new());
-        let keys: Vec<u64> = (0..50_000u64).map(|k| hash_bytes(&k.to_le_bytes())).collect();
+        let keys: Vec<u64> = (0..50_000u64)
+            .map(|k| hash_bytes(&k.to_le_bytes()))
+            .collect();
         let before: Vec<Option<usize>> = keys.iter().map(|&k| owner(&mut a, &s, k)).collect();
         s[2].up = false;
         let after: Vec<Option<usize>> = keys.iter().map(|&k| owner(&mut a, &s, k)).collect();

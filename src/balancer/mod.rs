@@ -62,7 +62,9 @@ pub struct Eligible<'a> {
 impl Eligible<'_> {
     /// In the tier (up, weight > 0): what tables and weights are computed over.
     pub fn in_tier(&self, i: usize) -> bool {
-        self.servers.get(i).is_some_and(|s| s.in_tier(self.backup_tier))
+        self.servers
+            .get(i)
+            .is_some_and(|s| s.in_tier(self.backup_tier))
     }
 
     /// In the tier and available now.
@@ -177,7 +179,11 @@ mod tests {
         s[1].backup = true;
         s[0].available = false;
         let mut a = Algorithm::LeastConn(LeastConn::new(0));
-        assert_eq!(a.pick(&s, None), None, "queue rather than spill to the backup");
+        assert_eq!(
+            a.pick(&s, None),
+            None,
+            "queue rather than spill to the backup"
+        );
     }
 
     #[test]

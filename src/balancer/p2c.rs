@@ -63,7 +63,10 @@ mod tests {
                 counts[i] += 1;
             }
         }
-        let (min, max) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+        let (min, max) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
         assert!(max as f64 / min as f64 <= 1.1, "{counts:?}");
     }
 

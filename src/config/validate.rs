@@ -542,8 +542,12 @@ impl Validator<'_> {
                 Some((_, "p2c")) => Balance::PowerOfTwo,
                 Some((_, "maglev")) => Balance::Maglev,
                 Some((v, other)) => {
-                    let mut msg = format!("balance `{other}` is not valid; use \"round_robin\", \"least_conn\", \"p2c\" or \"maglev\"");
-                    if let Some(best) = did_you_mean(other, &["round_robin", "least_conn", "p2c", "maglev"]) {
+                    let mut msg = format!(
+                        "balance `{other}` is not valid; use \"round_robin\", \"least_conn\", \"p2c\" or \"maglev\""
+                    );
+                    if let Some(best) =
+                        did_you_mean(other, &["round_robin", "least_conn", "p2c", "maglev"])
+                    {
                         msg = format!("balance `{other}` is not valid; did you mean `{best}`?");
                     }
                     self.error(v.span(), msg);

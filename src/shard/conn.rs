@@ -255,7 +255,11 @@ impl Shard {
     /// A connect failed or timed out: try another server while retries remain (the client is
     /// still waiting, nothing has been sent). Returns true when a new connect was started.
     fn retry_connect(&mut self, slot: u32) -> bool {
-        let Some(c) = self.slots.get_mut(slot as usize).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
             return false;
         };
         let (backend, server) = (c.backend, c.server);

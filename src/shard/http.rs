@@ -1522,7 +1522,8 @@ impl Shard {
         let Some(c) = self.hconn(slot) else {
             return false;
         };
-        let connect_failed = matches!(c.phase, Phase::Connecting { .. }) && c.pending_replay.is_none();
+        let connect_failed =
+            matches!(c.phase, Phase::Connecting { .. }) && c.pending_replay.is_none();
         if !connect_failed && c.phase != Phase::Exchange {
             return false;
         }

@@ -1,0 +1,334 @@
+//! Balancing through the real binary: weights, least connections, consistent hashing, retries
+//! and redispatch when a server dies, TCP connect retries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::httpd::{Httpd, Reply, ok};
+use common::*;
+
+/// An HTTP listener in front of one backend `app` with the given servers and backend keys.
+fn config(listen: u16, admin: u16, shards: u32, servers: &[String], backend_extra: &str) -> String {
+    format!(
+        "[global]\nshards = {shards}\nadmin = \"127.0.0.1:{admin}\"\n\
+         [timeouts]\nconnect = \"1s\"\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"http\"\nbackend = \"app\"\n\
+         [[backend]]\nname = \"app\"\n{backend_extra}\nservers = [ {} ]\n",
+        servers.join(", ")
+    )
+}
+
+fn server(addr: SocketAddr, extra: &str) -> String {
+    format!("{{ address = \"{addr}\"{extra} }}")
+}
+
+/// Sends `n` keep-alive GETs on each of `conns` connections (sequentially per connection, the
+/// connections in parallel threads) and returns the bodies.
+fn get_many(
+    addr: SocketAddr,
+    conns: usize,
+    n: usize,
+    path: &'static str,
+    header: Option<String>,
+) -> Vec<String> {
+    let handles: Vec<_> = (0..conns)
+        .map(|c| {
+            let header = header.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+                let mut out = Vec::new();
+                let mut pending = Vec::new();
+                for i in 0..n {
+                    let extra = header
+                        .as_deref()
+                        .map(|h| format!("{h}-{c}\r\n"))
+                        .unwrap_or_default();
+                    let _ = i;
+                    s.write_all(
+                        format!("GET {path} HTTP/1.1\r\nHost: a\r\n{extra}\r\n").as_bytes(),
+                    )
+                    .expect("write");
+                    out.push(read_one(&mut s, &mut pending));
+                }
+                out
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client"))
+        .collect()
+}
+
+fn read_one(s: &mut TcpStream, pending: &mut Vec<u8>) -> String {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if pending.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&pending[end + 4..end + 4 + len]).to_string();
+                let status = head.split(' ').nth(1).unwrap_or("").to_string();
+                pending.drain(..end + 4 + len);
+                return if status == "200" {
+                    body
+                } else {
+                    format!("status {status}")
+                };
+            }
+        }
+        let n = s.read(&mut tmp).expect("read");
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(pending)
+        );
+        pending.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn count(bodies: &[String], name: &str) -> usize {
+    bodies.iter().filter(|b| b.starts_with(name)).count()
+}
+
+#[test]
+fn weights_1_2_3_split_6000_requests_in_proportion() {
+    let a = Httpd::named("a");
+    let b = Httpd::named("b");
+    let c = Httpd::named("c");
+    let servers = [
+        server(a.addr, ", weight = 1"),
+        server(b.addr, ", weight = 2"),
+        server(c.addr, ", weight = 3"),
+    ];
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, ""));
+    let bodies = get_many(rw.listen, 6, 1000, "/", None);
+    let (na, nb, nc) = (
+        count(&bodies, "a "),
+        count(&bodies, "b "),
+        count(&bodies, "c "),
+    );
+    assert_eq!(na + nb + nc, 6000, "{na} {nb} {nc}");
+    // Smooth WRR is exact per shard and cycle; allow a cycle's worth of slack per shard.
+    for (got, want) in [(na, 1000), (nb, 2000), (nc, 3000)] {
+        assert!(got.abs_diff(want) <= 12, "{na}:{nb}:{nc}");
+    }
+}
+
+#[test]
+fn least_conn_sends_fewer_requests_to_a_slow_server() {
+    let slow = Httpd::spawn(|r| {
+        std::thread::sleep(Duration::from_millis(100));
+        Reply::Bytes(ok(&format!("slow {}", r.target)))
+    });
+    let f1 = Httpd::named("fast1");
+    let f2 = Httpd::named("fast2");
+    let servers = [
+        server(slow.addr, ""),
+        server(f1.addr, ""),
+        server(f2.addr, ""),
+    ];
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "balance = \"least_conn\""));
+    let bodies = get_many(rw.listen, 8, 40, "/", None);
+    let n_slow = count(&bodies, "slow");
+    let n_fast = count(&bodies, "fast");
+    assert_eq!(n_slow + n_fast, 320);
+    // Round robin would give the slow server a third (~107).
+    assert!(n_slow * 4 < n_fast / 2, "slow {n_slow}, fast {n_fast}");
+}
+
+#[test]
+fn maglev_on_the_source_keeps_a_client_on_one_server() {
+    let s: Vec<Httpd> = ["a", "b", "c"].iter().map(|n| Httpd::named(n)).collect();
+    let servers: Vec<String> = s.iter().map(|h| server(h.addr, "")).collect();
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, "balance = \"maglev\""));
+    // New connections (different shards, different ports): same client address, same server.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let b = get_many(rw.listen, 1, 1, "/", None);
+        seen.insert(b[0].split(' ').next().unwrap_or("").to_string());
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+#[test]
+fn maglev_on_a_header_spreads_users_and_keeps_each_on_its_server() {
+    let s: Vec<Httpd> = ["a", "b", "c"].iter().map(|n| Httpd::named(n)).collect();
+    let servers: Vec<String> = s.iter().map(|h| server(h.addr, "")).collect();
+    let rw = Ringway::start_text(|l, ad| {
+        config(
+            l,
+            ad,
+            2,
+            &servers,
+            "balance = \"maglev\"\nhash_key = \"header:X-User\"",
+        )
+    });
+    // 30 users (one connection each, header X-User: user-<conn>), 10 requests each.
+    let handles: Vec<_> = (0..30)
+        .map(|u| {
+            let addr = rw.listen;
+            std::thread::spawn(move || {
+                let mut owners = std::collections::BTreeSet::new();
+                for _ in 0..10 {
+                    let mut s = TcpStream::connect(addr).expect("connect");
+                    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+                    s.write_all(
+                        format!("GET / HTTP/1.1\r\nHost: a\r\nX-User: user-{u}\r\n\r\n").as_bytes(),
+                    )
+                    .expect("write");
+                    let mut pending = Vec::new();
+                    let body = read_one(&mut s, &mut pending);
+                    owners.insert(body.split(' ').next().unwrap_or("").to_string());
+                }
+                owners
+            })
+        })
+        .collect();
+    let mut per_server = std::collections::BTreeMap::new();
+    for h in handles {
+        let owners = h.join().expect("user");
+        assert_eq!(owners.len(), 1, "a user moved: {owners:?}");
+        for o in owners {
+            *per_server.entry(o).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        per_server.len(),
+        3,
+        "users spread over all servers: {per_server:?}"
+    );
+}
+
+/// A backend that can be killed: its listener closes and open connections are dropped without
+/// an answer, as when the process dies.
+struct Killable {
+    addr: SocketAddr,
+    dead: Arc<AtomicBool>,
+}
+
+impl Killable {
+    fn spawn(name: &'static str) -> Killable {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let dead = Arc::new(AtomicBool::new(false));
+        let d = Arc::clone(&dead);
+        listener.set_nonblocking(true).expect("nonblocking");
+        std::thread::spawn(move || {
+            loop {
+                if d.load(Ordering::SeqCst) {
+                    return; // drops the listener: new connects are refused
+                }
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let d = Arc::clone(&d);
+                        std::thread::spawn(move || serve_until_dead(s, name, &d));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Killable { addr, dead }
+    }
+
+    fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve_until_dead(mut s: TcpStream, name: &str, dead: &AtomicBool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if dead.load(Ordering::SeqCst) {
+            return; // closes without answering
+        }
+        match s.read(&mut tmp) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(_) => continue,
+        }
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            if dead.load(Ordering::SeqCst) {
+                return;
+            }
+            if s.write_all(&ok(name)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_killed_mid_run_fails_no_idempotent_request() {
+    let a = Killable::spawn("a");
+    let b = Killable::spawn("b");
+    let servers = [server(a.addr, ""), server(b.addr, "")];
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, "retries = 2"));
+    let addr = rw.listen;
+    let client = std::thread::spawn(move || get_many(addr, 4, 300, "/", None));
+    // Kill `a` once traffic is flowing.
+    let killed = poll(Duration::from_secs(10), || {
+        (rw.total("http_requests") >= 200).then_some(())
+    });
+    assert!(killed.is_some());
+    a.kill();
+    let bodies = client.join().expect("clients");
+    let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("status")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(bodies.len(), 1200);
+    assert!(count(&bodies, "b") > 600, "traffic moved to b");
+    let retries = rw.total("connect_retries") + rw.total("http_pool_retries");
+    assert!(retries > 0, "the kill was noticed and retried");
+    drop(b);
+}
+
+#[test]
+fn tcp_connects_are_retried_on_another_server() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let live = Backend::echo();
+    let rw = Ringway::start(
+        &[dead, live.addr],
+        &Opts {
+            shards: 1,
+            ..Opts::default()
+        },
+    );
+    for _ in 0..20 {
+        let mut c = connect(rw.listen);
+        c.write_all(b"ping").expect("write");
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf)
+            .expect("echo through the live server");
+        assert_eq!(&buf, b"ping");
+    }
+    assert!(
+        rw.total("connect_retries") >= 9,
+        "{}",
+        rw.total("connect_retries")
+    );
+}
