@@ -38,9 +38,23 @@ pub struct Summary {
 pub struct Shards {
     handles: Vec<ShardHandle>,
     started: Instant,
+    /// Health check results (control thread only), shown in /stats.
+    checks: crate::health::CheckTable,
 }
 
 impl Shards {
+    /// Sends a message built by `msg` to every shard (state changes every shard must see).
+    pub fn broadcast(&self, msg: impl Fn() -> ShardMsg) {
+        for h in &self.handles {
+            if h.send(msg()).is_err() {
+                tracing::warn!(
+                    shard = h.id,
+                    "shard queue full or gone; state change not delivered"
+                );
+            }
+        }
+    }
+
     /// Asks every shard for its counters and merges them (on demand; nothing is kept centrally).
     pub async fn report(&self) -> StatsReport {
         let mut waits = Vec::with_capacity(self.handles.len());
@@ -56,7 +70,16 @@ impl Shards {
                 reports.push(r);
             }
         }
-        StatsReport::from_shards(reports, self.started.elapsed().as_millis() as u64)
+        let mut report =
+            StatsReport::from_shards(reports, self.started.elapsed().as_millis() as u64);
+        if let Ok(table) = self.checks.lock() {
+            for (b, servers) in report.backends.iter_mut().enumerate() {
+                for (s, server) in servers.servers.iter_mut().enumerate() {
+                    server.checks = table.get(b).and_then(|t| t.get(s)).cloned().flatten();
+                }
+            }
+        }
+        report
     }
 }
 
@@ -120,6 +143,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     let shards = Arc::new(Shards {
         handles,
         started: Instant::now(),
+        checks: crate::health::new_table(&config),
     });
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,8 +163,10 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         .map(|l| format!("{}={}", l.name, l.bind))
         .collect();
     let control_shards = Arc::clone(&shards);
+    let check_config = Arc::clone(&config);
     let outcome = runtime.block_on(async move {
         let shards = control_shards;
+        crate::health::spawn_checks(&check_config, &shards, &shards.checks);
         let admin_task = match admin {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => Some(tokio::spawn(crate::admin::serve(

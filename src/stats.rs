@@ -95,10 +95,21 @@ impl ShardStats {
 /// Requests one server of a backend answered, by status class (HTTP listeners).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ServerStats {
+    pub name: String,
     pub address: String,
+    /// UP, DOWN (health checks) or DRAIN (weight 0).
+    pub state: String,
+    pub backup: bool,
+    /// Connections open to the server now (summed over shards).
+    pub active: u64,
+    /// Times the balancer chose this server.
+    pub selected: u64,
     pub requests: u64,
     #[serde(flatten)]
     pub status: StatusCounts,
+    /// Health check results (filled by the control thread; absent without `health_check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::health::CheckStats>,
 }
 
 impl ServerStats {
@@ -109,6 +120,8 @@ impl ServerStats {
 
     fn merge(&mut self, o: &ServerStats) {
         self.requests += o.requests;
+        self.active += o.active;
+        self.selected += o.selected;
         self.status.merge(&o.status);
     }
 }
@@ -181,7 +194,10 @@ impl StatsReport {
                             .servers
                             .iter()
                             .map(|s| ServerStats {
+                                name: s.name.clone(),
                                 address: s.address.clone(),
+                                state: s.state.clone(),
+                                backup: s.backup,
                                 ..ServerStats::default()
                             })
                             .collect(),

@@ -332,3 +332,139 @@ fn tcp_connects_are_retried_on_another_server() {
         rw.total("connect_retries")
     );
 }
+
+fn health_backend(check: &str) -> String {
+    format!("health_check = {{ {check} }}")
+}
+
+#[test]
+fn health_checks_mark_a_dead_server_down_and_back_up() {
+    let a = Killable::spawn("a");
+    let b = Httpd::named("b");
+    let servers = [server(a.addr, ""), server(b.addr, "")];
+    let check = "type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 2, fall = 3";
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, &health_backend(check)));
+    let state = |rw: &Ringway| {
+        rw.stats()["backends"][0]["servers"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(state(&rw), "UP");
+    a.kill();
+    let t = std::time::Instant::now();
+    let down = poll(Duration::from_secs(5), || {
+        (state(&rw) == "DOWN").then_some(())
+    });
+    assert!(down.is_some(), "{}", rw.stats());
+    // fall (3) x interval (100 ms), plus slack for a loaded CI machine.
+    assert!(
+        t.elapsed() < Duration::from_millis(3 * 100 + 1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let checks = &rw.stats()["backends"][0]["servers"][0]["checks"];
+    assert!(
+        checks["checks_failed"].as_u64().unwrap_or(0) >= 3,
+        "{checks}"
+    );
+    // Every request now goes to b, without a retry.
+    let bodies = get_many(rw.listen, 2, 20, "/", None);
+    assert_eq!(count(&bodies, "b "), 40);
+    // Back on the same port: UP after rise (2) x interval.
+    let a2 = Httpd::spawn_on(a.addr, |_| Reply::Bytes(ok("a")));
+    let t = std::time::Instant::now();
+    let up = poll(Duration::from_secs(5), || {
+        (state(&rw) == "UP").then_some(())
+    });
+    assert!(up.is_some());
+    assert!(
+        t.elapsed() < Duration::from_millis(2 * 100 + 1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let bodies = get_many(rw.listen, 2, 20, "/", None);
+    assert!(count(&bodies, "a") > 0, "a takes traffic again");
+    drop(a2);
+}
+
+#[test]
+fn backup_server_takes_over_only_when_every_primary_is_down() {
+    let a = Killable::spawn("a");
+    let bk = Httpd::named("backup");
+    let servers = [server(a.addr, ""), server(bk.addr, ", backup = true")];
+    let check = "interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1";
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, &health_backend(check)));
+    let bodies = get_many(rw.listen, 2, 50, "/", None);
+    assert_eq!(
+        count(&bodies, "a"),
+        100,
+        "the backup gets nothing while a is up"
+    );
+    a.kill();
+    let switched = poll(Duration::from_secs(5), || {
+        let b = get_many(rw.listen, 1, 1, "/", None);
+        b[0].starts_with("backup").then_some(())
+    });
+    assert!(switched.is_some());
+    assert_eq!(rw.stats()["backends"][0]["servers"][1]["backup"], true);
+}
+
+#[test]
+fn http_health_check_runs_once_per_server_whatever_the_shard_count() {
+    let be = Httpd::spawn(|r| {
+        Reply::Bytes(if r.target == "/health" {
+            ok("fine")
+        } else {
+            ok("app")
+        })
+    });
+    let servers = [server(be.addr, "")];
+    let check = "type = \"http\", path = \"/health\", expect = \"200\", interval = \"100ms\", timeout = \"200ms\"";
+    let started = std::time::Instant::now();
+    let rw = Ringway::start_text(|l, ad| {
+        config(l, ad, 2, &servers, &health_backend(check)).replace("shards = 2", "shards = 4")
+    });
+    std::thread::sleep(Duration::from_millis(1000)); // let checks run for a known time
+    let elapsed = started.elapsed().as_millis() as usize;
+    let checks = be
+        .requests()
+        .iter()
+        .filter(|r| r.target == "/health")
+        .count();
+    // One checker: about elapsed / 100 ms. Four shards each checking would be four times that.
+    assert!(
+        checks >= 5 && checks <= elapsed / 100 + 2,
+        "{checks} checks in {elapsed} ms"
+    );
+    let r = &be.requests()[0];
+    assert_eq!(
+        r.header("user-agent").as_deref(),
+        Some("ringway-health-check")
+    );
+    assert_eq!(
+        rw.stats()["backends"][0]["servers"][0]["checks"]["up"],
+        true
+    );
+}
+
+#[test]
+fn http_health_check_with_a_bad_status_takes_the_server_down() {
+    let be = Httpd::spawn(|r| {
+        Reply::Bytes(if r.target == "/health" {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()
+        } else {
+            ok("app")
+        })
+    });
+    let other = Httpd::named("other");
+    let servers = [server(be.addr, ""), server(other.addr, "")];
+    let check = "type = \"http\", path = \"/health\", interval = \"100ms\", fall = 2";
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, &health_backend(check)));
+    let down = poll(Duration::from_secs(5), || {
+        (rw.stats()["backends"][0]["servers"][0]["state"] == "DOWN").then_some(())
+    });
+    assert!(down.is_some());
+    let err = rw.stats()["backends"][0]["servers"][0]["checks"]["last_check_error"].to_string();
+    assert!(err.contains("status 503"), "{err}");
+}

@@ -102,6 +102,23 @@ pub struct BackendFile {
     pub hash_key: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub redispatch: Option<Spanned<bool>>,
+    pub health_check: Option<Spanned<HealthCheckFile>>,
+}
+
+/// `health_check = { type = "http", path = "/health", interval = "2s", rise = 2, fall = 3 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub method: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,4 +182,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "retries",
     "redispatch",
     "backup",
+    "health_check",
+    "type",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "expect",
 ];

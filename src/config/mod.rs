@@ -144,6 +144,32 @@ pub struct Backend {
     pub retries: u32,
     /// Retries go to another server (HAProxy `option redispatch`); otherwise to the same one.
     pub redispatch: bool,
+    /// Active health checks of every server, run once per server by the control thread.
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a DOWN server UP.
+    pub rise: u32,
+    /// Consecutive failures that take an UP server DOWN.
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// The TCP connect succeeds.
+    Tcp,
+    /// An HTTP request gets a status in `expect` (inclusive range).
+    Http {
+        method: String,
+        path: String,
+        host: Option<String>,
+        expect: (u16, u16),
+    },
 }
 
 /// Balancing algorithm of a backend.

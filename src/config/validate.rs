@@ -17,6 +17,7 @@ use super::{
     AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
     Mode, Server, Shards, SpliceMode, Timeouts,
 };
+use super::{CheckKind, HealthCheck};
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
 
 /// One problem, located in the file (1-based line and column).
@@ -578,6 +579,10 @@ impl Validator<'_> {
                 }
             };
             let retries = self.integer(&b.retries, "retries", DEFAULT_RETRIES, 0..11);
+            let health_check = b
+                .health_check
+                .as_ref()
+                .map(|h| self.health_check(h.get_ref()));
             out.push(Backend {
                 name,
                 servers,
@@ -587,6 +592,7 @@ impl Validator<'_> {
                 hash_key,
                 retries: u32::try_from(retries).unwrap_or(0),
                 redispatch: b.redispatch.as_ref().is_none_or(|v| *v.get_ref()),
+                health_check,
             });
         }
         out
@@ -900,6 +906,87 @@ impl Validator<'_> {
         }
     }
 
+    fn health_check(&mut self, h: &file::HealthCheckFile) -> HealthCheck {
+        let interval = self.duration(&h.interval, "interval", Duration::from_secs(2));
+        let timeout = self.duration(&h.timeout, "timeout", Duration::from_secs(1));
+        for (value, key, d) in [
+            (&h.interval, "interval", interval),
+            (&h.timeout, "timeout", timeout),
+        ] {
+            if d.is_zero()
+                && let Some(v) = value
+            {
+                self.error(v.span(), format!("{key}: must be greater than zero"));
+            }
+        }
+        let rise = self.integer(&h.rise, "rise", 2, 1..101);
+        let fall = self.integer(&h.fall, "fall", 3, 1..101);
+        let http_keys = [
+            h.method.as_ref().map(|v| v.span()),
+            h.path.as_ref().map(|v| v.span()),
+            h.expect.as_ref().map(|v| v.span()),
+            h.host.as_ref().map(|v| v.span()),
+        ];
+        let kind = match h.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
+            None | Some((_, "tcp")) => {
+                for span in http_keys.into_iter().flatten() {
+                    self.error(
+                        span,
+                        "method, path, expect and host apply only to type = \"http\" checks",
+                    );
+                }
+                CheckKind::Tcp
+            }
+            Some((_, "http")) => {
+                let method = h.method.as_ref().map_or_else(
+                    || "GET".to_string(),
+                    |m| {
+                        let v = m.get_ref();
+                        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+                            self.error(m.span(), format!("method `{v}` is not valid: write it in upper case, e.g. \"GET\""));
+                        }
+                        v.clone()
+                    },
+                );
+                let path = h
+                    .path
+                    .as_ref()
+                    .and_then(|p| self.path_pattern(p))
+                    .unwrap_or_else(|| "/".into());
+                let expect = match &h.expect {
+                    None => (200, 399),
+                    Some(e) => match parse_status_range(e.get_ref()) {
+                        Some(r) => r,
+                        None => {
+                            self.error(e.span(), format!("expect `{}` is not a status or range; write e.g. \"200\" or \"200-399\"", e.get_ref()));
+                            (200, 399)
+                        }
+                    },
+                };
+                CheckKind::Http {
+                    method,
+                    path,
+                    host: h.host.as_ref().map(|v| v.get_ref().clone()),
+                    expect,
+                }
+            }
+            Some((k, other)) => {
+                self.error(
+                    k.span(),
+                    format!("health check type `{other}` is not valid; use \"tcp\" or \"http\""),
+                );
+                CheckKind::Tcp
+            }
+        };
+        HealthCheck {
+            kind,
+            interval,
+            timeout,
+            rise: u32::try_from(rise).unwrap_or(2),
+            fall: u32::try_from(fall).unwrap_or(3),
+        }
+    }
+
     fn host_pattern(&mut self, h: &Spanned<String>) -> Option<HostMatch> {
         let v = h.get_ref().to_ascii_lowercase();
         let (wild, base) = match v.strip_prefix("*.") {
@@ -930,6 +1017,18 @@ impl Validator<'_> {
             None
         }
     }
+}
+
+/// `"200"` or `"200-399"`, statuses 100..=599.
+fn parse_status_range(text: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let v = text.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
 }
 
 /// RFC 9110 §5.6.2 tchar.

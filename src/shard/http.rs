@@ -72,6 +72,15 @@ impl Pool {
     }
 
     /// Closes pooled connections idle for `idle_ms` or more (or all of them when `idle_ms` is 0).
+    /// Closes every idle connection to `server` (it went DOWN).
+    pub(super) fn close_server(&mut self, server: usize, _now_ms: u64) {
+        if let Some(list) = self.idle.get_mut(server) {
+            for p in list.drain(..) {
+                close_fd(p.fd);
+            }
+        }
+    }
+
     pub(super) fn prune(&mut self, now_ms: u64, idle_ms: u64) {
         for list in &mut self.idle {
             list.retain(|p| {

@@ -42,6 +42,12 @@ pub enum ShardMsg {
     Stats {
         reply: tokio::sync::oneshot::Sender<ShardReport>,
     },
+    /// A health check changed a server's state (sent to every shard).
+    ServerHealth {
+        backend: usize,
+        server: usize,
+        up: bool,
+    },
 }
 
 const SHARD_QUEUE_MAX: usize = 64;
@@ -270,6 +276,9 @@ impl BackendSlot {
 
     /// Counts a connection opened to (`delta` 1) or released from (-1) server `i` on this shard.
     fn count_active(&mut self, i: usize, opened: bool) {
+        if opened && let Some(n) = self.selected.get_mut(i) {
+            *n += 1;
+        }
         if let Some(v) = self.views.get_mut(i) {
             v.active = if opened {
                 v.active.saturating_add(1)
@@ -304,6 +313,8 @@ struct BackendSlot {
     hash_key: HashKey,
     retries: u32,
     redispatch: bool,
+    /// Times each server was chosen on this shard (stats `selected`).
+    selected: Vec<u64>,
     /// Idle keep-alive connections (HTTP), per server.
     pool: http::Pool,
     idle_conns_max: usize,
@@ -417,6 +428,7 @@ impl Shard {
                     hash_key: b.hash_key.clone(),
                     retries: b.retries,
                     redispatch: b.redispatch,
+                    selected: vec![0; b.servers.len()],
                     pool: http::Pool::new(b.servers.len()),
                     idle_conns_max: b.idle_conns_max as usize,
                     idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -484,7 +496,9 @@ impl Shard {
                     .servers
                     .iter()
                     .map(|s| ServerStats {
+                        name: s.name.clone(),
                         address: s.address.to_string(),
+                        backup: s.backup,
                         ..ServerStats::default()
                     })
                     .collect(),
@@ -728,13 +742,58 @@ impl Shard {
                     let _ = reply.send(ShardReport {
                         shard: self.id,
                         stats: self.stats,
-                        backends: self.backend_stats.clone(),
+                        backends: self.backend_report(),
                     });
                 }
                 ShardMsg::Drain { deadline } => self.start_drain(deadline),
+                ShardMsg::ServerHealth {
+                    backend,
+                    server,
+                    up,
+                } => self.set_server_health(backend, server, up),
             }
         }
         self.arm_wake();
+    }
+
+    /// A health check changed a server's state: the balancer skips a DOWN server from now on,
+    /// and its idle pooled connections are closed.
+    fn set_server_health(&mut self, backend: usize, server: usize, up: bool) {
+        let now = self.now_ms;
+        let Some(b) = self.backends.get_mut(backend) else {
+            return;
+        };
+        if let Some(v) = b.views.get_mut(server) {
+            v.up = up;
+        }
+        if !up {
+            b.pool.close_server(server, now);
+        }
+    }
+
+    /// This shard's per-server counters with the state and open connections it sees.
+    fn backend_report(&self) -> Vec<BackendStats> {
+        let mut report = self.backend_stats.clone();
+        for (stats, slot) in report.iter_mut().zip(&self.backends) {
+            for ((s, v), selected) in stats
+                .servers
+                .iter_mut()
+                .zip(&slot.views)
+                .zip(&slot.selected)
+            {
+                s.selected = *selected;
+                s.state = if !v.up {
+                    "DOWN"
+                } else if v.weight == 0 {
+                    "DRAIN"
+                } else {
+                    "UP"
+                }
+                .to_string();
+                s.active = u64::from(v.active);
+            }
+        }
+        report
     }
 
     fn start_drain(&mut self, deadline: Instant) {

@@ -74,7 +74,15 @@ impl Httpd {
     }
 
     pub fn spawn(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Httpd {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        Httpd::spawn_on("127.0.0.1:0".parse().expect("addr"), handler)
+    }
+
+    /// As `spawn`, on a given address (to bring a "dead" server back on its old port).
+    pub fn spawn_on(
+        addr: SocketAddr,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Httpd {
+        let listener = TcpListener::bind(addr).expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         let conns = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
