@@ -468,3 +468,79 @@ fn http_health_check_with_a_bad_status_takes_the_server_down() {
     let err = rw.stats()["backends"][0]["servers"][0]["checks"]["last_check_error"].to_string();
     assert!(err.contains("status 503"), "{err}");
 }
+
+/// Sends one GET with `cookie` (if any); returns (body, Set-Cookie value if any).
+fn get_with_cookie(addr: SocketAddr, cookie: Option<&str>) -> (String, Option<String>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let line = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{line}\r\n").as_bytes())
+        .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let set = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .map(|v| v.split(';').next().unwrap_or("").to_string());
+    (body.to_string(), set)
+}
+
+#[test]
+fn sticky_cookie_keeps_a_client_on_one_server_and_moves_it_when_that_server_goes_down() {
+    let a = Killable::spawn("a");
+    let b = Killable::spawn("b");
+    let c = Killable::spawn("c");
+    let servers = [
+        server(a.addr, ", name = \"a\""),
+        server(b.addr, ", name = \"b\""),
+        server(c.addr, ", name = \"c\""),
+    ];
+    let rw = Ringway::start_text(|l, ad| {
+        config(
+            l,
+            ad,
+            2,
+            &servers,
+            "sticky_cookie = \"SERVERID\"\nhealth_check = { interval = \"100ms\", fall = 1, rise = 1 }",
+        )
+    });
+    let (first, cookie) = get_with_cookie(rw.listen, None);
+    let cookie = cookie.expect("first response inserts the cookie");
+    let home = first.clone();
+    assert_eq!(cookie, format!("SERVERID={home}"));
+    for _ in 0..100 {
+        let (body, set) = get_with_cookie(rw.listen, Some(&format!("theme=dark; {cookie}")));
+        assert_eq!(body, home, "stays on its server");
+        assert_eq!(set, None, "no new cookie while it stays");
+    }
+    // Kill the home server; once it is DOWN the client moves and is re-stuck.
+    match home.as_str() {
+        "a" => a.kill(),
+        "b" => b.kill(),
+        _ => c.kill(),
+    }
+    let moved = poll(Duration::from_secs(5), || {
+        let (body, set) = get_with_cookie(rw.listen, Some(&cookie));
+        (body != home && !body.is_empty()).then_some((body, set))
+    });
+    let (new_home, set) = moved.expect("moved to another server");
+    assert_eq!(set, Some(format!("SERVERID={new_home}")));
+    for _ in 0..10 {
+        let (body, _) = get_with_cookie(rw.listen, set.as_deref());
+        assert_eq!(body, new_home);
+    }
+}
+
+#[test]
+fn the_sticky_cookie_never_reaches_the_backend() {
+    let a = Httpd::spawn(|r| Reply::Bytes(ok(&r.header("cookie").unwrap_or_default())));
+    let servers = [server(a.addr, ", name = \"a\"")];
+    let rw =
+        Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "sticky_cookie = \"SERVERID\""));
+    let (body, set) = get_with_cookie(rw.listen, Some("x=1; SERVERID=a; y=2"));
+    assert_eq!(body, "x=1; y=2");
+    assert_eq!(set, None, "already stuck to a");
+}

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
             x_forwarded_proto: true,
             forwarded: true,
             tunnel: head.upgrade,
+            strip_cookie: Some("SERVERID"),
         };
         encode_request(data, &head, &opts, &mut out);
         // What ringway sends on must itself parse as one complete request.

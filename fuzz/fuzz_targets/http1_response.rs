@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
                 keep_alive: head.keep_alive,
                 version_minor_client: 1,
                 tunnel: head.status == 101,
+                set_cookie: Some(("SERVERID", "s1")),
             };
             encode_response(data, &head, &opts, &mut out);
             assert!(matches!(

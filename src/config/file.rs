@@ -103,6 +103,7 @@ pub struct BackendFile {
     pub retries: Option<Spanned<i64>>,
     pub redispatch: Option<Spanned<bool>>,
     pub health_check: Option<Spanned<HealthCheckFile>>,
+    pub sticky_cookie: Option<Spanned<String>>,
 }
 
 /// `health_check = { type = "http", path = "/health", interval = "2s", rise = 2, fall = 3 }`
@@ -189,4 +190,5 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rise",
     "fall",
     "expect",
+    "sticky_cookie",
 ];

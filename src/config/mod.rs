@@ -146,6 +146,9 @@ pub struct Backend {
     pub redispatch: bool,
     /// Active health checks of every server, run once per server by the control thread.
     pub health_check: Option<HealthCheck>,
+    /// HTTP sticky sessions: ringway inserts this cookie naming the server (HAProxy `cookie NAME
+    /// insert indirect nocache`) and sends requests that carry it back to that server while UP.
+    pub sticky_cookie: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -593,6 +593,18 @@ impl Validator<'_> {
                 retries: u32::try_from(retries).unwrap_or(0),
                 redispatch: b.redispatch.as_ref().is_none_or(|v| *v.get_ref()),
                 health_check,
+                sticky_cookie: b.sticky_cookie.as_ref().and_then(|c| {
+                    let v = c.get_ref();
+                    if !v.is_empty() && v.bytes().all(is_token_byte) {
+                        Some(v.clone())
+                    } else {
+                        self.error(
+                            c.span(),
+                            format!("sticky_cookie `{v}` is not a valid cookie name"),
+                        );
+                        None
+                    }
+                }),
             });
         }
         out

@@ -21,16 +21,22 @@ pub struct ForwardOpts<'a> {
     pub forwarded: bool,
     /// The request is an Upgrade that will be tunnelled: keep `Upgrade`, send `Connection: upgrade`.
     pub tunnel: bool,
+    /// A cookie ringway owns (sticky sessions): removed from `Cookie` before forwarding, so the
+    /// backend never sees it (HAProxy `cookie ... indirect`).
+    pub strip_cookie: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct ResponseOpts {
+pub struct ResponseOpts<'a> {
     /// ringway keeps the client connection open after this response.
     pub keep_alive: bool,
     /// The client's HTTP minor version.
     pub version_minor_client: u8,
     /// 101 Switching Protocols being relayed: keep `Upgrade`, send `Connection: upgrade`.
     pub tunnel: bool,
+    /// Sticky session cookie to insert: `Set-Cookie: NAME=VALUE; Path=/` plus
+    /// `Cache-Control: private` so no shared cache stores it (HAProxy `insert nocache`).
+    pub set_cookie: Option<(&'a str, &'a str)>,
 }
 
 /// The values of every `Connection` header (their tokens name more hop-by-hop fields). Empty
@@ -122,6 +128,12 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, ou
         if is_hop_by_hop(name, value, buf, &head.headers, &tokens, opts.tunnel) {
             continue;
         }
+        if let Some(cookie) = opts.strip_cookie
+            && name.eq_ignore_ascii_case(b"cookie")
+        {
+            write_cookie_without(out, name, value, cookie.as_bytes());
+            continue;
+        }
         if opts.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for") {
             let v = value.trim_ascii();
             if !v.is_empty() {
@@ -198,6 +210,12 @@ pub fn encode_response(buf: &[u8], head: &ResponseHead, opts: &ResponseOpts, out
         }
         field(out, name, value);
     }
+    if let Some((name, value)) = opts.set_cookie {
+        let _ = write!(
+            out,
+            "Set-Cookie: {name}={value}; Path=/\r\nCache-Control: private\r\n"
+        );
+    }
     if opts.tunnel {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     } else if !opts.keep_alive {
@@ -206,6 +224,28 @@ pub fn encode_response(buf: &[u8], head: &ResponseHead, opts: &ResponseOpts, out
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a `Cookie` field without the pairs named `strip`; nothing when no pair is left.
+fn write_cookie_without(out: &mut Vec<u8>, name: &[u8], value: &[u8], strip: &[u8]) {
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in value.split(|&b| b == b';') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
+        let pair_name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        if pair_name == strip {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    if !kept.is_empty() {
+        field(out, name, &kept);
+    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -270,6 +310,7 @@ mod tests {
             x_forwarded_proto: true,
             forwarded: false,
             tunnel: false,
+            strip_cookie: None,
         }
     }
 
@@ -394,12 +435,40 @@ mod tests {
     }
 
     #[test]
+    fn sticky_cookie_is_stripped_before_the_backend_and_inserted_for_the_client() {
+        let out = encode_req(
+            b"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; SERVERID=s2; b=2\r\nCookie: SERVERID=s1\r\n\r\n",
+            &ForwardOpts {
+                strip_cookie: Some("SERVERID"),
+                ..opts()
+            },
+        );
+        assert!(out.contains("Cookie: a=1; b=2\r\n"), "{out}");
+        assert!(!out.contains("SERVERID"), "{out}");
+        assert_eq!(out.matches("Cookie:").count(), 1, "{out}");
+        let resp = encode_resp(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &ResponseOpts {
+                keep_alive: true,
+                version_minor_client: 1,
+                tunnel: false,
+                set_cookie: Some(("SERVERID", "s2")),
+            },
+        );
+        assert!(
+            resp.contains("Set-Cookie: SERVERID=s2; Path=/\r\nCache-Control: private\r\n"),
+            "{resp}"
+        );
+    }
+
+    #[test]
     fn response_connection_handling() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n";
         let ka = ResponseOpts {
             keep_alive: true,
             version_minor_client: 1,
             tunnel: false,
+            set_cookie: None,
         };
         assert_eq!(
             encode_resp(raw, &ka),

@@ -219,6 +219,10 @@ struct Exchange {
     key: Option<u64>,
     /// Servers that failed this request (retries go elsewhere).
     tried: Vec<usize>,
+    /// The server the request's sticky cookie names.
+    sticky: Option<usize>,
+    /// Insert the sticky cookie for the chosen server in the response.
+    set_cookie: bool,
 }
 
 #[derive(Debug)]
@@ -704,6 +708,8 @@ impl Shard {
             log,
             key: None,
             tried: Vec::new(),
+            sticky: None,
+            set_cookie: false,
         };
         let Some(backend) = route else {
             tracing::debug!(shard = id, "no route for request");
@@ -717,6 +723,23 @@ impl Shard {
             self.http_local_response(slot, 413, Term::Local);
             return;
         }
+        let sticky_cookie = self
+            .backends
+            .get(backend)
+            .and_then(|b| b.sticky_cookie.as_deref());
+        ex.sticky = sticky_cookie.and_then(|name| {
+            let b = self.backends.get(backend)?;
+            let value = head
+                .headers
+                .iter()
+                .filter(|h| {
+                    buf.get(h.name.clone())
+                        .is_some_and(|n| n.eq_ignore_ascii_case(b"cookie"))
+                })
+                .filter_map(|h| buf.get(h.value.clone()))
+                .find_map(|v| cookie_value(v, name.as_bytes()))?;
+            b.server_names.iter().position(|n| n.as_bytes() == value)
+        });
         let opts = ForwardOpts {
             client_ip: c.client.ip(),
             proto: "http",
@@ -725,6 +748,7 @@ impl Shard {
             x_forwarded_proto: l.x_forwarded_proto,
             forwarded: l.forwarded,
             tunnel: head.upgrade,
+            strip_cookie: sticky_cookie,
         };
         let mut encoded = std::mem::take(&mut c.sides[SERVER].out);
         encoded.clear();
@@ -762,17 +786,20 @@ impl Shard {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
-        let (key, tried) = self
+        let (key, tried, sticky) = self
             .http_slots
             .get(slot as usize)
             .and_then(|s| s.conn.as_ref())
             .and_then(|c| c.ex.as_ref())
-            .map_or((None, Vec::new()), |e| (e.key, e.tried.clone()));
-        let Some(server) = b.pick(key, &tried) else {
+            .map_or((None, Vec::new(), None), |e| {
+                (e.key, e.tried.clone(), e.sticky)
+            });
+        let Some(server) = b.pick_sticky(sticky, key, &tried) else {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
         let retries = b.retries;
+        let set_cookie = b.sticky_cookie.is_some() && sticky != Some(server);
         b.count_active(server, true);
         let replayable = self
             .http_slots
@@ -801,6 +828,7 @@ impl Shard {
         c.counted = Some((backend, server));
         if let Some(ex) = c.ex.as_mut() {
             ex.server = server;
+            ex.set_cookie = set_cookie;
             ex.reused = pooled.is_some();
             ex.req_sent_ms = now;
             if ex.req_done && (ex.reused || retries > 0) {
@@ -937,7 +965,8 @@ impl Shard {
 
     fn response_head(&mut self, slot: u32) -> bool {
         let draining = self.drain_deadline_ms.is_some();
-        let Some(c) = self.hconn(slot) else {
+        let backends = &self.backends;
+        let Some(c) = slot_conn(&mut self.http_slots, slot) else {
             return false;
         };
         let Some(ex) = c.ex.as_ref() else {
@@ -986,10 +1015,20 @@ impl Shard {
                     return true;
                 }
                 let keep_alive = !interim && !tunnel && ex.client_keep_alive && !draining;
+                let cookie = (ex.set_cookie && !interim)
+                    .then(|| {
+                        let b = backends.get(ex.backend)?;
+                        Some((
+                            b.sticky_cookie.as_deref()?,
+                            b.server_names.get(ex.server)?.as_str(),
+                        ))
+                    })
+                    .flatten();
                 let opts = ResponseOpts {
                     keep_alive: keep_alive || interim || tunnel,
                     version_minor_client: ex.client_version_minor,
                     tunnel,
+                    set_cookie: cookie,
                 };
                 let before = client.out.len();
                 http1::encode_response(&server.inbuf, &head, &opts, &mut client.out);
@@ -1639,6 +1678,8 @@ impl Shard {
                     log: raw_log,
                     key: None,
                     tried: Vec::new(),
+                    sticky: None,
+                    set_cookie: false,
                 })
             }
         }

@@ -247,6 +247,24 @@ impl BackendSlot {
     /// The server to try next: one the algorithm picks among those up, not full and not in
     /// `tried`. With `redispatch = false` a retry goes back to the first server tried.
     fn pick(&mut self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        self.pick_sticky(None, key, tried)
+    }
+
+    /// As `pick`, preferring `sticky` (the server named by the request's sticky cookie) while it is
+    /// UP, available and not already tried; otherwise the balancer chooses (and the client is
+    /// re-stuck to the new server).
+    fn pick_sticky(
+        &mut self,
+        sticky: Option<usize>,
+        key: Option<u64>,
+        tried: &[usize],
+    ) -> Option<usize> {
+        if let Some(i) = sticky
+            && !tried.contains(&i)
+            && self.views.get(i).is_some_and(|v| v.up && v.available)
+        {
+            return Some(i);
+        }
         if !self.redispatch
             && let Some(&first) = tried.first()
         {
@@ -315,6 +333,9 @@ struct BackendSlot {
     redispatch: bool,
     /// Times each server was chosen on this shard (stats `selected`).
     selected: Vec<u64>,
+    /// Sticky session cookie name, and each server's name (the cookie value).
+    sticky_cookie: Option<String>,
+    server_names: Vec<String>,
     /// Idle keep-alive connections (HTTP), per server.
     pool: http::Pool,
     idle_conns_max: usize,
@@ -429,6 +450,8 @@ impl Shard {
                     retries: b.retries,
                     redispatch: b.redispatch,
                     selected: vec![0; b.servers.len()],
+                    sticky_cookie: b.sticky_cookie.clone(),
+                    server_names: b.servers.iter().map(|s| s.name.clone()).collect(),
                     pool: http::Pool::new(b.servers.len()),
                     idle_conns_max: b.idle_conns_max as usize,
                     idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
