@@ -52,6 +52,10 @@ pub struct ShardStats {
     pub http_pool_retries: u64,
     /// HTTP: connections switched to a tunnel by 101 Switching Protocols (WebSocket).
     pub http_tunnels: u64,
+    /// HTTP: requests that waited in a backend queue (every server at maxconn).
+    pub http_queued: u64,
+    /// HTTP: requests answered 503 after `queue_timeout` in a queue.
+    pub http_queue_timeouts: u64,
 }
 
 /// HTTP responses by status class (serialized flat: `http_1xx` ... `http_5xx`).
@@ -129,6 +133,8 @@ impl ServerStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BackendStats {
     pub name: String,
+    /// HTTP requests waiting in this backend's queues now (summed over shards).
+    pub queue: u64,
     pub servers: Vec<ServerStats>,
 }
 
@@ -156,6 +162,8 @@ impl ShardStats {
         self.http_pool_reused += other.http_pool_reused;
         self.http_pool_retries += other.http_pool_retries;
         self.http_tunnels += other.http_tunnels;
+        self.http_queued += other.http_queued;
+        self.http_queue_timeouts += other.http_queue_timeouts;
     }
 }
 
@@ -190,6 +198,7 @@ impl StatsReport {
                 if backends.len() <= i {
                     backends.push(BackendStats {
                         name: b.name.clone(),
+                        queue: 0,
                         servers: b
                             .servers
                             .iter()
@@ -204,6 +213,7 @@ impl StatsReport {
                     });
                 }
                 if let Some(sum) = backends.get_mut(i) {
+                    sum.queue += b.queue;
                     for (sum, s) in sum.servers.iter_mut().zip(&b.servers) {
                         sum.merge(s);
                     }

@@ -544,3 +544,82 @@ fn the_sticky_cookie_never_reaches_the_backend() {
     assert_eq!(body, "x=1; y=2");
     assert_eq!(set, None, "already stuck to a");
 }
+
+#[test]
+fn maxconn_queues_requests_beyond_the_limit_and_times_them_out_with_503() {
+    let slow = Httpd::spawn(|r| {
+        std::thread::sleep(Duration::from_millis(if r.target == "/slow" {
+            1500
+        } else {
+            0
+        }));
+        Reply::Bytes(ok("done"))
+    });
+    let servers = [server(slow.addr, ", maxconn = 2")];
+    // One shard: the per-shard share of maxconn is the whole limit (ceil(2 / 1)).
+    let rw = Ringway::start_text(|l, ad| {
+        config(
+            l,
+            ad,
+            1,
+            &servers,
+            "queue_max = 5\nqueue_timeout = \"500ms\"",
+        )
+    });
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let addr = rw.listen;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+                s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                    .expect("write");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+        })
+        .collect();
+    // While they wait: exactly 2 in flight at the backend, the rest queued (up to queue_max).
+    let queued = poll(Duration::from_secs(5), || {
+        let st = rw.stats();
+        (st["backends"][0]["queue"].as_u64() == Some(5)).then_some(st)
+    })
+    .expect("5 queued");
+    assert_eq!(queued["backends"][0]["servers"][0]["active"], 2, "{queued}");
+    let results: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect();
+    let ok_count = results
+        .iter()
+        .filter(|r| r.starts_with("HTTP/1.1 200"))
+        .count();
+    let unavailable: Vec<&String> = results
+        .iter()
+        .filter(|r| r.starts_with("HTTP/1.1 503"))
+        .collect();
+    // 2 served; 3 refused at once (queue full); 5 waited 500 ms and timed out.
+    assert_eq!(ok_count, 2, "{results:?}");
+    assert_eq!(unavailable.len(), 8);
+    assert!(unavailable.iter().all(|r| r.contains("Retry-After: 1")));
+    assert_eq!(rw.total("http_queue_timeouts"), 5);
+    assert!(
+        slow.requests().len() == 2,
+        "nothing beyond maxconn reached the server"
+    );
+}
+
+#[test]
+fn queued_requests_are_served_in_order_when_a_slot_frees() {
+    let be = Httpd::spawn(|r| {
+        std::thread::sleep(Duration::from_millis(100));
+        Reply::Bytes(ok(&r.target))
+    });
+    let servers = [server(be.addr, ", maxconn = 1")];
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "queue_timeout = \"10s\""));
+    let bodies = get_many(rw.listen, 6, 2, "/q", None);
+    assert_eq!(bodies.len(), 12);
+    assert!(bodies.iter().all(|b| b == "/q"), "{bodies:?}");
+    assert!(rw.total("http_queued") >= 5);
+}

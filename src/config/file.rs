@@ -104,6 +104,8 @@ pub struct BackendFile {
     pub redispatch: Option<Spanned<bool>>,
     pub health_check: Option<Spanned<HealthCheckFile>>,
     pub sticky_cookie: Option<Spanned<String>>,
+    pub queue_max: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Spanned<String>>,
 }
 
 /// `health_check = { type = "http", path = "/health", interval = "2s", rise = 2, fall = 3 }`
@@ -129,6 +131,7 @@ pub struct ServerFile {
     pub weight: Option<Spanned<i64>>,
     pub name: Option<Spanned<String>>,
     pub backup: Option<Spanned<bool>>,
+    pub maxconn: Option<Spanned<i64>>,
 }
 
 /// Every key the file may contain, by table, for did-you-mean suggestions.
@@ -191,4 +194,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "fall",
     "expect",
     "sticky_cookie",
+    "maxconn",
+    "queue_max",
+    "queue_timeout",
 ];

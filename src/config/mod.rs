@@ -149,6 +149,10 @@ pub struct Backend {
     /// HTTP sticky sessions: ringway inserts this cookie naming the server (HAProxy `cookie NAME
     /// insert indirect nocache`) and sends requests that carry it back to that server while UP.
     pub sticky_cookie: Option<String>,
+    /// HTTP requests waiting for a server under its maxconn, per shard; beyond it: 503.
+    pub queue_max: u32,
+    /// How long a request may wait in the queue before a 503.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +210,9 @@ pub struct Server {
     pub name: String,
     /// Used only when no primary server is up.
     pub backup: bool,
+    /// Most connections (HTTP: requests in flight) to this server; 0 = unlimited. Split across
+    /// shards: each shard allows ceil(maxconn / shards).
+    pub maxconn: u32,
 }
 
 impl Config {

@@ -518,6 +518,13 @@ impl Validator<'_> {
                         weight: u32::try_from(weight).unwrap_or(1),
                         name: server_name,
                         backup: s.backup.as_ref().is_some_and(|b| *b.get_ref()),
+                        maxconn: u32::try_from(self.integer(
+                            &s.maxconn,
+                            "maxconn",
+                            0,
+                            0..10_000_001,
+                        ))
+                        .unwrap_or(0),
                     });
                 }
                 if !servers.is_empty() && servers.iter().all(|s| s.weight == 0) {
@@ -593,6 +600,18 @@ impl Validator<'_> {
                 retries: u32::try_from(retries).unwrap_or(0),
                 redispatch: b.redispatch.as_ref().is_none_or(|v| *v.get_ref()),
                 health_check,
+                queue_max: u32::try_from(self.integer(
+                    &b.queue_max,
+                    "queue_max",
+                    1024,
+                    0..1_000_001,
+                ))
+                .unwrap_or(1024),
+                queue_timeout: self.duration(
+                    &b.queue_timeout,
+                    "queue_timeout",
+                    Duration::from_secs(5),
+                ),
                 sticky_cookie: b.sticky_cookie.as_ref().and_then(|c| {
                     let v = c.get_ref();
                     if !v.is_empty() && v.bytes().all(is_token_byte) {

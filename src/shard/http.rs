@@ -244,6 +244,11 @@ enum Phase {
     Connecting {
         started_ms: u64,
     },
+    /// Waiting in the backend's queue for a server under its maxconn (the encoded request is in
+    /// `HttpConn::queued`).
+    Queued {
+        since_ms: u64,
+    },
     Exchange,
     /// After 101 Switching Protocols: bytes both ways until both sides close.
     Tunnel,
@@ -298,6 +303,8 @@ pub(super) struct HttpConn {
     pending_replay: Option<Vec<u8>>,
     /// The (backend, server) whose open-connection count this connection holds.
     counted: Option<(usize, usize)>,
+    /// The encoded request while waiting in a backend queue.
+    queued: Option<Vec<u8>>,
     term: Option<Term>,
 }
 
@@ -336,6 +343,7 @@ impl Shard {
             again: false,
             pending_replay: None,
             counted: None,
+            queued: None,
             term: None,
         };
         let slot = if let Some(slot) = self.free_http_slots.pop()
@@ -374,6 +382,39 @@ impl Shard {
         }
         self.http_progress(slot);
         self.http_try_free(slot);
+    }
+
+    /// Starts queued requests for which a server has room again, oldest first.
+    pub(super) fn http_dispatch_queues(&mut self) {
+        for b in 0..self.backends.len() {
+            while let Some(backend) = self.backends.get_mut(b) {
+                if backend.queue.is_empty() || !backend.any_available() {
+                    break;
+                }
+                let Some((slot, generation)) = backend.queue.pop_front() else {
+                    break;
+                };
+                self.http_queued = self.http_queued.saturating_sub(1);
+                let Some(s) = self.http_slots.get_mut(slot as usize) else {
+                    continue;
+                };
+                if s.generation != generation {
+                    continue;
+                }
+                let Some(c) = s.conn.as_mut() else {
+                    continue;
+                };
+                if !matches!(c.phase, Phase::Queued { .. }) {
+                    continue;
+                }
+                let Some(encoded) = c.queued.take() else {
+                    continue;
+                };
+                self.http_connect(slot, encoded, true);
+                self.http_progress(slot);
+                self.http_try_free(slot);
+            }
+        }
     }
 
     // ---- completions -------------------------------------------------------------------------
@@ -551,7 +592,7 @@ impl Shard {
                 };
                 let step = match c.phase {
                     Phase::Head { .. } => self.step_head(slot),
-                    Phase::Connecting { .. } => Step::Stop,
+                    Phase::Connecting { .. } | Phase::Queued { .. } => Step::Stop,
                     Phase::Exchange => self.step_exchange(slot),
                     Phase::Tunnel => self.step_tunnel(slot),
                     Phase::Linger { .. } => self.step_linger(slot),
@@ -795,6 +836,21 @@ impl Shard {
                 (e.key, e.tried.clone(), e.sticky)
             });
         let Some(server) = b.pick_sticky(sticky, key, &tried) else {
+            if b.all_full() && b.queue.len() < b.queue_max {
+                // Every server in the tier is at its maxconn: wait for one (HAProxy queue).
+                let generation = self
+                    .http_slots
+                    .get(slot as usize)
+                    .map_or(0, |s| s.generation);
+                b.queue.push_back((slot, generation));
+                self.http_queued += 1;
+                self.stats.http_queued += 1;
+                if let Some(c) = self.hconn(slot) {
+                    c.phase = Phase::Queued { since_ms: now };
+                    c.queued = Some(encoded);
+                }
+                return;
+            }
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
@@ -1279,7 +1335,7 @@ impl Shard {
         match (c.phase, side) {
             (Phase::Head { .. }, CLIENT) => c.sides[CLIENT].inbuf.len() < head_max,
             (Phase::Head { .. }, _) => false,
-            (Phase::Connecting { .. }, _) => false,
+            (Phase::Connecting { .. }, _) | (Phase::Queued { .. }, _) => false,
             (Phase::Exchange, CLIENT) => {
                 let req_done = c.ex.as_ref().is_none_or(|e| e.req_done);
                 if req_done {
@@ -1894,6 +1950,10 @@ impl Shard {
                 }
             }
             Phase::Connecting { started_ms } => started_ms.saturating_add(t.connect),
+            Phase::Queued { since_ms } => {
+                let b = c.ex.as_ref().and_then(|e| self.backends.get(e.backend));
+                since_ms.saturating_add(b.map_or(5_000, |b| b.queue_timeout_ms))
+            }
             Phase::Exchange => {
                 let ex = c.ex.as_ref()?;
                 let idle = c.sides[CLIENT]
@@ -1985,6 +2045,19 @@ impl Shard {
             Phase::Connecting { .. } => {
                 self.stats.connect_timeouts += 1;
                 self.http_server_failed(slot, 504, Term::Timeout);
+            }
+            Phase::Queued { .. } => {
+                self.stats.http_queue_timeouts += 1;
+                let backend = self.hconn(slot).and_then(|c| {
+                    c.queued = None;
+                    c.ex.as_ref().map(|e| e.backend)
+                });
+                if let Some(b) = backend.and_then(|b| self.backends.get_mut(b)) {
+                    let before = b.queue.len();
+                    b.queue.retain(|&(s, _)| s != slot);
+                    self.http_queued = self.http_queued.saturating_sub(before - b.queue.len());
+                }
+                self.http_local_response(slot, 503, Term::Timeout);
             }
             Phase::Exchange if resp_head => {
                 self.stats.http_server_timeouts += 1;

@@ -303,7 +303,24 @@ impl BackendSlot {
             } else {
                 v.active.saturating_sub(1)
             };
+            let limit = self.limits.get(i).copied().unwrap_or(0);
+            v.available = limit == 0 || v.active < limit;
         }
+    }
+
+    /// No server can be picked only because servers in the tier are at their limit (queue
+    /// rather than fail).
+    fn all_full(&self) -> bool {
+        let any_primary_up = self.views.iter().any(|v| v.up && v.weight > 0 && !v.backup);
+        self.views
+            .iter()
+            .any(|v| v.up && v.weight > 0 && v.backup != any_primary_up && !v.available)
+    }
+
+    fn any_available(&self) -> bool {
+        self.views
+            .iter()
+            .any(|v| v.up && v.weight > 0 && v.available)
     }
 }
 
@@ -336,6 +353,12 @@ struct BackendSlot {
     /// Sticky session cookie name, and each server's name (the cookie value).
     sticky_cookie: Option<String>,
     server_names: Vec<String>,
+    /// Per-server connection limit on this shard (ceil(maxconn / shards)); 0 = none.
+    limits: Vec<u32>,
+    /// HTTP requests waiting for a server under its limit: (slot, generation), oldest first.
+    queue: VecDeque<(u32, u32)>,
+    queue_max: usize,
+    queue_timeout_ms: u64,
     /// Idle keep-alive connections (HTTP), per server.
     pool: http::Pool,
     idle_conns_max: usize,
@@ -390,6 +413,8 @@ pub struct Shard {
     http_listeners: Vec<HttpListenerSlot>,
     http_timeouts: HttpTimeoutsMs,
     http_waiting_bufs: Vec<(u32, usize)>,
+    /// Requests waiting in backend queues (maxconn), over all backends of this shard.
+    http_queued: usize,
     /// Backend sides detached with ops in flight: (slot, fd), closed when those complete.
     http_detaching: Vec<(u32, RawFd)>,
     backend_names: Vec<String>,
@@ -407,6 +432,8 @@ impl Shard {
         rx: Receiver<ShardMsg>,
         wake_fd: Arc<OwnedFd>,
     ) -> Result<Shard, BootError> {
+        let shard_count =
+            config.shard_count(std::thread::available_parallelism().map_or(1, |n| n.get()));
         let ring = Ring::new(SQ_ENTRIES, CQ_ENTRIES)
             .map_err(|e| BootError::Ring(crate::startup::explain_ring_error(id, &e)))?;
         if ring.task_run == TaskRun::Cooperative {
@@ -452,6 +479,15 @@ impl Shard {
                     selected: vec![0; b.servers.len()],
                     sticky_cookie: b.sticky_cookie.clone(),
                     server_names: b.servers.iter().map(|s| s.name.clone()).collect(),
+                    limits: b
+                        .servers
+                        .iter()
+                        .map(|s| s.maxconn.div_ceil(shard_count.max(1) as u32))
+                        .collect(),
+                    queue: VecDeque::new(),
+                    queue_max: b.queue_max as usize,
+                    queue_timeout_ms: u64::try_from(b.queue_timeout.as_millis())
+                        .unwrap_or(u64::MAX),
                     pool: http::Pool::new(b.servers.len()),
                     idle_conns_max: b.idle_conns_max as usize,
                     idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -515,6 +551,7 @@ impl Shard {
             .iter()
             .map(|b| BackendStats {
                 name: b.name.clone(),
+                queue: 0,
                 servers: b
                     .servers
                     .iter()
@@ -572,6 +609,7 @@ impl Shard {
                 tunnel: ms(config.timeouts.tunnel),
             },
             http_waiting_bufs: Vec::new(),
+            http_queued: 0,
             http_detaching: Vec::new(),
             backend_names: config.backends.iter().map(|b| b.name.clone()).collect(),
             backend_servers: config
@@ -658,6 +696,9 @@ impl Shard {
             self.completions = completions;
             self.retry_waiting_recvs();
             self.http_retry_waiting_recvs();
+            if self.http_queued > 0 {
+                self.http_dispatch_queues();
+            }
             for sink in self.access_logs.iter_mut().flatten() {
                 sink.flush();
             }
@@ -798,6 +839,7 @@ impl Shard {
     fn backend_report(&self) -> Vec<BackendStats> {
         let mut report = self.backend_stats.clone();
         for (stats, slot) in report.iter_mut().zip(&self.backends) {
+            stats.queue = slot.queue.len() as u64;
             for ((s, v), selected) in stats
                 .servers
                 .iter_mut()
