@@ -112,6 +112,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     }
 
     let started_lines = Arc::new(Mutex::new(Vec::new()));
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(shard_count);
     let mut remaining = per_shard.into_iter();
     for id in 0..shard_count {
@@ -123,6 +124,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             Arc::clone(&config),
             listeners,
             Arc::clone(&started_lines),
+            events_tx.clone(),
         ) {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -167,6 +169,11 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     let outcome = runtime.block_on(async move {
         let shards = control_shards;
         crate::health::spawn_checks(&check_config, &shards, &shards.checks);
+        tokio::spawn(crate::health::passive_ejections(
+            Arc::clone(&check_config),
+            Arc::clone(&shards),
+            events_rx,
+        ));
         let admin_task = match admin {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => Some(tokio::spawn(crate::admin::serve(

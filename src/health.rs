@@ -177,6 +177,54 @@ impl CheckTask {
     }
 }
 
+/// Passive health: a shard saw `passive.failures` consecutive failures from a server. Mark it
+/// DOWN on every shard, and UP again after `passive.backoff` (active checks, if configured, take
+/// it down again if it is still failing). One ejection per server at a time.
+pub async fn passive_ejections(
+    config: Arc<Config>,
+    shards: Arc<Shards>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::shard::ShardEvent>,
+) {
+    let ejected: Arc<Mutex<std::collections::HashSet<(usize, usize)>>> = Arc::default();
+    while let Some(crate::shard::ShardEvent::Eject { backend, server }) = events.recv().await {
+        let Some(b) = config.backends.get(backend) else {
+            continue;
+        };
+        let (Some(passive), Some(s)) = (b.passive, b.servers.get(server)) else {
+            continue;
+        };
+        if let Ok(mut set) = ejected.lock()
+            && !set.insert((backend, server))
+        {
+            continue;
+        }
+        tracing::warn!(
+            backend = %b.name,
+            server = %s.name,
+            backoff_ms = passive.backoff.as_millis() as u64,
+            "server ejected after consecutive failures"
+        );
+        shards.broadcast(|| ShardMsg::ServerHealth {
+            backend,
+            server,
+            up: false,
+        });
+        let (shards, ejected, name) = (Arc::clone(&shards), Arc::clone(&ejected), s.name.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(passive.backoff).await;
+            tracing::info!(server = %name, "ejection over; server back in rotation");
+            shards.broadcast(|| ShardMsg::ServerHealth {
+                backend,
+                server,
+                up: true,
+            });
+            if let Ok(mut set) = ejected.lock() {
+                set.remove(&(backend, server));
+            }
+        });
+    }
+}
+
 /// One check: a TCP connect, or an HTTP request whose status must be in the expected range.
 async fn check_once(addr: SocketAddr, kind: &CheckKind) -> Result<(), String> {
     let mut stream = tokio::net::TcpStream::connect(addr)

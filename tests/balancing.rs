@@ -623,3 +623,51 @@ fn queued_requests_are_served_in_order_when_a_slot_frees() {
     assert!(bodies.iter().all(|b| b == "/q"), "{bodies:?}");
     assert!(rw.total("http_queued") >= 5);
 }
+
+#[test]
+fn passive_health_ejects_a_server_returning_5xx_then_lets_it_back() {
+    let bad = Httpd::spawn(|_| {
+        Reply::Bytes(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 3\r\n\r\nbad".to_vec())
+    });
+    let good = Httpd::named("good");
+    let servers = [
+        server(bad.addr, ", name = \"bad\""),
+        server(good.addr, ", name = \"good\""),
+    ];
+    let rw = Ringway::start_text(|l, ad| {
+        config(
+            l,
+            ad,
+            2,
+            &servers,
+            "passive = { failures = 3, backoff = \"1s\" }",
+        )
+    });
+    let state = |rw: &Ringway| {
+        rw.stats()["backends"][0]["servers"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let ejected = poll(Duration::from_secs(5), || {
+        let _ = get_many(rw.listen, 1, 4, "/", None);
+        (state(&rw) == "DOWN").then_some(())
+    });
+    assert!(ejected.is_some(), "{}", rw.stats());
+    let before = bad.requests().len();
+    let bodies = get_many(rw.listen, 2, 20, "/", None);
+    assert_eq!(
+        count(&bodies, "good"),
+        40,
+        "ejected: every request to the good server"
+    );
+    assert_eq!(bad.requests().len(), before);
+    assert!(
+        rw.stderr()
+            .contains("server ejected after consecutive failures")
+    );
+    let back = poll(Duration::from_secs(5), || {
+        (state(&rw) == "UP").then_some(())
+    });
+    assert!(back.is_some(), "back after the backoff");
+}

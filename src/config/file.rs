@@ -106,6 +106,15 @@ pub struct BackendFile {
     pub sticky_cookie: Option<Spanned<String>>,
     pub queue_max: Option<Spanned<i64>>,
     pub queue_timeout: Option<Spanned<String>>,
+    pub passive: Option<Spanned<PassiveFile>>,
+}
+
+/// `passive = { failures = 3, backoff = "10s" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveFile {
+    pub failures: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
 }
 
 /// `health_check = { type = "http", path = "/health", interval = "2s", rise = 2, fall = 3 }`
@@ -197,4 +206,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "maxconn",
     "queue_max",
     "queue_timeout",
+    "passive",
+    "failures",
+    "backoff",
 ];

@@ -153,6 +153,16 @@ pub struct Backend {
     pub queue_max: u32,
     /// How long a request may wait in the queue before a 503.
     pub queue_timeout: Duration,
+    /// Passive health (outlier ejection).
+    pub passive: Option<Passive>,
+}
+
+/// `failures` consecutive connect errors or 5xx responses from a server (seen by one shard) mark
+/// it DOWN on every shard for `backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passive {
+    pub failures: u32,
+    pub backoff: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -612,6 +612,14 @@ impl Validator<'_> {
                     "queue_timeout",
                     Duration::from_secs(5),
                 ),
+                passive: b.passive.as_ref().map(|p| {
+                    let p = p.get_ref();
+                    super::Passive {
+                        failures: u32::try_from(self.integer(&p.failures, "failures", 3, 1..1001))
+                            .unwrap_or(3),
+                        backoff: self.duration(&p.backoff, "backoff", Duration::from_secs(10)),
+                    }
+                }),
                 sticky_cookie: b.sticky_cookie.as_ref().and_then(|c| {
                     let v = c.get_ref();
                     if !v.is_empty() && v.bytes().all(is_token_byte) {

@@ -405,6 +405,7 @@ impl Shard {
                 timed_out,
                 "connect failed"
             );
+            self.record_outcome(backend, server, false);
             if !self.retry_connect(slot) {
                 let cause = if timed_out {
                     CloseCause::ConnectTimeout
@@ -418,7 +419,9 @@ impl Shard {
         c.phase = Phase::Established;
         c.retry_on_cancel = false;
         c.active_ms = [now; 2];
+        let (backend, server) = (c.backend, c.server);
         let splice_always = c.splice == SpliceMode::Always;
+        self.record_outcome(backend, server, true);
         for dir in [0, 1] {
             if splice_always && let Some(c) = self.conn(slot) {
                 c.dirs[dir].want_splice = true;

@@ -431,6 +431,7 @@ impl Shard {
         if result < 0 {
             let (backend, server) = c.ex.as_ref().map_or((0, 0), |e| (e.backend, e.server));
             self.stats.connect_errors += 1;
+            self.record_outcome(backend, server, false);
             tracing::debug!(
                 shard = self.id,
                 backend,
@@ -1096,6 +1097,7 @@ impl Shard {
                 }
                 ex.status = status;
                 ex.server_keep_alive = head.keep_alive;
+                let outcome = (ex.backend, ex.server, status < 500);
                 if !keep_alive {
                     ex.client_keep_alive = false;
                 }
@@ -1129,6 +1131,7 @@ impl Shard {
                     splice: None,
                 };
                 ex.resp = RespPhase::Body;
+                self.record_outcome(outcome.0, outcome.1, outcome.2);
                 true
             }
         }

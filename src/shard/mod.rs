@@ -130,12 +130,23 @@ pub enum BootError {
 pub type ShardListeners = Vec<(usize, RawFd)>;
 
 /// Starts one shard thread. Returns once the shard has booted (or failed to).
+/// What a shard tells the control thread (rare events, never per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardEvent {
+    /// `passive.failures` consecutive failures (connect errors or 5xx) on this shard: the
+    /// control thread marks the server DOWN on every shard for `passive.backoff`.
+    Eject { backend: usize, server: usize },
+}
+
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<ShardEvent>;
+
 pub fn spawn(
     id: usize,
     cpu: Option<core_affinity::CoreId>,
     config: Arc<Config>,
     listeners: ShardListeners,
     started: Arc<Mutex<Vec<String>>>,
+    events: EventSender,
 ) -> Result<ShardHandle, BootError> {
     // EFD_CLOEXEC only: the ring reads it, and a non-blocking eventfd would make that read fail
     // with EAGAIN instead of waiting.
@@ -160,7 +171,7 @@ pub fn spawn(
             {
                 tracing::warn!(shard = id, cpu = core.id, "could not pin shard to its CPU");
             }
-            match Shard::boot(id, &config, listeners, rx, thread_wake) {
+            match Shard::boot(id, &config, listeners, rx, thread_wake, events) {
                 Ok(mut shard) => {
                     if let Ok(mut s) = started.lock() {
                         s.push(format!(
@@ -355,6 +366,9 @@ struct BackendSlot {
     server_names: Vec<String>,
     /// Per-server connection limit on this shard (ceil(maxconn / shards)); 0 = none.
     limits: Vec<u32>,
+    /// Consecutive failures per server on this shard, and the ejection threshold (0 = off).
+    fails: Vec<u32>,
+    passive_failures: u32,
     /// HTTP requests waiting for a server under its limit: (slot, generation), oldest first.
     queue: VecDeque<(u32, u32)>,
     queue_max: usize,
@@ -413,6 +427,8 @@ pub struct Shard {
     http_listeners: Vec<HttpListenerSlot>,
     http_timeouts: HttpTimeoutsMs,
     http_waiting_bufs: Vec<(u32, usize)>,
+    /// To the control thread (passive health ejections).
+    events: EventSender,
     /// Requests waiting in backend queues (maxconn), over all backends of this shard.
     http_queued: usize,
     /// Backend sides detached with ops in flight: (slot, fd), closed when those complete.
@@ -431,6 +447,7 @@ impl Shard {
         listeners: ShardListeners,
         rx: Receiver<ShardMsg>,
         wake_fd: Arc<OwnedFd>,
+        events: EventSender,
     ) -> Result<Shard, BootError> {
         let shard_count =
             config.shard_count(std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -485,6 +502,8 @@ impl Shard {
                         .map(|s| s.maxconn.div_ceil(shard_count.max(1) as u32))
                         .collect(),
                     queue: VecDeque::new(),
+                    fails: vec![0; b.servers.len()],
+                    passive_failures: b.passive.as_ref().map_or(0, |p| p.failures),
                     queue_max: b.queue_max as usize,
                     queue_timeout_ms: u64::try_from(b.queue_timeout.as_millis())
                         .unwrap_or(u64::MAX),
@@ -609,6 +628,7 @@ impl Shard {
                 tunnel: ms(config.timeouts.tunnel),
             },
             http_waiting_bufs: Vec::new(),
+            events,
             http_queued: 0,
             http_detaching: Vec::new(),
             backend_names: config.backends.iter().map(|b| b.name.clone()).collect(),
@@ -818,6 +838,32 @@ impl Shard {
             }
         }
         self.arm_wake();
+    }
+
+    /// Records the outcome of a connect or response from `server` for passive health: enough
+    /// consecutive failures eject it (the control thread marks it DOWN everywhere for a while).
+    pub(super) fn record_outcome(&mut self, backend: usize, server: usize, ok: bool) {
+        let Some(b) = self.backends.get_mut(backend) else {
+            return;
+        };
+        if b.passive_failures == 0 {
+            return;
+        }
+        let Some(fails) = b.fails.get_mut(server) else {
+            return;
+        };
+        if ok {
+            *fails = 0;
+            return;
+        }
+        *fails += 1;
+        if *fails == b.passive_failures {
+            *fails = 0;
+            if let Some(v) = b.views.get_mut(server) {
+                v.up = false;
+            }
+            let _ = self.events.send(ShardEvent::Eject { backend, server });
+        }
     }
 
     /// A health check changed a server's state: the balancer skips a DOWN server from now on,
