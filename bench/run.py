@@ -45,6 +45,8 @@ SCENARIOS = {
                what='HTTP: 1 MiB responses, 8 keep-alive client connections'),
     'H3': dict(layer='l7', path='/small', conns=64, lua='close.lua', cost='us_per_req',
                what='HTTP: a new client connection per request, backend kept alive, 64 connections'),
+    'B1': dict(layer='lb', path='/small', conns=64, lua='users.lua', cost='us_per_req',
+               what='balancing over 4 servers: small response, 64 keep-alive connections, random X-User per request'),
     'H4': dict(layer='l7', path='/ws', conns=256, lua=None, cost='us_per_req',
                what='WebSocket echo of 64-byte messages over 256 connections (request = one message round trip)'),
 }
@@ -61,8 +63,13 @@ PROXIES = {
     'ringway-http': dict(kind='ringway', layer='l7', splice='auto', label='ringway mode http (1 shard)'),
     'nginx-http': dict(kind='nginx-http', layer='l7', label='nginx proxy_pass + keepalive (1 worker)'),
     'haproxy-http': dict(kind='haproxy-http', layer='l7', label='HAProxy mode http, http-reuse always (nbthread 1)'),
+    'lb-rr': dict(kind='ringway-lb', layer='lb', balance='round_robin', label='ringway round_robin x4'),
+    'lb-lc': dict(kind='ringway-lb', layer='lb', balance='least_conn', label='ringway least_conn x4'),
+    'lb-p2c': dict(kind='ringway-lb', layer='lb', balance='p2c', label='ringway p2c x4'),
+    'lb-maglev': dict(kind='ringway-lb', layer='lb', balance='maglev', label='ringway maglev (X-User) x4'),
 }
-PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http')}
+# The "ratio" column's baseline per layer: the cheaper peer (L4, L7), or round robin (balancing).
+PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http'), 'lb': ('lb-rr',)}
 
 
 def log(msg):
@@ -169,7 +176,9 @@ class Bench:
         # The backend nginx's worker runs as an unprivileged user when started as root.
         os.chmod(self.work, 0o755)
         self.backend_port = free_port()
+        self.backend_ports = [self.backend_port, free_port(), free_port(), free_port()]
         self.ws_port = free_port()
+        self.admin_ports = {}
         self.backend = None
         self.ws_backend = None
         self.raw = []
@@ -178,8 +187,9 @@ class Bench:
         with open(os.path.join(self.work, 'www', '1m.bin'), 'wb') as f:
             f.write(os.urandom(1 << 20))
         os.chmod(os.path.join(self.work, 'www', '1m.bin'), 0o644)
-        cfg = render('backend.conf', os.path.join(self.work, 'backend.conf'),
-                     work=self.work, backend_port=self.backend_port)
+        cfg = render('backend.conf', os.path.join(self.work, 'backend.conf'), work=self.work,
+                     backend_port=self.backend_ports[0], backend_port2=self.backend_ports[1],
+                     backend_port3=self.backend_ports[2], backend_port4=self.backend_ports[3])
         self.backend = subprocess.Popen(['taskset', '-c', '1', 'nginx', '-c', cfg, '-g', 'daemon off;'],
                                         start_new_session=True, stderr=subprocess.DEVNULL)
         if not wait_port(self.backend_port):
@@ -210,6 +220,16 @@ class Bench:
             cfg = render('haproxy-tcp.cfg', os.path.join(self.work, 'haproxy.cfg'), port=port,
                          backend_port=self.backend_port, work=self.work)
             cmd = t0 + ['haproxy', '-db', '-f', cfg]
+        elif kind == 'ringway-lb':
+            admin = free_port()
+            self.admin_ports[name] = admin
+            extra = '\n'.join(self.args.ringway_config_extra or [])
+            hash_key = 'hash_key = "header:X-User"' if spec['balance'] == 'maglev' else ''
+            cfg = render('ringway-lb.toml', os.path.join(self.work, f'{name}.toml'), port=port, admin_port=admin,
+                         backend_port=self.backend_ports[0], backend_port2=self.backend_ports[1],
+                         backend_port3=self.backend_ports[2], backend_port4=self.backend_ports[3],
+                         balance=spec['balance'], hash_key=hash_key, extra=extra)
+            cmd = t0 + [self.args.ringway_bin, 'run', '-c', cfg]
         elif kind == 'nginx-http':
             cfg = render('nginx-http.conf', os.path.join(self.work, 'nginx-http.conf'), port=port,
                          backend_port=self.backend_port, ws_port=self.ws_port, work=self.work)
@@ -253,14 +273,39 @@ class Bench:
         m = re.search(r'^JSON (.*)$', out, re.M)
         return (json.loads(m.group(1)) if m else None), out
 
+    def server_requests(self, name):
+        """Per-server request counts from ringway's /stats (balancing scenarios)."""
+        port = self.admin_ports.get(name)
+        if port is None:
+            return None
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=5) as s:
+                s.sendall(b'GET /stats HTTP/1.0\r\n\r\n')
+                data = b''
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            doc = json.loads(data.split(b'\r\n\r\n', 1)[1])
+            return [srv['requests'] for srv in doc['backends'][0]['servers']]
+        except (OSError, ValueError, KeyError, IndexError):
+            return None
+
     def measure(self, name, proc, port, scen, rep, duration):
         pids = proc_tree(proc.pid)
+        before = self.server_requests(name)
         c0 = cpu_ticks(pids)
         t0 = time.time()
         js, out = self.wrk(port, scen, duration)
         pids = proc_tree(proc.pid)
         c1 = cpu_ticks(pids)
         wall = time.time() - t0
+        after = self.server_requests(name)
+        spread = None
+        if before is not None and after is not None:
+            per = [a - b for a, b in zip(after, before)]
+            spread = max(per) / max(min(per), 1)
         self.raw.append(f'### {name} {scen} rep{rep}\n{out}')
         if js is None:
             return dict(proxy=name, scen=scen, rep=rep, error='wrk printed no result: ' + out[-300:])
@@ -273,7 +318,7 @@ class Bench:
                     us_per_req=cpu_s * 1e6 / max(js['requests'], 1),
                     s_per_gb=cpu_s / max(js['bytes'] / 1e9, 1e-9), errors=errors, non2xx=js['non2xx'],
                     threads=sum(len(os.listdir(f'/proc/{p}/task')) for p in pids if os.path.isdir(f'/proc/{p}')),
-                    rss_kib=rss_kib(pids))
+                    rss_kib=rss_kib(pids), spread=spread)
 
     def run(self):
         a = self.args
@@ -343,7 +388,8 @@ def summarize(results, scenarios, names):
                 p50=median_range([r['p50_ms'] for r in rs]), p99=median_range([r['p99_ms'] for r in rs]),
                 cost=median_range([r[cost_key] for r in rs]), util=median_range([r['util'] for r in rs]),
                 errors=sum(r['errors'] for r in rs), non2xx=sum(r['non2xx'] for r in rs),
-                threads=max(r['threads'] for r in rs), n=len(rs))
+                threads=max(r['threads'] for r in rs), n=len(rs),
+                spread=median_range([r['spread'] for r in rs if r.get('spread') is not None]))
     return rows
 
 
@@ -371,7 +417,8 @@ def report(results, rows, args, meta):
                 lines.append(f'| {PROXIES[name]["label"]} | failed | | | | | | | | |')
                 continue
             ratio = f'{r["cost"][0] / best_peer:.2f}×' if best_peer else '–'
-            lines.append(f'| {PROXIES[name]["label"]} | {r["rps"][0]:.0f} | {r["gbps"][0]:.3f} | {fmt(r["p50"], 2)} | '
+            spread = f' (max/min per server {r["spread"][0]:.2f})' if r.get('spread') else ''
+            lines.append(f'| {PROXIES[name]["label"]}{spread} | {r["rps"][0]:.0f} | {r["gbps"][0]:.3f} | {fmt(r["p50"], 2)} | '
                          f'{fmt(r["p99"], 2)} | {fmt(r["cost"], digits)} | {ratio} | {r["util"][0]:.2f} | '
                          f'{r["threads"]} | {r["errors"]}+{r["non2xx"]} |')
         lines.append('')
@@ -395,8 +442,8 @@ def main():
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>)')
     ap.add_argument('--work', default=None, help='scratch directory (default: a new temp dir)')
     args = ap.parse_args()
-    default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http' if args.quick else
-                       ','.join(PROXIES))
+    default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http,lb-rr,lb-maglev' if args.quick
+                       else ','.join(PROXIES))
     args.proxies = [p for p in (args.proxies or default_proxies).split(',') if p]
     args.scenarios = [s for s in args.scenarios.split(',') if s]
     for p in args.proxies:
@@ -411,7 +458,7 @@ def main():
     for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
         if shutil.which(tool) is None:
             raise SystemExit(f'{tool} not found: apt-get install nginx libnginx-mod-stream haproxy wrk util-linux')
-    if any(PROXIES[p]['kind'] == 'ringway' for p in args.proxies) and not os.path.exists(args.ringway_bin):
+    if any(PROXIES[p]['kind'] in ('ringway', 'ringway-lb') for p in args.proxies) and not os.path.exists(args.ringway_bin):
         raise SystemExit(f'{args.ringway_bin} not found: cargo build --release')
     now = datetime.datetime.now(datetime.timezone.utc)
     out = args.out or os.path.join(HERE, 'results', now.strftime('%Y-%m-%dT%H%M%SZ'))
@@ -431,7 +478,7 @@ def main():
     print(text)
     print(f'\nsaved: {out}/report.md, results.json, raw-wrk.txt')
     shutil.rmtree(bench.work, ignore_errors=True)
-    bad = [r for r in results if PROXIES[r['proxy']]['kind'] == 'ringway' and
+    bad = [r for r in results if PROXIES[r['proxy']]['kind'] in ('ringway', 'ringway-lb') and
            ('error' in r or r.get('errors') or r.get('non2xx'))]
     if bad:
         raise SystemExit(f'ringway had errors in {len(bad)} run(s): see {out}/report.md')

@@ -25,6 +25,11 @@ pub fn start_backends(config: &Config) -> std::io::Result<Vec<SocketAddr>> {
     let mut letter = 0u8;
     for backend in &config.backends {
         for server in &backend.servers {
+            // A server named `offline*` is left down on purpose (redispatch and health checks);
+            // an address shared by two backends is started once.
+            if server.name.starts_with("offline") || started.contains(&server.address) {
+                continue;
+            }
             let name = char::from(b'A' + (letter % 26));
             letter += 1;
             let listener = TcpListener::bind(server.address).map_err(|e| {
@@ -152,13 +157,16 @@ pub fn banner(config: &Config) -> String {
         .map(|a| a.to_string())
         .unwrap_or_default();
     format!(
-        "ringway demo: HTTP on {listen} routes to demo backends: web (A, B round robin, the default),\n\
-         api (C: path /api/ or host api.localhost) and echo (a WebSocket echo server, on Upgrade).\n\
+        "ringway demo: HTTP on {listen} routes to demo backends: web (A, B round robin, the default;\n\
+         its third server is offline on purpose: connects to it are retried on A or B until the health\n\
+         check marks it DOWN), sticky (/sticky/: A or B, then always the same via a cookie), api (C:\n\
+         path /api/ or host api.localhost) and echo (a WebSocket echo server, on Upgrade).\n\
          Try:\n  for i in 1 2 3 4; do curl -s http://{listen}/; done\n\
          \x20 curl -s http://{listen}/api/users\n\
          \x20 curl -s -H 'Host: api.localhost' http://{listen}/\n\
          \x20 curl -si -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\\n\
          \x20      -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' --max-time 2 http://{listen}/echo\n\
+         \x20 for i in 1 2 3 4; do curl -s -b /tmp/rw-jar -c /tmp/rw-jar http://{listen}/sticky/; done\n\
          \x20 curl -s http://{admin}/stats\n\
          Access log lines appear below. Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
     )

@@ -709,72 +709,104 @@ fn per_backend_stats_count_status_classes() {
     assert_eq!(stats["total"]["http_requests"], 3);
 }
 
-#[test]
-fn shipped_http_examples_route_like_their_haproxy_originals() {
-    for (file, cases) in [
-        (
-            "examples/websocket-routing.toml",
-            vec![
-                ("ws.example.com", "/", "ws"),
-                ("example.com", "/websockets/x", "ws"),
-                ("example.com", "/", "www"),
-            ],
-        ),
-        (
-            "examples/socketio.toml",
-            vec![
-                ("a", "/socket.io/?EIO=4", "socket_io"),
-                ("a", "/node/x", "socket_io"),
-                ("a", "/app", "webapp"),
-            ],
-        ),
-    ] {
-        let text = std::fs::read_to_string(file).expect("example");
-        let mut backends = Vec::new();
-        let rw = Ringway::start_text(|l, a| {
-            // Rebind the example to ephemeral ports; keep its routes as shipped.
-            let mut out = String::new();
-            let mut in_backend = None;
-            for line in text.lines() {
-                let t = line.trim_start();
-                if t.starts_with("bind = ") {
-                    out.push_str(&format!("bind = \"127.0.0.1:{l}\"\n"));
-                } else if t.starts_with("admin = ") {
-                    out.push_str(&format!("admin = \"127.0.0.1:{a}\"\n"));
-                } else if t.starts_with("access_log = ") {
-                    out.push_str("access_log = \"off\"\n");
-                } else if let Some(name) = t
+/// Runs a shipped example with its listener and admin on ephemeral ports and every server
+/// address replaced by a test backend answering `<server or backend name> <path>`.
+fn run_example(file: &str) -> (Ringway, Vec<Httpd>) {
+    let text = std::fs::read_to_string(file).expect("example");
+    let mut backends = Vec::new();
+    let rw = Ringway::start_text(|l, a| {
+        let mut out = String::new();
+        let mut backend_name = String::new();
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.starts_with("bind = ") {
+                out.push_str(&format!("bind = \"127.0.0.1:{l}\"\n"));
+            } else if t.starts_with("admin = ") {
+                out.push_str(&format!("admin = \"127.0.0.1:{a}\"\n"));
+            } else if t.starts_with("access_log = ") {
+                out.push_str("access_log = \"off\"\n");
+            } else if let Some(start) = line.find("address = \"") {
+                let rest = &line[start + 11..];
+                let end = rest.find('"').unwrap_or(0);
+                let name = line
+                    .split("name = \"")
+                    .nth(1)
+                    .and_then(|n| n.split('"').next())
+                    .unwrap_or(&backend_name)
+                    .to_string();
+                let name: &'static str = Box::leak(name.into_boxed_str());
+                let be = Httpd::named(name);
+                out.push_str(&format!(
+                    "{}{}{}\n",
+                    &line[..start + 11],
+                    be.addr,
+                    &rest[end..]
+                ));
+                backends.push(be);
+            } else {
+                if let Some(n) = t
                     .strip_prefix("name = \"")
                     .and_then(|n| n.strip_suffix('"'))
                 {
-                    in_backend = Some(name.to_string());
-                    out.push_str(line);
-                    out.push('\n');
-                } else if t.starts_with("servers = ") {
-                    let name: &'static str =
-                        Box::leak(in_backend.clone().unwrap_or_default().into_boxed_str());
-                    let be = Httpd::named(name);
-                    out.push_str(&format!("servers = [ {{ address = \"{}\" }} ]\n", be.addr));
-                    backends.push(be);
-                } else {
-                    out.push_str(line);
-                    out.push('\n');
+                    backend_name = n.to_string();
                 }
+                out.push_str(line);
+                out.push('\n');
             }
-            if !out.contains("[global]") {
-                out = format!("[global]\nadmin = \"127.0.0.1:{a}\"\n{out}");
-            }
-            out
-        });
-        for (host, path, want) in cases {
-            let (got, err) = curl(&[
-                "-H",
-                &format!("Host: {host}"),
-                &format!("http://{}{path}", rw.listen),
-            ]);
-            assert_eq!(got, format!("{want} {path}"), "{file} {host}{path}: {err}");
         }
+        if !out.contains("[global]") {
+            out = format!("[global]\nadmin = \"127.0.0.1:{a}\"\n{out}");
+        }
+        out
+    });
+    (rw, backends)
+}
+
+#[test]
+fn shipped_http_examples_route_like_their_haproxy_originals() {
+    let (rw, _b) = run_example("examples/websocket-routing.toml");
+    for (host, path, want) in [
+        ("ws.example.com", "/", "ws"),
+        ("example.com", "/websockets/x", "ws"),
+        ("example.com", "/", "www"),
+    ] {
+        let (got, err) = curl(&[
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://{}{path}", rw.listen),
+        ]);
+        assert_eq!(got, format!("{want} {path}"), "{host}{path}: {err}");
     }
+    let (rw, _b) = run_example("examples/socketio.toml");
+    for (path, want) in [("/app", "web1"), ("/node/x", "node")] {
+        let (got, err) = curl(&[&format!("http://{}{path}", rw.listen)]);
+        assert!(got.starts_with(want), "{path}: {got} {err}");
+    }
+}
+
+#[test]
+fn socketio_example_keeps_a_polling_session_on_its_node() {
+    let (rw, _b) = run_example("examples/socketio.toml");
+    let dir = TempDir::new("jar");
+    let jar = dir.0.join("cookies");
+    let jar = jar.to_str().unwrap_or("");
+    let url = format!("http://{}/socket.io/?EIO=4&transport=polling", rw.listen);
+    let (first, _) = curl(&["-c", jar, "-b", jar, &url]);
+    let node = first.split(' ').next().unwrap_or("").to_string();
+    assert!(node.starts_with("node"), "{first}");
+    for _ in 0..20 {
+        let (got, _) = curl(&["-c", jar, "-b", jar, &url]);
+        assert!(got.starts_with(&node), "session moved: {got}");
+    }
+    // Without the cookie, new sessions are balanced over both nodes.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (got, _) = curl(&[&url]);
+        seen.insert(got.split(' ').next().unwrap_or("").to_string());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let stats = rw.stats();
+    assert_eq!(stats["backends"][1]["servers"][0]["state"], "UP", "{stats}");
 }
 
 /// A fast backend streams a 64 MiB chunked response (copy path: chunked bodies are scanned) to a

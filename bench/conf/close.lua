@@ -1,10 +1,5 @@
 -- S3: ask for a new connection per request. nginx answers with `Connection: close` and closes;
 -- wrk then reconnects, so every request pays accept + backend connect through the proxy.
 wrk.headers["Connection"] = "close"
--- Prints one JSON line with exact counts and latency percentiles when wrk finishes.
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('JSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"err_connect":%d,"err_read":%d,"err_write":%d,"err_timeout":%d,"non2xx":%d}\n',
-    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.timeout, e.status))
-end
+-- The JSON summary line comes from stats.lua, next to this file.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "stats.lua")

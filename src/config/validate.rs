@@ -990,7 +990,15 @@ impl Validator<'_> {
                 let path = h
                     .path
                     .as_ref()
-                    .and_then(|p| self.path_pattern(p))
+                    .and_then(|p| {
+                        let v = p.get_ref();
+                        if v.starts_with('/') && !v.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                            Some(v.clone())
+                        } else {
+                            self.error(p.span(), format!("path `{v}` must start with `/` and contain no spaces or control characters"));
+                            None
+                        }
+                    })
                     .unwrap_or_else(|| "/".into());
                 let expect = match &h.expect {
                     None => (200, 399),
