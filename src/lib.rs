@@ -21,3 +21,4 @@ pub mod shard;
 pub mod startup;
 pub mod stats;
 pub mod timer;
+pub mod tls;

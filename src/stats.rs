@@ -34,6 +34,9 @@ pub struct ShardStats {
     pub rejected: u64,
     /// Connections closed by the drain deadline during shutdown.
     pub drain_closed: u64,
+    /// SNI passthrough: connections closed because they did not start with a valid TLS
+    /// ClientHello, or no route matched its server name.
+    pub tls_peek_rejected: u64,
     /// HTTP: requests answered (by a backend or by ringway itself), by status class.
     pub http_requests: u64,
     #[serde(flatten)]
@@ -153,6 +156,7 @@ impl ShardStats {
         self.idle_timeouts += other.idle_timeouts;
         self.rejected += other.rejected;
         self.drain_closed += other.drain_closed;
+        self.tls_peek_rejected += other.tls_peek_rejected;
         self.http_requests += other.http_requests;
         self.http_status.merge(&other.http_status);
         self.http_local_responses += other.http_local_responses;

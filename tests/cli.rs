@@ -73,6 +73,7 @@ fn shipped_examples_pass_check_with_summary() {
         "examples/demo.toml",
         "examples/websocket-routing.toml",
         "examples/socketio.toml",
+        "examples/sni-passthrough.toml",
     ] {
         let out = Command::new(BIN)
             .args(["check", "-c", example])

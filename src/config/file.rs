@@ -69,12 +69,16 @@ pub struct ListenerFile {
     pub body_size_max: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub access_log_format: Option<Spanned<String>>,
+    /// TCP listeners with SNI routes: how long to wait for the ClientHello.
+    pub peek_timeout: Option<Spanned<String>>,
 }
 
 /// `[[listener.route]]`: every key given must match (AND); rules are tried in file order.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    /// TCP listeners: the TLS ClientHello's server name (SNI passthrough).
+    pub sni: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
     pub host_suffix: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
@@ -207,6 +211,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "queue_max",
     "queue_timeout",
     "passive",
+    "sni",
+    "peek_timeout",
     "failures",
     "backoff",
 ];

@@ -126,6 +126,18 @@ pub struct Listener {
     pub backlog: u32,
     /// Set for `mode = "http"`.
     pub http: Option<HttpListener>,
+    /// TCP listeners with `sni` routes: route by the TLS ClientHello's server name without
+    /// decrypting (SNI passthrough).
+    pub sni: Option<SniRouting>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SniRouting {
+    /// Rules match on `host` (the SNI); `default_backend` catches the rest (also clients that
+    /// send no SNI); without it those connections are closed.
+    pub router: crate::router::Router,
+    /// How long to wait for a complete ClientHello (HAProxy `tcp-request inspect-delay`).
+    pub peek_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -702,7 +702,8 @@ impl Validator<'_> {
             };
             let backlog = self.integer(&l.backlog, "backlog", DEFAULT_BACKLOG, 1..1_048_577);
             let what = format!("listener `{name}`");
-            let backend = if mode == Mode::Tcp {
+            let sni_routes = mode == Mode::Tcp && !l.route.is_empty();
+            let backend = if mode == Mode::Tcp && !sni_routes {
                 self.required(&l.backend, "backend", "[[listener]]", span.clone())
                     .map(|b| self.backend_ref(b, &what, backend_index, &backend_names))
             } else {
@@ -723,8 +724,28 @@ impl Validator<'_> {
                     None
                 }
             };
+            let sni = sni_routes.then(|| {
+                self.sni_routing(l, &name, backend.flatten(), backend_index, &backend_names)
+            });
+            if mode == Mode::Http {
+                for r in &l.route {
+                    if let Some(v) = &r.get_ref().sni {
+                        self.error(
+                            v.span(),
+                            "`sni` routes apply to mode = \"tcp\" listeners (SNI passthrough)",
+                        );
+                    }
+                }
+                if let Some(v) = &l.peek_timeout {
+                    self.error(
+                        v.span(),
+                        "`peek_timeout` applies to mode = \"tcp\" listeners with sni routes",
+                    );
+                }
+            }
             let backend = match (mode, backend) {
                 (Mode::Tcp, Some(Some(b))) => Some(b),
+                (Mode::Tcp, None) if sni_routes => None,
                 (Mode::Http, Some(Some(b))) => Some(b),
                 (Mode::Http, None) => None,
                 _ => {
@@ -741,6 +762,7 @@ impl Validator<'_> {
                     splice,
                     backlog: u32::try_from(backlog).unwrap_or(4096),
                     http,
+                    sni,
                 });
             }
         }
@@ -776,7 +798,6 @@ impl Validator<'_> {
     /// HTTP keys on a TCP listener are mistakes, not silently ignored settings.
     fn http_only_keys(&mut self, l: &file::ListenerFile) {
         let spans = [
-            l.route.first().map(|r| ("route", r.span())),
             l.x_forwarded_for
                 .as_ref()
                 .map(|v| ("x_forwarded_for", v.span())),
@@ -942,6 +963,67 @@ impl Validator<'_> {
             body_bytes_max,
             access_log,
             access_log_format,
+        }
+    }
+
+    /// TCP listener routes: only `sni` (exact or `*.` wildcard) and `backend`.
+    fn sni_routing(
+        &mut self,
+        l: &file::ListenerFile,
+        name: &str,
+        default_backend: Option<usize>,
+        backend_index: &HashMap<&str, usize>,
+        backend_names: &[&str],
+    ) -> super::SniRouting {
+        let mut rules = Vec::new();
+        for (n, r) in l.route.iter().enumerate() {
+            let span = r.span();
+            let r = r.get_ref();
+            for (key, v) in [
+                ("host", r.host.as_ref().map(|v| v.span())),
+                ("host_suffix", r.host_suffix.as_ref().map(|v| v.span())),
+                ("path", r.path.as_ref().map(|v| v.span())),
+                ("path_prefix", r.path_prefix.as_ref().map(|v| v.span())),
+                ("method", r.method.as_ref().map(|v| v.span())),
+                ("header", r.header.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(v) = v {
+                    self.error(
+                        v,
+                        format!(
+                            "`{key}` needs mode = \"http\"; a tcp listener routes by `sni` only"
+                        ),
+                    );
+                }
+            }
+            let what = format!("listener `{name}` route {}", n + 1);
+            let host = self
+                .required(
+                    &r.sni,
+                    "sni",
+                    "[[listener.route]] of a tcp listener",
+                    span.clone(),
+                )
+                .and_then(|h| self.host_pattern(h));
+            let backend = self
+                .required(&r.backend, "backend", "[[listener.route]]", span)
+                .and_then(|b| self.backend_ref(b, &what, backend_index, backend_names));
+            if let (Some(host), Some(backend)) = (host, backend) {
+                rules.push(Rule {
+                    host: Some(host),
+                    path: None,
+                    method: None,
+                    headers: Vec::new(),
+                    backend,
+                });
+            }
+        }
+        super::SniRouting {
+            router: Router {
+                rules,
+                default_backend,
+            },
+            peek_timeout: self.duration(&l.peek_timeout, "peek_timeout", Duration::from_secs(5)),
         }
     }
 

@@ -36,6 +36,9 @@ const SPLICE_ROUNDS_MAX: u32 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// SNI passthrough: reading the ClientHello (kept in the client direction's queue) to choose
+    /// the backend; nothing is connected yet.
+    Peeking,
     Connecting,
     Established,
     Closing,
@@ -140,6 +143,8 @@ pub(super) struct Conn {
     tried: Vec<usize>,
     /// The in-flight connect is being cancelled (timeout) and should be retried when it ends.
     retry_on_cancel: bool,
+    /// SNI passthrough: index into the shard's SNI routers while peeking.
+    sni_router: Option<usize>,
 }
 
 impl Shard {
@@ -161,7 +166,13 @@ impl Shard {
         (self.slots.len() - 1) as u32
     }
 
-    pub(super) fn open_conn(&mut self, client_fd: RawFd, backend: usize, splice: SpliceMode) {
+    pub(super) fn open_conn(
+        &mut self,
+        client_fd: RawFd,
+        backend: usize,
+        splice: SpliceMode,
+        sni_router: Option<usize>,
+    ) {
         set_nodelay(client_fd);
         // Consistent hashing on the client address needs it; multishot accept does not return it.
         let key = match self.backends.get(backend).map(|b| &b.algo) {
@@ -185,8 +196,79 @@ impl Shard {
             key,
             tried: Vec::new(),
             retry_on_cancel: false,
+            sni_router,
         };
         let slot = self.alloc_slot(conn);
+        if sni_router.is_some() {
+            // Read the ClientHello first; connect once the backend is known (SNI passthrough).
+            if let Some(c) = self.conn(slot) {
+                c.phase = Phase::Peeking;
+            }
+            self.arm_recv(slot, CLIENT);
+            self.schedule_timer(slot);
+            return;
+        }
+        if !self.connect_next(slot) {
+            self.begin_close(slot, CloseCause::ConnectError);
+        }
+    }
+
+    /// SNI passthrough: looks at what the client sent so far (queued, not yet forwarded). A
+    /// complete ClientHello picks the backend by its server name and starts the connect; the
+    /// queued bytes are then forwarded untouched. Anything that is not a valid ClientHello is
+    /// closed (counted in `tls_peek_rejected`).
+    fn on_peek_data(&mut self, slot: u32) {
+        let Some(c) = self.slots.get(slot as usize).and_then(|s| s.conn.as_ref()) else {
+            return;
+        };
+        let Some(router) = c.sni_router.and_then(|i| self.sni_routers.get(i)) else {
+            return;
+        };
+        let mut bytes = Vec::with_capacity(1024);
+        for &(bid, len) in &c.dirs[CLIENT].queue {
+            if let Some(b) = self.bufs.slice(bid, 0, len) {
+                bytes.extend_from_slice(b);
+            }
+            if bytes.len() > crate::tls::client_hello::CLIENT_HELLO_BYTES_MAX + 5 {
+                break;
+            }
+        }
+        let verdict = crate::tls::parse_client_hello(&bytes);
+        let backend = match verdict {
+            crate::tls::HelloVerdict::Partial => {
+                if c.dirs[CLIENT].eof {
+                    self.stats.tls_peek_rejected += 1;
+                    self.begin_close(slot, CloseCause::PeerError);
+                }
+                return;
+            }
+            crate::tls::HelloVerdict::NotTls | crate::tls::HelloVerdict::Invalid(_) => {
+                self.stats.tls_peek_rejected += 1;
+                tracing::debug!(shard = self.id, verdict = ?verdict, "not a valid TLS ClientHello; closing");
+                self.begin_close(slot, CloseCause::PeerError);
+                return;
+            }
+            crate::tls::HelloVerdict::Complete(hello) => {
+                let no_headers = |_: &str, _: &mut dyn FnMut(&[u8]) -> bool| false;
+                let picked = router.route(&crate::router::Request {
+                    host: hello.sni.as_deref().map(str::as_bytes),
+                    target: b"/",
+                    method: b"",
+                    headers: &no_headers,
+                });
+                tracing::debug!(shard = self.id, sni = ?hello.sni, backend = ?picked, "SNI routed");
+                picked
+            }
+        };
+        let Some(backend) = backend else {
+            self.stats.tls_peek_rejected += 1;
+            self.begin_close(slot, CloseCause::ConnectError);
+            return;
+        };
+        if let Some(c) = self.conn(slot) {
+            c.backend = backend;
+            c.sni_router = None;
+        }
         if !self.connect_next(slot) {
             self.begin_close(slot, CloseCause::ConnectError);
         }
@@ -291,6 +373,7 @@ impl Shard {
             return;
         }
         let deadline = match c.phase {
+            Phase::Peeking => c.opened_ms.saturating_add(timeouts.peek),
             Phase::Connecting => c.opened_ms.saturating_add(timeouts.connect),
             Phase::Established => c.active_ms[CLIENT]
                 .saturating_add(timeouts.client_idle)
@@ -315,6 +398,8 @@ impl Shard {
         };
         c.timer_queued = false;
         let expired = match c.phase {
+            Phase::Peeking => (now >= c.opened_ms.saturating_add(timeouts.peek))
+                .then_some(CloseCause::IdleTimeout),
             Phase::Connecting => (now >= c.opened_ms.saturating_add(timeouts.connect))
                 .then_some(CloseCause::ConnectTimeout),
             Phase::Established => {
@@ -421,7 +506,12 @@ impl Shard {
         c.active_ms = [now; 2];
         let (backend, server) = (c.backend, c.server);
         let splice_always = c.splice == SpliceMode::Always;
+        let peeked = !c.dirs[CLIENT].queue.is_empty();
         self.record_outcome(backend, server, true);
+        if peeked {
+            // The ClientHello read while peeking goes first, untouched.
+            self.start_send(slot, CLIENT);
+        }
         for dir in [0, 1] {
             if splice_always && let Some(c) = self.conn(slot) {
                 c.dirs[dir].want_splice = true;
@@ -538,6 +628,36 @@ impl Shard {
         if !more {
             c.inflight = c.inflight.saturating_sub(1);
             c.dirs[dir].recv_armed = false;
+        }
+        if matches!(c.phase, Phase::Peeking | Phase::Connecting) && dir == CLIENT {
+            // SNI passthrough: the ClientHello (and anything after it) waits in the queue and is
+            // forwarded untouched once connected.
+            let res = cqe.result;
+            let mut give_back = None;
+            let mut cancel = false;
+            if res > 0
+                && let Some(bid) = bid
+            {
+                c.active_ms[CLIENT] = now;
+                c.dirs[CLIENT].queue.push_back((bid, res as u32));
+                cancel = c.dirs[CLIENT].queue.len() >= QUEUE_SOFT_MAX;
+            } else {
+                give_back = bid;
+                if res == 0 {
+                    c.dirs[CLIENT].eof = true;
+                }
+            }
+            if let Some(bid) = give_back {
+                self.bufs.put(bid);
+            }
+            if cancel {
+                self.cancel_recv(slot, CLIENT);
+            }
+            let peeking = self.conn(slot).is_some_and(|c| c.phase == Phase::Peeking);
+            if peeking {
+                self.on_peek_data(slot);
+            }
+            return;
         }
         if c.phase != Phase::Established {
             if let Some(bid) = bid {

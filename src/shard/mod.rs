@@ -235,6 +235,11 @@ enum ListenerKind {
         backend: usize,
         splice: SpliceMode,
     },
+    /// TCP with SNI passthrough routing; index into `Shard::sni_routers`.
+    TcpSni {
+        router: usize,
+        splice: SpliceMode,
+    },
     /// Index into `Shard::http_listeners`.
     Http {
         index: usize,
@@ -385,6 +390,8 @@ struct TimeoutsMs {
     connect: u64,
     client_idle: u64,
     server_idle: u64,
+    /// SNI passthrough: wait for the ClientHello this long.
+    peek: u64,
 }
 
 struct Slot {
@@ -438,6 +445,8 @@ pub struct Shard {
     backend_stats: Vec<BackendStats>,
     /// Access log sink per HTTP listener (index as in `http_listeners`).
     access_logs: Vec<Option<Sink>>,
+    /// SNI passthrough routers of TCP listeners.
+    sni_routers: Vec<crate::router::Router>,
 }
 
 impl Shard {
@@ -515,6 +524,8 @@ impl Shard {
             .collect();
         let mut http_listeners = Vec::new();
         let mut access_logs = Vec::new();
+        let mut sni_routers = Vec::new();
+        let mut peek_ms = 5_000u64;
         let mut listener_slots = Vec::new();
         for (index, fd) in listeners {
             let Some(l) = config.listeners.get(index) else {
@@ -545,6 +556,16 @@ impl Shard {
                     });
                     ListenerKind::Http {
                         index: http_listeners.len() - 1,
+                    }
+                }
+                (None, _) if l.sni.is_some() => {
+                    if let Some(sni) = &l.sni {
+                        sni_routers.push(sni.router.clone());
+                        peek_ms = u64::try_from(sni.peek_timeout.as_millis()).unwrap_or(5_000);
+                    }
+                    ListenerKind::TcpSni {
+                        router: sni_routers.len() - 1,
+                        splice: l.splice,
                     }
                 }
                 (None, Some(backend)) => ListenerKind::Tcp {
@@ -601,7 +622,9 @@ impl Shard {
                 connect: ms(config.timeouts.connect),
                 client_idle: ms(config.timeouts.client_idle),
                 server_idle: ms(config.timeouts.server_idle),
+                peek: peek_ms,
             },
+            sni_routers,
             stats: ShardStats::default(),
             rx,
             wake_fd,
@@ -781,7 +804,12 @@ impl Shard {
                 close_fd(fd);
             } else {
                 match kind {
-                    ListenerKind::Tcp { backend, splice } => self.open_conn(fd, backend, splice),
+                    ListenerKind::Tcp { backend, splice } => {
+                        self.open_conn(fd, backend, splice, None)
+                    }
+                    ListenerKind::TcpSni { router, splice } => {
+                        self.open_conn(fd, 0, splice, Some(router))
+                    }
                     ListenerKind::Http { index } => match peer_addr(fd) {
                         Some(peer) => self.open_http(fd, index, peer),
                         None => close_fd(fd),

@@ -1,0 +1,188 @@
+//! TLS without decrypting: SNI passthrough on a TCP listener, with real `openssl s_server`
+//! backends and `openssl s_client` clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// An `openssl s_server` with a self-signed certificate for `cn`, killed on drop.
+struct TlsBackend {
+    addr: SocketAddr,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl TlsBackend {
+    fn start(cn: &str) -> TlsBackend {
+        let dir = TempDir::new("tls");
+        let (key, cert) = (dir.0.join("key.pem"), dir.0.join("cert.pem"));
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", &format!("/CN={cn}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl req");
+        assert!(ok.success());
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-naccept", "1000", "-accept"])
+            .arg(port.to_string())
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .arg("-www")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let up = poll(Duration::from_secs(10), || TcpStream::connect(addr).ok());
+        assert!(up.is_some(), "s_server did not start");
+        TlsBackend {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The subject CN of the certificate the server presents to a client sending `sni`.
+fn peer_cn(addr: SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string()]);
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            if let Some(mut stdin) = c.stdin.take() {
+                let _ = stdin.write_all(b"Q\n");
+            }
+            c.wait_with_output()
+        })
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("subject=")
+                .map(|s| s.replace(' ', ""))
+        })
+        .unwrap_or_default()
+}
+
+fn sni_config(
+    listen: u16,
+    admin: u16,
+    a: SocketAddr,
+    b: SocketAddr,
+    default: Option<SocketAddr>,
+) -> String {
+    let mut text = format!(
+        "[global]\nshards = 2\nadmin = \"127.0.0.1:{admin}\"\n\
+         [[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"tcp\"\npeek_timeout = \"1s\"\n{}\n\
+         [[listener.route]]\nsni = \"a.example\"\nbackend = \"a\"\n\
+         [[listener.route]]\nsni = \"*.b.example\"\nbackend = \"b\"\n\
+         [[backend]]\nname = \"a\"\nservers = [ {{ address = \"{a}\" }} ]\n\
+         [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{b}\" }} ]\n",
+        if default.is_some() {
+            "backend = \"fallback\""
+        } else {
+            ""
+        }
+    );
+    if let Some(d) = default {
+        text.push_str(&format!(
+            "[[backend]]\nname = \"fallback\"\nservers = [ {{ address = \"{d}\" }} ]\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn sni_passthrough_routes_by_server_name_without_decrypting() {
+    let a = TlsBackend::start("a.example");
+    let b = TlsBackend::start("www.b.example");
+    let rw = Ringway::start_text(|l, ad| sni_config(l, ad, a.addr, b.addr, None));
+    // The client sees each backend's own certificate: ringway never terminates TLS here.
+    assert!(peer_cn(rw.listen, Some("a.example")).contains("CN=a.example"));
+    assert!(peer_cn(rw.listen, Some("www.b.example")).contains("CN=www.b.example"));
+    assert!(
+        peer_cn(rw.listen, Some("A.EXAMPLE")).contains("CN=a.example"),
+        "SNI is case-insensitive"
+    );
+    // No route and no default: closed.
+    assert_eq!(peer_cn(rw.listen, Some("c.example")), "");
+    assert!(rw.total("tls_peek_rejected") >= 1);
+}
+
+#[test]
+fn sni_passthrough_default_backend_takes_clients_without_sni() {
+    let a = TlsBackend::start("a.example");
+    let b = TlsBackend::start("www.b.example");
+    let d = TlsBackend::start("default.example");
+    let rw = Ringway::start_text(|l, ad| sni_config(l, ad, a.addr, b.addr, Some(d.addr)));
+    assert!(peer_cn(rw.listen, None).contains("CN=default.example"));
+    assert!(peer_cn(rw.listen, Some("other.example")).contains("CN=default.example"));
+}
+
+#[test]
+fn non_tls_bytes_and_silence_on_an_sni_listener_are_closed() {
+    let a = TlsBackend::start("a.example");
+    let b = TlsBackend::start("www.b.example");
+    let rw = Ringway::start_text(|l, ad| sni_config(l, ad, a.addr, b.addr, None));
+    let mut s = TcpStream::connect(rw.listen).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "closed without an answer");
+    // A client that sends nothing is closed after peek_timeout (1 s).
+    let mut quiet = TcpStream::connect(rw.listen).expect("connect");
+    quiet.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let t = std::time::Instant::now();
+    let mut one = [0u8; 1];
+    assert!(matches!(quiet.read(&mut one), Ok(0) | Err(_)));
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(rw.total("tls_peek_rejected") >= 1);
+    assert_eq!(rw.total("active"), 0);
+}
