@@ -16,6 +16,7 @@ pub mod demo;
 pub mod health;
 pub mod http1;
 pub mod pipes;
+pub mod proxy_protocol;
 pub mod router;
 pub mod shard;
 pub mod startup;

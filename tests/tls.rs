@@ -186,3 +186,133 @@ fn non_tls_bytes_and_silence_on_an_sni_listener_are_closed() {
     assert!(rw.total("tls_peek_rejected") >= 1);
     assert_eq!(rw.total("active"), 0);
 }
+
+/// A backend that reads a PROXY header (v1 line or v2 binary), answers with what it announced
+/// (`src dst`), then echoes.
+fn proxy_backend() -> Backend {
+    Backend::spawn(|mut s| {
+        let mut buf = vec![0u8; 512];
+        let mut got = 0;
+        let parsed = loop {
+            let Ok(n) = s.read(&mut buf[got..]) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            got += n;
+            if let Ok(h) = ppp::v2::Header::try_from(&buf[..got]) {
+                let text = match h.addresses {
+                    ppp::v2::Addresses::IPv4(a) => format!(
+                        "v2 {}:{} {}:{}",
+                        a.source_address, a.source_port, a.destination_address, a.destination_port
+                    ),
+                    other => format!("v2 {other:?}"),
+                };
+                break (text, h.len());
+            }
+            if let Some(end) = buf[..got].windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&buf[..end]).to_string();
+                break (line, end + 2);
+            }
+            if got == buf.len() {
+                return;
+            }
+        };
+        let _ = s.write_all(format!("{}\n", parsed.0).as_bytes());
+        let _ = s.write_all(&buf[parsed.1..got]);
+        let mut rest = [0u8; 4096];
+        while let Ok(n) = s.read(&mut rest) {
+            if n == 0 || s.write_all(&rest[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn send_proxy_v1_on_tcp_announces_the_real_client() {
+    let be = proxy_backend();
+    let rw = Ringway::start_text(|l, a| {
+        format!(
+            "[global]\nshards = 2\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"t\"\nbind = \"127.0.0.1:{l}\"\nbackend = \"b\"\n\
+             [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{}\", send_proxy = \"v1\" }} ]\n",
+            be.addr
+        )
+    });
+    let mut c = TcpStream::connect(rw.listen).expect("connect");
+    c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let me = c.local_addr().expect("local");
+    c.write_all(b"hello").expect("write");
+    let mut got = vec![0u8; 256];
+    let mut n = 0;
+    while !String::from_utf8_lossy(&got[..n]).ends_with("hello") {
+        let k = c.read(&mut got[n..]).expect("read");
+        assert!(k > 0);
+        n += k;
+    }
+    let text = String::from_utf8_lossy(&got[..n]).to_string();
+    assert_eq!(
+        text,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\nhello",
+            me.port(),
+            rw.listen.port()
+        )
+    );
+}
+
+#[test]
+fn send_proxy_v2_on_http_announces_the_real_client_and_is_never_pooled() {
+    let be = Backend::spawn(|mut s| {
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        loop {
+            let Ok(n) = s.read(&mut buf[got..]) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            got += n;
+            if let Ok(h) = ppp::v2::Header::try_from(&buf[..got]) {
+                let ppp::v2::Addresses::IPv4(a) = h.addresses else {
+                    return;
+                };
+                let head_end = buf[..got].windows(4).position(|w| w == b"\r\n\r\n");
+                if head_end.is_none() {
+                    continue;
+                }
+                let body = format!("{}:{}", a.source_address, a.source_port);
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
+        }
+    });
+    let rw = Ringway::start_text(|l, a| {
+        format!(
+            "[global]\nshards = 1\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"h\"\nbind = \"127.0.0.1:{l}\"\nmode = \"http\"\nbackend = \"b\"\n\
+             [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{}\", send_proxy = \"v2\" }} ]\n",
+            be.addr
+        )
+    });
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(rw.listen).expect("connect");
+        c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let me = c.local_addr().expect("local");
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(out.ends_with(&format!("127.0.0.1:{}", me.port())), "{out}");
+    }
+    assert_eq!(rw.total("http_pool_reused"), 0);
+}

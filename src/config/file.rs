@@ -145,6 +145,7 @@ pub struct ServerFile {
     pub name: Option<Spanned<String>>,
     pub backup: Option<Spanned<bool>>,
     pub maxconn: Option<Spanned<i64>>,
+    pub send_proxy: Option<Spanned<String>>,
 }
 
 /// Every key the file may contain, by table, for did-you-mean suggestions.
@@ -213,6 +214,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "passive",
     "sni",
     "peek_timeout",
+    "send_proxy",
     "failures",
     "backoff",
 ];

@@ -235,6 +235,8 @@ pub struct Server {
     /// Most connections (HTTP: requests in flight) to this server; 0 = unlimited. Split across
     /// shards: each shard allows ceil(maxconn / shards).
     pub maxconn: u32,
+    /// Send a PROXY protocol header first on every connection to this server.
+    pub send_proxy: Option<crate::proxy_protocol::ProxyVersion>,
 }
 
 impl Config {

@@ -525,6 +525,14 @@ impl Validator<'_> {
                             0..10_000_001,
                         ))
                         .unwrap_or(0),
+                        send_proxy: s.send_proxy.as_ref().and_then(|v| match v.get_ref().as_str() {
+                            "v1" => Some(crate::proxy_protocol::ProxyVersion::V1),
+                            "v2" => Some(crate::proxy_protocol::ProxyVersion::V2),
+                            other => {
+                                self.error(v.span(), format!("send_proxy `{other}` is not valid; use \"v1\" or \"v2\""));
+                                None
+                            }
+                        }),
                     });
                 }
                 if !servers.is_empty() && servers.iter().all(|s| s.weight == 0) {

@@ -507,7 +507,28 @@ impl Shard {
         let (backend, server) = (c.backend, c.server);
         let splice_always = c.splice == SpliceMode::Always;
         let peeked = !c.dirs[CLIENT].queue.is_empty();
+        let fds = c.fds;
         self.record_outcome(backend, server, true);
+        if let Some(header) =
+            super::proxy_header_for(&self.backends, backend, server, fds[CLIENT], None)
+        {
+            // Before any forwarded byte: a plain send on the fresh socket (its buffer is empty, the
+            // header is at most a few hundred bytes).
+            // SAFETY: sends from a live Vec on a socket this connection owns.
+            let n = unsafe {
+                libc::send(
+                    fds[SERVER],
+                    header.as_ptr().cast(),
+                    header.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 || n as usize != header.len() {
+                tracing::debug!(shard = self.id, "could not send the PROXY header");
+                self.begin_close(slot, CloseCause::PeerError);
+                return;
+            }
+        }
         if peeked {
             // The ClientHello read while peeking goes first, untouched.
             self.start_send(slot, CLIENT);

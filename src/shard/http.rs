@@ -895,6 +895,21 @@ impl Shard {
         }
         c.sides[SERVER].reset(-1, now);
         c.sides[SERVER].out = encoded;
+        let (client_fd, client) = (c.sides[CLIENT].fd, c.client);
+        if pooled.is_none()
+            && let Some(header) =
+                super::proxy_header_for(&self.backends, backend, server, client_fd, Some(client))
+            && let Some(c) = self.hconn(slot)
+        {
+            // The PROXY header goes first on the new connection (which is then never pooled: it
+            // speaks for this client only).
+            let mut out = header;
+            out.append(&mut c.sides[SERVER].out);
+            c.sides[SERVER].out = out;
+        }
+        let Some(c) = self.hconn(slot) else {
+            return;
+        };
         if let Some(fd) = pooled {
             c.sides[SERVER].fd = fd;
             c.phase = Phase::Exchange;
@@ -1199,7 +1214,8 @@ impl Shard {
     fn finish_exchange_if_done(&mut self, slot: u32) -> bool {
         let now = self.now_ms;
         let draining = self.drain_deadline_ms.is_some();
-        let Some(c) = self.hconn(slot) else {
+        let backends = &self.backends;
+        let Some(c) = slot_conn(&mut self.http_slots, slot) else {
             return false;
         };
         let Some(ex) = c.ex.as_ref() else {
@@ -1212,7 +1228,12 @@ impl Shard {
         if !c.sides[CLIENT].flushed() {
             return false;
         }
+        let private = backends
+            .get(ex.backend)
+            .and_then(|b| b.send_proxy.get(ex.server))
+            .is_some_and(|v| v.is_some());
         let server_clean = request_complete
+            && !private
             && ex.server_keep_alive
             && c.sides[SERVER].flushed()
             && c.sides[SERVER].inbuf.is_empty()

@@ -366,6 +366,8 @@ struct BackendSlot {
     redispatch: bool,
     /// Times each server was chosen on this shard (stats `selected`).
     selected: Vec<u64>,
+    /// PROXY protocol header to send first, per server.
+    send_proxy: Vec<Option<crate::proxy_protocol::ProxyVersion>>,
     /// Sticky session cookie name, and each server's name (the cookie value).
     sticky_cookie: Option<String>,
     server_names: Vec<String>,
@@ -503,6 +505,7 @@ impl Shard {
                     retries: b.retries,
                     redispatch: b.redispatch,
                     selected: vec![0; b.servers.len()],
+                    send_proxy: b.servers.iter().map(|s| s.send_proxy).collect(),
                     sticky_cookie: b.sticky_cookie.clone(),
                     server_names: b.servers.iter().map(|s| s.name.clone()).collect(),
                     limits: b
@@ -996,6 +999,37 @@ impl Shard {
             self.http_close_all_for_drain();
         }
     }
+}
+
+/// The PROXY protocol header for a connection from the client on `client_fd` to `server` of
+/// `backend`, when that server wants one.
+fn proxy_header_for(
+    backends: &[BackendSlot],
+    backend: usize,
+    server: usize,
+    client_fd: RawFd,
+    client: Option<std::net::SocketAddr>,
+) -> Option<Vec<u8>> {
+    let version = (*backends.get(backend)?.send_proxy.get(server)?)?;
+    let client = client.or_else(|| peer_addr(client_fd))?;
+    let local = local_addr(client_fd)?;
+    Some(crate::proxy_protocol::header(version, client, local))
+}
+
+/// The local address of a socket (the address a client connected to).
+fn local_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: the closure gets storage and length from socket2 and lets getsockname fill them.
+    let (_, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            if libc::getsockname(fd, storage.cast(), len) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }
+    .ok()?;
+    addr.as_socket()
 }
 
 /// The client's address of an accepted socket (multishot accept does not return it).
