@@ -5,10 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use ringway::http1::{ForwardOpts, HeadVerdict, Limits, encode_request, parse_request};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
-        head_bytes_max: 4096,
-        ..Limits::default()
-    };
+    let limits = Limits::default();
     if let HeadVerdict::Complete {
         head,
         consumed_bytes,

@@ -13,12 +13,12 @@ fuzz_target!(|data: &[u8]| {
         {
             assert!(consumed_bytes <= data.len());
             // ringway adds up to four fields, so the output may exceed the input's field limit.
-        let roomy = Limits {
-            headers_max: Limits::default().headers_max + 8,
-            head_bytes_max: 1 << 20,
-            ..Limits::default()
-        };
-        let mut out = Vec::new();
+            let roomy = Limits {
+                headers_max: Limits::default().headers_max + 8,
+                head_bytes_max: 1 << 20,
+                ..Limits::default()
+            };
+            let mut out = Vec::new();
             let opts = ResponseOpts {
                 keep_alive: head.keep_alive,
                 version_minor_client: 1,

@@ -5,9 +5,9 @@
 
 /// Longest chunk-size accepted: 16 hex digits (a u64).
 const SIZE_DIGITS_MAX: u32 = 16;
-/// Longest chunk-ext part of one size line.
+/// Longest chunk-ext part of one size line (from the first BWS or `;` to the CR).
 const EXT_BYTES_MAX: u32 = 4096;
-/// Longest trailer section.
+/// Longest trailer section, final CRLF included.
 const TRAILER_BYTES_MAX: u32 = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,42 +28,61 @@ pub enum ChunkError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkVerdict {
-    /// Every byte fed belongs to the body; more is needed.
+    /// Every byte fed belongs to the body (`consumed_bytes == input.len()`); more is needed.
     NeedMore { consumed_bytes: usize },
-    /// The body ended `consumed_bytes` into this piece (after the final CRLF).
+    /// The body ended `consumed_bytes` into this piece, just after the final CRLF of the trailer
+    /// section; the rest of the piece is the next message.
     Done { consumed_bytes: usize },
 }
 
+/// Where the scanner is in RFC 9112 §7.1's grammar:
+///
+/// ```text
+/// chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+/// chunk-ext  = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// last-chunk = 1*("0") [ chunk-ext ] CRLF
+/// trailer-section = *( field-line CRLF ), then CRLF
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading hex digits of a chunk size (`digits` so far).
+    /// Hex digits of a chunk size (`digits` so far).
     Size {
         digits: u32,
     },
-    /// After the size: optional BWS then `;ext` or CR.
+    /// BWS after the size: only `;` may follow.
     SizeWs,
-    /// Inside chunk extensions (`bytes` so far); `quoted` inside a quoted-string, `escape` after
-    /// a backslash in one.
-    Ext {
-        bytes: u32,
-        quoted: bool,
-        escape: bool,
-    },
+    /// After `;`, BWS then an extension name.
+    ExtBeforeName,
+    /// In an extension name.
+    ExtName,
+    /// BWS after a name: `=` or `;` may follow.
+    ExtAfterName,
+    /// After `=`, BWS then a token or a quoted-string.
+    ExtBeforeValue,
+    /// In a token value.
+    ExtValue,
+    /// In a quoted-string value.
+    ExtQuoted,
+    /// After a backslash in a quoted-string.
+    ExtQuotedPair,
+    /// Just after the closing quote: BWS, `;` or CR.
+    ExtAfterQuoted,
+    /// BWS after a value: only `;` may follow.
+    ExtAfterValue,
     /// Expecting LF of the size line.
     SizeLf,
-    /// Chunk data still to come.
+    /// Chunk data still to come (`ChunkedScanner::remaining`).
     Data,
     /// Expecting CR after the data.
     DataCr,
     /// Expecting LF after the data.
     DataLf,
-    /// Start of a trailer line (or the final CRLF).
+    /// Start of a trailer line, or the CR of the final CRLF.
     TrailerStart,
-    /// Inside a trailer field line; `name` while still in the field name.
-    Trailer {
-        name: bool,
-        empty_name: bool,
-    },
+    /// In a trailer field name.
+    TrailerName,
+    /// In a trailer field value.
+    TrailerValue,
     /// Expecting LF of a trailer line.
     TrailerLf,
     /// Expecting LF of the final CRLF.
@@ -75,8 +94,13 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct ChunkedScanner {
     state: State,
+    /// The chunk size being read.
     size: u64,
+    /// Data bytes of the current chunk still to come.
     remaining: u64,
+    /// Bytes of chunk-ext on the current size line.
+    ext_bytes: u32,
+    /// Bytes of the trailer section so far.
     trailer_bytes: u32,
 }
 
@@ -86,8 +110,24 @@ impl Default for ChunkedScanner {
     }
 }
 
+/// RFC 9110 §5.6.2 tchar.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §5.6.3 BWS.
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 9110 §5.6.4 qdtext.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
+}
+
+/// RFC 9110 §5.5 field-vchar, SP and HTAB: what a field value may hold.
+fn is_field_value_byte(b: u8) -> bool {
+    matches!(b, b'\t' | 0x20..=0x7e | 0x80..=0xff)
 }
 
 impl ChunkedScanner {
@@ -96,15 +136,18 @@ impl ChunkedScanner {
             state: State::Size { digits: 0 },
             size: 0,
             remaining: 0,
+            ext_bytes: 0,
             trailer_bytes: 0,
         }
     }
 
+    /// The final CRLF has been seen.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
-    /// Bytes of the current chunk's data still to come (0 outside data).
+    /// Bytes of the current chunk's data still to come (0 outside data). The caller may move
+    /// them itself (splice) and report them with [`ChunkedScanner::skip_data`].
     pub fn data_remaining(&self) -> u64 {
         if self.state == State::Data {
             self.remaining
@@ -113,7 +156,8 @@ impl ChunkedScanner {
         }
     }
 
-    /// The caller moved `n` data bytes itself (e.g. by splice) without feeding them.
+    /// The caller moved `n <= data_remaining()` data bytes itself without feeding them. A larger
+    /// `n` is treated as `data_remaining()`; outside data this does nothing.
     pub fn skip_data(&mut self, n: u64) {
         if self.state != State::Data {
             return;
@@ -124,25 +168,28 @@ impl ChunkedScanner {
         }
     }
 
-    /// Scans `input`, the next bytes of the stream.
+    /// Scans `input`, the next bytes of the stream. After `Done`, every call returns
+    /// `Done { consumed_bytes: 0 }`. After an error the scanner must not be fed again: the
+    /// stream is not HTTP any more.
     pub fn feed(&mut self, input: &[u8]) -> Result<ChunkVerdict, ChunkError> {
         let mut i = 0;
         while i < input.len() {
-            if self.state == State::Done {
-                return Ok(ChunkVerdict::Done { consumed_bytes: i });
-            }
-            if self.state == State::Data {
-                let take = self.remaining.min((input.len() - i) as u64);
-                self.remaining -= take;
-                i += take as usize;
-                if self.remaining == 0 {
-                    self.state = State::DataCr;
+            match self.state {
+                State::Done => return Ok(ChunkVerdict::Done { consumed_bytes: i }),
+                // Data is skipped in one step, not per byte.
+                State::Data => {
+                    let available = input.len().saturating_sub(i);
+                    let take =
+                        usize::try_from(self.remaining).map_or(available, |r| r.min(available));
+                    self.skip_data(take as u64);
+                    i += take;
                 }
-                continue;
+                _ => {
+                    let b = input.get(i).copied().unwrap_or_default();
+                    i += 1;
+                    self.step(b)?;
+                }
             }
-            let b = input.get(i).copied().unwrap_or(0);
-            i += 1;
-            self.step(b)?;
         }
         if self.state == State::Done {
             Ok(ChunkVerdict::Done { consumed_bytes: i })
@@ -151,98 +198,25 @@ impl ChunkedScanner {
         }
     }
 
+    /// One byte outside chunk data.
     fn step(&mut self, b: u8) -> Result<(), ChunkError> {
         self.state = match self.state {
-            State::Size { digits } => match b {
-                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                    if digits >= SIZE_DIGITS_MAX {
-                        return Err(ChunkError::SizeTooLarge);
-                    }
-                    let v = (b as char).to_digit(16).unwrap_or(0) as u64;
-                    self.size = self.size.checked_mul(16).ok_or(ChunkError::SizeTooLarge)? | v;
-                    State::Size { digits: digits + 1 }
-                }
-                _ if digits == 0 => return Err(ChunkError::BadSize),
-                b'\n' => return Err(ChunkError::MissingCrlf),
-                b' ' | b'\t' => State::SizeWs,
-                b';' => State::Ext {
-                    bytes: 0,
-                    quoted: false,
-                    escape: false,
-                },
-                b'\r' => State::SizeLf,
-                _ => return Err(ChunkError::BadSize),
-            },
-            State::SizeWs => match b {
-                b' ' | b'\t' => State::SizeWs,
-                b';' => State::Ext {
-                    bytes: 0,
-                    quoted: false,
-                    escape: false,
-                },
-                b'\r' => State::SizeLf,
-                _ => return Err(ChunkError::BadSize),
-            },
-            State::Ext {
-                bytes,
-                quoted,
-                escape,
-            } => {
-                if bytes >= EXT_BYTES_MAX {
+            State::Size { digits } => self.step_size(digits, b)?,
+            State::SizeWs
+            | State::ExtBeforeName
+            | State::ExtName
+            | State::ExtAfterName
+            | State::ExtBeforeValue
+            | State::ExtValue
+            | State::ExtQuoted
+            | State::ExtQuotedPair
+            | State::ExtAfterQuoted
+            | State::ExtAfterValue => {
+                self.ext_bytes += 1;
+                if self.ext_bytes > EXT_BYTES_MAX {
                     return Err(ChunkError::BadExtension);
                 }
-                let bytes = bytes + 1;
-                if quoted {
-                    match b {
-                        _ if escape => {
-                            if b < 0x20 && b != b'\t' || b == 0x7f {
-                                return Err(ChunkError::BadExtension);
-                            }
-                            State::Ext {
-                                bytes,
-                                quoted: true,
-                                escape: false,
-                            }
-                        }
-                        b'\\' => State::Ext {
-                            bytes,
-                            quoted: true,
-                            escape: true,
-                        },
-                        b'"' => State::Ext {
-                            bytes,
-                            quoted: false,
-                            escape: false,
-                        },
-                        b'\t' | 0x20..=0x7e | 0x80..=0xff => State::Ext {
-                            bytes,
-                            quoted: true,
-                            escape: false,
-                        },
-                        _ => return Err(ChunkError::BadExtension),
-                    }
-                } else {
-                    match b {
-                        b'\r' => State::SizeLf,
-                        b'\n' => return Err(ChunkError::MissingCrlf),
-                        b'"' => State::Ext {
-                            bytes,
-                            quoted: true,
-                            escape: false,
-                        },
-                        b';' | b'=' | b' ' | b'\t' => State::Ext {
-                            bytes,
-                            quoted: false,
-                            escape: false,
-                        },
-                        _ if is_tchar(b) => State::Ext {
-                            bytes,
-                            quoted: false,
-                            escape: false,
-                        },
-                        _ => return Err(ChunkError::BadExtension),
-                    }
-                }
+                step_ext(self.state, b)?
             }
             State::SizeLf => {
                 if b != b'\n' {
@@ -252,84 +226,204 @@ impl ChunkedScanner {
                     State::TrailerStart
                 } else {
                     self.remaining = self.size;
-                    self.size = 0;
                     State::Data
                 }
             }
-            State::Data => State::Data,
-            State::DataCr => {
-                if b != b'\r' {
-                    return Err(ChunkError::MissingCrlf);
-                }
-                State::DataLf
+            // `feed` never steps through data; a lone byte here would be data.
+            State::Data => {
+                self.skip_data(1);
+                self.state
             }
-            State::DataLf => {
-                if b != b'\n' {
-                    return Err(ChunkError::MissingCrlf);
+            State::DataCr => match b {
+                b'\r' => State::DataLf,
+                _ => return Err(ChunkError::MissingCrlf),
+            },
+            State::DataLf => match b {
+                b'\n' => {
+                    self.size = 0;
+                    self.ext_bytes = 0;
+                    State::Size { digits: 0 }
                 }
-                State::Size { digits: 0 }
-            }
-            State::TrailerStart => {
-                self.count_trailer()?;
-                match b {
-                    b'\r' => State::FinalLf,
-                    _ if is_tchar(b) => State::Trailer {
-                        name: true,
-                        empty_name: false,
-                    },
-                    _ => return Err(ChunkError::BadTrailer),
+                _ => return Err(ChunkError::MissingCrlf),
+            },
+            State::TrailerStart
+            | State::TrailerName
+            | State::TrailerValue
+            | State::TrailerLf
+            | State::FinalLf => {
+                self.trailer_bytes += 1;
+                if self.trailer_bytes > TRAILER_BYTES_MAX {
+                    return Err(ChunkError::TrailerTooLarge);
                 }
-            }
-            State::Trailer { name, empty_name } => {
-                self.count_trailer()?;
-                if name {
-                    match b {
-                        b':' if !empty_name => State::Trailer {
-                            name: false,
-                            empty_name: false,
-                        },
-                        _ if is_tchar(b) => State::Trailer {
-                            name: true,
-                            empty_name: false,
-                        },
-                        _ => return Err(ChunkError::BadTrailer),
-                    }
-                } else {
-                    match b {
-                        b'\r' => State::TrailerLf,
-                        b'\t' | 0x20..=0x7e | 0x80..=0xff => State::Trailer {
-                            name: false,
-                            empty_name: false,
-                        },
-                        _ => return Err(ChunkError::BadTrailer),
-                    }
-                }
-            }
-            State::TrailerLf => {
-                self.count_trailer()?;
-                if b != b'\n' {
-                    return Err(ChunkError::MissingCrlf);
-                }
-                State::TrailerStart
-            }
-            State::FinalLf => {
-                if b != b'\n' {
-                    return Err(ChunkError::MissingCrlf);
-                }
-                State::Done
+                step_trailer(self.state, b)?
             }
             State::Done => State::Done,
         };
         Ok(())
     }
 
-    fn count_trailer(&mut self) -> Result<(), ChunkError> {
-        self.trailer_bytes += 1;
-        if self.trailer_bytes > TRAILER_BYTES_MAX {
-            return Err(ChunkError::TrailerTooLarge);
+    fn step_size(&mut self, digits: u32, b: u8) -> Result<State, ChunkError> {
+        if let Some(v) = (b as char).to_digit(16) {
+            if digits >= SIZE_DIGITS_MAX {
+                return Err(ChunkError::SizeTooLarge);
+            }
+            self.size = self
+                .size
+                .checked_mul(16)
+                .and_then(|s| s.checked_add(u64::from(v)))
+                .ok_or(ChunkError::SizeTooLarge)?;
+            return Ok(State::Size { digits: digits + 1 });
         }
-        Ok(())
+        // RFC 9112 §7.1: chunk-size = 1*HEXDIG, with no leading whitespace or sign.
+        if digits == 0 {
+            return Err(ChunkError::BadSize);
+        }
+        match b {
+            b'\r' => Ok(State::SizeLf),
+            b'\n' => Err(ChunkError::MissingCrlf),
+            b';' => {
+                self.ext_bytes = 1;
+                Ok(State::ExtBeforeName)
+            }
+            _ if is_ws(b) => {
+                self.ext_bytes = 1;
+                Ok(State::SizeWs)
+            }
+            _ => Err(ChunkError::BadSize),
+        }
     }
+}
+
+/// One byte of a size line after the size: `chunk-ext` then CR. BWS is allowed before `;`, after
+/// `;` and around `=`, nowhere else (RFC 9112 §7.1.1); a bare LF ends no line.
+fn step_ext(state: State, b: u8) -> Result<State, ChunkError> {
+    if b == b'\n' {
+        return Err(ChunkError::MissingCrlf);
+    }
+    let next = match state {
+        State::SizeWs => match b {
+            b';' => State::ExtBeforeName,
+            _ if is_ws(b) => State::SizeWs,
+            _ => return Err(ChunkError::BadSize),
+        },
+        State::ExtBeforeName => match b {
+            _ if is_ws(b) => State::ExtBeforeName,
+            _ if is_tchar(b) => State::ExtName,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtName => match b {
+            b'\r' => State::SizeLf,
+            b';' => State::ExtBeforeName,
+            b'=' => State::ExtBeforeValue,
+            _ if is_ws(b) => State::ExtAfterName,
+            _ if is_tchar(b) => State::ExtName,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtAfterName => match b {
+            b';' => State::ExtBeforeName,
+            b'=' => State::ExtBeforeValue,
+            _ if is_ws(b) => State::ExtAfterName,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtBeforeValue => match b {
+            b'"' => State::ExtQuoted,
+            _ if is_ws(b) => State::ExtBeforeValue,
+            _ if is_tchar(b) => State::ExtValue,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtValue => match b {
+            b'\r' => State::SizeLf,
+            b';' => State::ExtBeforeName,
+            _ if is_ws(b) => State::ExtAfterValue,
+            _ if is_tchar(b) => State::ExtValue,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtQuoted => match b {
+            b'"' => State::ExtAfterQuoted,
+            b'\\' => State::ExtQuotedPair,
+            _ if is_qdtext(b) => State::ExtQuoted,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        // RFC 9110 §5.6.4: quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ).
+        State::ExtQuotedPair => match b {
+            b'\t' | 0x20..=0x7e | 0x80..=0xff => State::ExtQuoted,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtAfterQuoted => match b {
+            b'\r' => State::SizeLf,
+            b';' => State::ExtBeforeName,
+            _ if is_ws(b) => State::ExtAfterValue,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::ExtAfterValue => match b {
+            b';' => State::ExtBeforeName,
+            _ if is_ws(b) => State::ExtAfterValue,
+            _ => return Err(ChunkError::BadExtension),
+        },
+        State::Size { .. }
+        | State::SizeLf
+        | State::Data
+        | State::DataCr
+        | State::DataLf
+        | State::TrailerStart
+        | State::TrailerName
+        | State::TrailerValue
+        | State::TrailerLf
+        | State::FinalLf
+        | State::Done => state,
+    };
+    Ok(next)
+}
+
+/// One byte of the trailer section. Fields are checked like header fields (RFC 9112 §7.1.2,
+/// RFC 9110 §5): a token name, a colon with no whitespace before it, a value without controls;
+/// no obs-fold (a line may not start with whitespace).
+fn step_trailer(state: State, b: u8) -> Result<State, ChunkError> {
+    let next = match state {
+        State::TrailerStart => match b {
+            b'\r' => State::FinalLf,
+            b'\n' => return Err(ChunkError::MissingCrlf),
+            _ if is_tchar(b) => State::TrailerName,
+            _ => return Err(ChunkError::BadTrailer),
+        },
+        State::TrailerName => match b {
+            b':' => State::TrailerValue,
+            b'\n' => return Err(ChunkError::MissingCrlf),
+            _ if is_tchar(b) => State::TrailerName,
+            _ => return Err(ChunkError::BadTrailer),
+        },
+        State::TrailerValue => match b {
+            b'\r' => State::TrailerLf,
+            b'\n' => return Err(ChunkError::MissingCrlf),
+            _ if is_field_value_byte(b) => State::TrailerValue,
+            _ => return Err(ChunkError::BadTrailer),
+        },
+        State::TrailerLf => match b {
+            b'\n' => State::TrailerStart,
+            _ => return Err(ChunkError::MissingCrlf),
+        },
+        State::FinalLf => match b {
+            b'\n' => State::Done,
+            _ => return Err(ChunkError::MissingCrlf),
+        },
+        State::Size { .. }
+        | State::SizeWs
+        | State::ExtBeforeName
+        | State::ExtName
+        | State::ExtAfterName
+        | State::ExtBeforeValue
+        | State::ExtValue
+        | State::ExtQuoted
+        | State::ExtQuotedPair
+        | State::ExtAfterQuoted
+        | State::ExtAfterValue
+        | State::SizeLf
+        | State::Data
+        | State::DataCr
+        | State::DataLf
+        | State::Done => state,
+    };
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -451,5 +545,189 @@ mod tests {
         );
         assert!(s.is_done());
         assert_eq!(s.feed(b"x"), Ok(ChunkVerdict::Done { consumed_bytes: 0 }));
+    }
+    fn fails_byte_by_byte(input: &[u8], err: ChunkError) {
+        let mut s = ChunkedScanner::new();
+        for b in input {
+            match s.feed(std::slice::from_ref(b)) {
+                Ok(ChunkVerdict::NeedMore { consumed_bytes }) => assert_eq!(consumed_bytes, 1),
+                Ok(ChunkVerdict::Done { .. }) => {
+                    panic!("done on {:?}", String::from_utf8_lossy(input))
+                }
+                Err(e) => {
+                    assert_eq!(e, err, "{:?}", String::from_utf8_lossy(input));
+                    return;
+                }
+            }
+        }
+        panic!("no error for {:?}", String::from_utf8_lossy(input));
+    }
+
+    #[test]
+    fn bws_is_allowed_before_semicolon_and_around_equals() {
+        for body in [
+            &b"5 ;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t; a = b ;c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"q \\\" ;\" ;b=1\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\"\r\nhello\r\n000;x=y\r\n\r\n",
+        ] {
+            ends_at(body, body.len());
+        }
+    }
+
+    #[test]
+    fn bws_elsewhere_and_empty_extension_parts_are_refused() {
+        fails(b"5 \r\nhello\r\n0\r\n\r\n", ChunkError::BadSize);
+        fails(b"5;a b\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;a \r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;a=b \r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;=b\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;a=\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(
+            b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+            ChunkError::BadExtension,
+        );
+        fails(b"5;a=\"b\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+        fails(b"5;a=b=c\r\nhello\r\n0\r\n\r\n", ChunkError::BadExtension);
+    }
+
+    #[test]
+    fn bare_lf_is_missing_crlf_everywhere() {
+        for input in [
+            &b"5 \nhello\r\n0\r\n\r\n"[..],
+            b"5;a\nhello\r\n0\r\n\r\n",
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"0\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nX\n\r\n",
+            b"0\r\nX: 1\n\r\n",
+        ] {
+            fails(input, ChunkError::MissingCrlf);
+            fails_byte_by_byte(input, ChunkError::MissingCrlf);
+        }
+    }
+
+    #[test]
+    fn bare_cr_is_missing_crlf() {
+        fails(b"5\rhello\r\n0\r\n\r\n", ChunkError::MissingCrlf);
+        fails(b"5\r\nhello\r\r\n0\r\n\r\n", ChunkError::MissingCrlf);
+        fails(b"0\r\nX: 1\r\r\n\r\n", ChunkError::MissingCrlf);
+    }
+
+    #[test]
+    fn trailer_fields_are_checked_like_header_fields() {
+        fails(b"0\r\nX: 1\r\n 2\r\n\r\n", ChunkError::BadTrailer);
+        fails(b"0\r\n\tX: 1\r\n\r\n", ChunkError::BadTrailer);
+        fails(b"0\r\nX\r\n\r\n", ChunkError::BadTrailer);
+        fails(b"0\r\nX\x01: 1\r\n\r\n", ChunkError::BadTrailer);
+        fails(b"0\r\nX: \x7f\r\n\r\n", ChunkError::BadTrailer);
+        let body = b"0\r\nX: a\tb \xff\r\nY:\r\n\r\n";
+        ends_at(body, body.len());
+    }
+
+    #[test]
+    fn sixteen_hex_digits_fit_and_seventeen_do_not() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(
+            s.feed(b"ffffffffffffffff\r\n"),
+            Ok(ChunkVerdict::NeedMore { consumed_bytes: 18 })
+        );
+        assert_eq!(s.data_remaining(), u64::MAX);
+        fails(b"00000000000000000\r\n", ChunkError::SizeTooLarge);
+        fails_byte_by_byte(b"fffffffffffffffff\r\n", ChunkError::SizeTooLarge);
+    }
+
+    #[test]
+    fn byte_by_byte_errors_match_split_errors() {
+        fails_byte_by_byte(b"zz\r\n", ChunkError::BadSize);
+        fails_byte_by_byte(b"5;a\x01\r\n", ChunkError::BadExtension);
+        fails_byte_by_byte(b"0\r\n: x\r\n\r\n", ChunkError::BadTrailer);
+        fails_byte_by_byte(b"5\r\nhelloX", ChunkError::MissingCrlf);
+    }
+
+    #[test]
+    fn extension_bytes_are_bounded_per_line() {
+        let fits = format!(
+            "5;{}\r\nhello\r\n0;{}\r\n\r\n",
+            "a".repeat(4094),
+            "b".repeat(4094)
+        );
+        ends_at(fits.as_bytes(), fits.len());
+        let over = format!("5;{}\r\n", "a".repeat(4095));
+        fails(over.as_bytes(), ChunkError::BadExtension);
+        let padded = format!("5{};a\r\n", " ".repeat(4100));
+        fails(padded.as_bytes(), ChunkError::BadExtension);
+    }
+
+    #[test]
+    fn trailer_section_is_bounded() {
+        let mut fits = b"0\r\nX: ".to_vec();
+        fits.resize(16 * 1024 - 4 + 3, b'a');
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(run_split(&fits, 0), Ok((fits.len(), true)));
+        let mut over = fits.clone();
+        over.insert(6, b'a');
+        assert_eq!(run_split(&over, 0), Err(ChunkError::TrailerTooLarge));
+    }
+
+    #[test]
+    fn partial_skip_data_then_feed_the_rest() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(
+            s.feed(b"a\r\n0123"),
+            Ok(ChunkVerdict::NeedMore { consumed_bytes: 7 })
+        );
+        assert_eq!(s.data_remaining(), 6);
+        s.skip_data(4);
+        assert_eq!(s.data_remaining(), 2);
+        assert_eq!(
+            s.feed(b"89\r\n0\r\n\r\nGET"),
+            Ok(ChunkVerdict::Done { consumed_bytes: 9 })
+        );
+        // Outside data, skip_data is a no-op.
+        let mut s = ChunkedScanner::new();
+        s.skip_data(5);
+        assert_eq!(s.data_remaining(), 0);
+        assert_eq!(
+            s.feed(b"0\r\n\r\n"),
+            Ok(ChunkVerdict::Done { consumed_bytes: 5 })
+        );
+    }
+
+    #[test]
+    fn feed_after_done_consumes_nothing() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(
+            s.feed(b"0\r\n\r\n"),
+            Ok(ChunkVerdict::Done { consumed_bytes: 5 })
+        );
+        assert_eq!(s.feed(b""), Ok(ChunkVerdict::Done { consumed_bytes: 0 }));
+        assert_eq!(
+            s.feed(b"0\r\n\r\n"),
+            Ok(ChunkVerdict::Done { consumed_bytes: 0 })
+        );
+    }
+
+    #[test]
+    fn every_three_way_split_gives_the_same_end() {
+        let body = b"3;x=\"y\"\r\nabc\r\n0\r\nT: v\r\n\r\n";
+        for a in 0..=body.len() {
+            for b in a..=body.len() {
+                let mut s = ChunkedScanner::new();
+                let mut total = 0;
+                for part in [&body[..a], &body[a..b], &body[b..]] {
+                    match s.feed(part) {
+                        Ok(ChunkVerdict::NeedMore { consumed_bytes }) => total += consumed_bytes,
+                        Ok(ChunkVerdict::Done { consumed_bytes }) => total += consumed_bytes,
+                        Err(e) => panic!("{a},{b}: {e}"),
+                    }
+                }
+                assert!(s.is_done(), "{a},{b}");
+                assert_eq!(total, body.len(), "{a},{b}");
+            }
+        }
     }
 }

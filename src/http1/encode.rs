@@ -517,4 +517,133 @@ mod tests {
         error_response(503, false, &mut out);
         assert!(String::from_utf8_lossy(&out).contains("Retry-After: 1\r\n"));
     }
+    #[test]
+    fn expect_and_framing_fields_are_forwarded_and_names_keep_their_case() {
+        let out = encode_req(
+            b"POST /u HTTP/1.1\r\nhOsT: a\r\nEXPECT: 100-continue\r\ntransfer-encoding: chunked\r\nTE: trailers, deflate\r\n\r\n",
+            &ForwardOpts {
+                x_forwarded_for: false,
+                x_forwarded_proto: false,
+                ..opts()
+            },
+        );
+        assert_eq!(
+            out,
+            "POST /u HTTP/1.1\r\nhOsT: a\r\nEXPECT: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarding_fields_are_left_alone_when_not_configured() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 2.2.2.2\r\nX-Forwarded-Proto: https\r\n\r\n";
+        let none = ForwardOpts {
+            x_forwarded_for: false,
+            x_real_ip: false,
+            x_forwarded_proto: false,
+            forwarded: false,
+            ..opts()
+        };
+        let expected = String::from_utf8_lossy(raw).into_owned();
+        assert_eq!(encode_req(raw, &none), expected);
+    }
+
+    #[test]
+    fn forwarded_for_ipv4_is_a_bare_token() {
+        let out = encode_req(
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            &ForwardOpts {
+                forwarded: true,
+                proto: "https",
+                x_forwarded_for: false,
+                x_forwarded_proto: false,
+                ..opts()
+            },
+        );
+        assert!(
+            out.ends_with("Forwarded: for=192.0.2.1;proto=https\r\n\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn upgrade_is_dropped_unless_tunnelling() {
+        let out = encode_req(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            &opts(),
+        );
+        assert!(!out.contains("Upgrade"), "{out}");
+        assert!(!out.contains("Connection"), "{out}");
+        let resp = encode_resp(
+            b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+            &ResponseOpts {
+                keep_alive: true,
+                version_minor_client: 1,
+                tunnel: false,
+                set_cookie: None,
+            },
+        );
+        assert_eq!(resp, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn response_reason_with_obs_text_is_forwarded_verbatim() {
+        let raw = b"HTTP/1.1 200 Tr\xe8s bien\r\nContent-Length: 0\r\n\r\n";
+        let HeadVerdict::Complete { head, .. } = parse_response(raw, &Limits::default(), false)
+        else {
+            panic!("parse");
+        };
+        let mut out = Vec::new();
+        let ka = ResponseOpts {
+            keep_alive: true,
+            version_minor_client: 1,
+            tunnel: false,
+            set_cookie: None,
+        };
+        encode_response(raw, &head, &ka, &mut out);
+        assert_eq!(out, raw);
+    }
+
+    #[test]
+    fn error_response_reasons_and_extra_fields() {
+        let cases = [
+            (400, "Bad Request"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (417, "Expectation Failed"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            (505, "HTTP Version Not Supported"),
+            (599, "Unknown"),
+        ];
+        for (status, phrase) in cases {
+            let mut out = Vec::new();
+            error_response(status, false, &mut out);
+            let text = String::from_utf8_lossy(&out).into_owned();
+            assert!(
+                text.starts_with(&format!("HTTP/1.1 {status} {phrase}\r\n")),
+                "{text}"
+            );
+            assert!(
+                text.ends_with(&format!("\r\n\r\n{status} {phrase}\n")),
+                "{text}"
+            );
+            assert!(text.contains("Content-Type: text/plain\r\n"), "{text}");
+            assert!(!text.contains("Connection"), "{text}");
+            assert_eq!(text.contains("Retry-After: 1\r\n"), status == 503, "{text}");
+        }
+        let mut out = Vec::new();
+        error_response(405, true, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Allow: ") && text.contains("Connection: close\r\n"),
+            "{text}"
+        );
+    }
 }
