@@ -465,26 +465,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> HeadVerdict<RequestHead> {
     if !form_ok {
         return HeadVerdict::Invalid(Reject::BadTarget);
     }
-    let mut fields = Fields::default();
-    let mut headers = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if let Err(r) = inspect_field(buf, name, h.value, &mut fields) {
-            return HeadVerdict::Invalid(r);
-        }
-        headers.push(Header {
-            name: offset_in(buf, name),
-            value: offset_in(buf, h.value),
-        });
-    }
-    // RFC 9112 §6.3 (3): TE with CL may be smuggling; §6.1 lets a server reject it. Reject.
-    if fields.transfer_encoding_count > 0 && fields.content_length_count > 0 {
-        return HeadVerdict::Invalid(Reject::ContentLengthWithTransferEncoding);
-    }
-    // RFC 9112 §6.1, last paragraph: TE in an HTTP/1.0 message means faulty framing.
-    if fields.transfer_encoding_count > 0 && version == 0 {
-        return HeadVerdict::Invalid(Reject::Malformed("transfer-encoding on HTTP/1.0"));
-    }
+    let (headers, fields) = match collect_fields(buf, req.headers, version) {
+        Ok(v) => v,
+        Err(r) => return HeadVerdict::Invalid(r),
+    };
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, or with
     // more than one.
     if fields.host_count > 1 {
@@ -573,25 +557,10 @@ pub fn parse_response(
         return HeadVerdict::Invalid(Reject::Malformed("bad status code"));
     }
     let reason = reason_range(buf, resp.reason);
-    let mut fields = Fields::default();
-    let mut headers = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if let Err(r) = inspect_field(buf, name, h.value, &mut fields) {
-            return HeadVerdict::Invalid(r);
-        }
-        headers.push(Header {
-            name: offset_in(buf, name),
-            value: offset_in(buf, h.value),
-        });
-    }
-    if fields.transfer_encoding_count > 0 && fields.content_length_count > 0 {
-        return HeadVerdict::Invalid(Reject::ContentLengthWithTransferEncoding);
-    }
-    // RFC 9112 §6.1, last paragraph: the framing of an HTTP/1.0 message with TE is faulty.
-    if fields.transfer_encoding_count > 0 && version == 0 {
-        return HeadVerdict::Invalid(Reject::Malformed("transfer-encoding on HTTP/1.0"));
-    }
+    let (headers, fields) = match collect_fields(buf, resp.headers, version) {
+        Ok(v) => v,
+        Err(r) => return HeadVerdict::Invalid(r),
+    };
     // RFC 9112 §6.3 (1): HEAD responses, 1xx, 204 and 304 end at the head.
     let no_body = request_is_head || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if no_body {
@@ -645,6 +614,34 @@ fn reason_range(buf: &[u8], parsed: Option<&str>) -> Range<usize> {
         .unwrap_or(0);
     let start = line_start + 13;
     start..start + len
+}
+
+/// Checks every field of a head and records the ones that decide framing; the framing rules
+/// shared by requests and responses are applied here once.
+fn collect_fields(
+    buf: &[u8],
+    parsed: &[httparse::Header<'_>],
+    version: u8,
+) -> Result<(Vec<Header>, Fields), Reject> {
+    let mut fields = Fields::default();
+    let mut headers = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        let name = h.name.as_bytes();
+        inspect_field(buf, name, h.value, &mut fields)?;
+        headers.push(Header {
+            name: offset_in(buf, name),
+            value: offset_in(buf, h.value),
+        });
+    }
+    // RFC 9112 §6.3 (3): TE with CL may be smuggling; §6.1 lets a recipient reject it. Reject.
+    if fields.transfer_encoding_count > 0 && fields.content_length_count > 0 {
+        return Err(Reject::ContentLengthWithTransferEncoding);
+    }
+    // RFC 9112 §6.1, last paragraph: TE in an HTTP/1.0 message means faulty framing.
+    if fields.transfer_encoding_count > 0 && version == 0 {
+        return Err(Reject::Malformed("transfer-encoding on HTTP/1.0"));
+    }
+    Ok((headers, fields))
 }
 
 fn partial_or_too_large<H>(buf: &[u8], limits: &Limits, request: bool) -> HeadVerdict<H> {
