@@ -38,6 +38,89 @@ pub fn header(version: ProxyVersion, client: SocketAddr, local: SocketAddr) -> V
     }
 }
 
+/// A PROXY header read at the start of a connection from a trusted load balancer
+/// (`accept_proxy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// `source`: the client the header announces; `None` for LOCAL / UNKNOWN (health checks of
+    /// the upstream balancer: use the connection's own address). `consumed_bytes`: the header.
+    Complete {
+        source: Option<SocketAddr>,
+        consumed_bytes: usize,
+    },
+    /// Read more.
+    Partial,
+    Invalid(&'static str),
+}
+
+const V2_PREFIX: &[u8] = b"\r\n\r\n\x00\r\nQUIT\n";
+/// v1: "PROXY" ... CRLF is at most 107 bytes (proxy-protocol.txt §2.1).
+const V1_BYTES_MAX: usize = 107;
+/// v2 headers larger than this (addresses plus TLVs) are refused.
+const V2_BYTES_MAX: usize = 4096;
+
+/// Parses the PROXY header (v1 or v2, strictly, via `ppp`) at the start of `buf`.
+pub fn parse_received(buf: &[u8]) -> Received {
+    use ppp::PartialResult;
+    let n = buf.len().min(V2_PREFIX.len());
+    if buf.get(..n) == V2_PREFIX.get(..n) {
+        if buf.len() < V2_PREFIX.len() + 4 {
+            return Received::Partial;
+        }
+        let length = buf
+            .get(14..16)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        if 16 + length > V2_BYTES_MAX {
+            return Received::Invalid("PROXY v2 header too large");
+        }
+        return match ppp::v2::Header::try_from(buf) {
+            Ok(h) => Received::Complete {
+                source: match h.addresses {
+                    ppp::v2::Addresses::IPv4(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    ppp::v2::Addresses::IPv6(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    _ => None,
+                },
+                consumed_bytes: h.len(),
+            },
+            Err(e) if e.is_incomplete() => Received::Partial,
+            Err(_) => Received::Invalid("malformed PROXY v2 header"),
+        };
+    }
+    let n = buf.len().min(6);
+    if buf.get(..n) == b"PROXY ".get(..n) {
+        let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+            return if buf.len() < V1_BYTES_MAX {
+                Received::Partial
+            } else {
+                Received::Invalid("PROXY v1 line too long")
+            };
+        };
+        let Some(line) = buf.get(..end + 2).and_then(|l| std::str::from_utf8(l).ok()) else {
+            return Received::Invalid("PROXY v1 line is not text");
+        };
+        return match ppp::v1::Header::try_from(line) {
+            Ok(h) => Received::Complete {
+                source: match h.addresses {
+                    ppp::v1::Addresses::Tcp4(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    ppp::v1::Addresses::Tcp6(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    ppp::v1::Addresses::Unknown => None,
+                },
+                consumed_bytes: end + 2,
+            },
+            Err(_) => Received::Invalid("malformed PROXY v1 line"),
+        };
+    }
+    Received::Invalid("connection does not start with a PROXY header")
+}
+
 fn normalize(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
     let v4 = |s: SocketAddr| match s {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
@@ -84,6 +167,57 @@ mod tests {
             addr("10.0.0.1:2"),
         );
         assert_eq!(mixed, b"PROXY UNKNOWN\r\n");
+    }
+
+    #[test]
+    fn received_v1_and_v2_at_every_split() {
+        for version in [ProxyVersion::V1, ProxyVersion::V2] {
+            let mut bytes = header(version, addr("203.0.113.9:5555"), addr("10.0.0.1:80"));
+            let len = bytes.len();
+            bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            for cut in 0..len {
+                assert_eq!(
+                    parse_received(&bytes[..cut]),
+                    Received::Partial,
+                    "{version:?} cut {cut}"
+                );
+            }
+            assert_eq!(
+                parse_received(&bytes),
+                Received::Complete {
+                    source: Some(addr("203.0.113.9:5555")),
+                    consumed_bytes: len
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn received_unknown_and_garbage() {
+        assert_eq!(
+            parse_received(b"PROXY UNKNOWN\r\nx"),
+            Received::Complete {
+                source: None,
+                consumed_bytes: 15
+            }
+        );
+        assert!(matches!(
+            parse_received(b"GET / HTTP/1.1\r\n"),
+            Received::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_received(b"PROXY TCP4 1.2.3.4\r\n"),
+            Received::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_received(b"PROXY TCP4 999.2.3.4 1.2.3.4 1 2\r\n"),
+            Received::Invalid(_)
+        ));
+        let long = format!("PROXY {}", "1".repeat(200));
+        assert!(matches!(
+            parse_received(long.as_bytes()),
+            Received::Invalid(_)
+        ));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ShardStats {
     /// SNI passthrough: connections closed because they did not start with a valid TLS
     /// ClientHello, or no route matched its server name.
     pub tls_peek_rejected: u64,
+    /// Connections on `accept_proxy` listeners closed for a missing or malformed PROXY header.
+    pub proxy_rejected: u64,
     /// HTTP: requests answered (by a backend or by ringway itself), by status class.
     pub http_requests: u64,
     #[serde(flatten)]
@@ -157,6 +159,7 @@ impl ShardStats {
         self.rejected += other.rejected;
         self.drain_closed += other.drain_closed;
         self.tls_peek_rejected += other.tls_peek_rejected;
+        self.proxy_rejected += other.proxy_rejected;
         self.http_requests += other.http_requests;
         self.http_status.merge(&other.http_status);
         self.http_local_responses += other.http_local_responses;

@@ -316,3 +316,66 @@ fn send_proxy_v2_on_http_announces_the_real_client_and_is_never_pooled() {
     }
     assert_eq!(rw.total("http_pool_reused"), 0);
 }
+
+fn accept_proxy_config(listen: u16, admin: u16, backend: SocketAddr, accept: bool) -> String {
+    format!(
+        "[global]\nshards = 2\nadmin = \"127.0.0.1:{admin}\"\n\
+         [[listener]]\nname = \"h\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"http\"\nbackend = \"b\"\n{}\n\
+         [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{backend}\" }} ]\n",
+        if accept {
+            "accept_proxy = true\nx_real_ip = true"
+        } else {
+            ""
+        }
+    )
+}
+
+fn send_raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.write_all(bytes).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn accept_proxy_takes_the_client_address_from_v1_and_v2_headers() {
+    let be = common::httpd::Httpd::spawn(|r| {
+        common::httpd::Reply::Bytes(common::httpd::ok(&format!(
+            "{} {}",
+            r.header("x-forwarded-for").unwrap_or_default(),
+            r.header("x-real-ip").unwrap_or_default()
+        )))
+    });
+    let rw = Ringway::start_text(|l, a| accept_proxy_config(l, a, be.addr, true));
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mut v1 = b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\n".to_vec();
+    v1.extend_from_slice(request);
+    assert!(send_raw(rw.listen, &v1).ends_with("203.0.113.9 203.0.113.9"));
+    let src: SocketAddr = "198.51.100.7:4444".parse().expect("addr");
+    let dst: SocketAddr = "10.0.0.1:80".parse().expect("addr");
+    let mut v2 =
+        ringway::proxy_protocol::header(ringway::proxy_protocol::ProxyVersion::V2, src, dst);
+    v2.extend_from_slice(request);
+    assert!(send_raw(rw.listen, &v2).ends_with("198.51.100.7 198.51.100.7"));
+    // Without the header, or with a broken one: closed without an answer.
+    assert_eq!(send_raw(rw.listen, request), "");
+    assert_eq!(
+        send_raw(rw.listen, b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n"),
+        ""
+    );
+    assert!(rw.total("proxy_rejected") >= 2);
+}
+
+#[test]
+fn a_proxy_header_on_a_listener_not_configured_for_it_is_refused() {
+    let be = common::httpd::Httpd::named("b");
+    let rw = Ringway::start_text(|l, a| accept_proxy_config(l, a, be.addr, false));
+    let out = send_raw(
+        rw.listen,
+        b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(be.requests().is_empty());
+}

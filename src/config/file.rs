@@ -71,6 +71,8 @@ pub struct ListenerFile {
     pub access_log_format: Option<Spanned<String>>,
     /// TCP listeners with SNI routes: how long to wait for the ClientHello.
     pub peek_timeout: Option<Spanned<String>>,
+    /// Connections start with a PROXY header from a trusted load balancer.
+    pub accept_proxy: Option<Spanned<bool>>,
 }
 
 /// `[[listener.route]]`: every key given must match (AND); rules are tried in file order.
@@ -215,6 +217,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "sni",
     "peek_timeout",
     "send_proxy",
+    "accept_proxy",
     "failures",
     "backoff",
 ];

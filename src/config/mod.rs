@@ -100,6 +100,9 @@ pub struct HttpListener {
     pub body_bytes_max: Option<u64>,
     pub access_log: AccessLog,
     pub access_log_format: AccessLogFormat,
+    /// Every connection starts with a PROXY header (v1 or v2) from a trusted load balancer;
+    /// its source address is the client for headers, logs, hashing and stickiness.
+    pub accept_proxy: bool,
 }
 
 /// When a direction switches from recv/send through the buffer ring to splice(2) through a pipe.

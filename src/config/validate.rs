@@ -806,6 +806,7 @@ impl Validator<'_> {
     /// HTTP keys on a TCP listener are mistakes, not silently ignored settings.
     fn http_only_keys(&mut self, l: &file::ListenerFile) {
         let spans = [
+            l.accept_proxy.as_ref().map(|v| ("accept_proxy", v.span())),
             l.x_forwarded_for
                 .as_ref()
                 .map(|v| ("x_forwarded_for", v.span())),
@@ -971,6 +972,7 @@ impl Validator<'_> {
             body_bytes_max,
             access_log,
             access_log_format,
+            accept_proxy: l.accept_proxy.as_ref().is_some_and(|v| *v.get_ref()),
         }
     }
 

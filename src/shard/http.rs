@@ -305,6 +305,8 @@ pub(super) struct HttpConn {
     counted: Option<(usize, usize)>,
     /// The encoded request while waiting in a backend queue.
     queued: Option<Vec<u8>>,
+    /// The listener expects a PROXY header first and it has not been read yet.
+    proxy_pending: bool,
     term: Option<Term>,
 }
 
@@ -344,6 +346,10 @@ impl Shard {
             pending_replay: None,
             counted: None,
             queued: None,
+            proxy_pending: self
+                .http_listeners
+                .get(listener)
+                .is_some_and(|l| l.accept_proxy),
             term: None,
         };
         let slot = if let Some(slot) = self.free_http_slots.pop()
@@ -628,6 +634,35 @@ impl Shard {
                 self.http_close(slot, Term::Done);
             }
             return Step::Stop;
+        }
+        if c.proxy_pending {
+            match crate::proxy_protocol::parse_received(&c.sides[CLIENT].inbuf) {
+                crate::proxy_protocol::Received::Partial => {
+                    if c.sides[CLIENT].eof {
+                        self.http_close(slot, Term::ClientClosed);
+                    }
+                    return Step::Stop;
+                }
+                crate::proxy_protocol::Received::Invalid(why) => {
+                    // Only trusted balancers connect here: no HTTP answer, a clean close.
+                    self.stats.proxy_rejected += 1;
+                    tracing::debug!(shard = self.id, reason = why, "PROXY header refused");
+                    self.http_close(slot, Term::ClientError);
+                    return Step::Stop;
+                }
+                crate::proxy_protocol::Received::Complete {
+                    source,
+                    consumed_bytes,
+                } => {
+                    if let Some(source) = source {
+                        c.client = source;
+                    }
+                    let n = consumed_bytes.min(c.sides[CLIENT].inbuf.len());
+                    c.sides[CLIENT].inbuf.drain(..n);
+                    c.proxy_pending = false;
+                    return Step::Again;
+                }
+            }
         }
         if let Phase::Head { started_ms: None } = c.phase {
             c.phase = Phase::Head {

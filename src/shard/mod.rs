@@ -257,6 +257,7 @@ struct HttpListenerSlot {
     body_bytes_max: Option<u64>,
     splice: SpliceMode,
     access_log_on: bool,
+    accept_proxy: bool,
 }
 
 impl BackendSlot {
@@ -556,6 +557,7 @@ impl Shard {
                         body_bytes_max: h.body_bytes_max,
                         splice: l.splice,
                         access_log_on: h.access_log != crate::config::AccessLog::Off,
+                        accept_proxy: h.accept_proxy,
                     });
                     ListenerKind::Http {
                         index: http_listeners.len() - 1,
