@@ -379,3 +379,46 @@ fn a_proxy_header_on_a_listener_not_configured_for_it_is_refused() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(be.requests().is_empty());
 }
+
+#[test]
+fn accept_proxy_on_tcp_strips_the_header_and_passes_the_client_on() {
+    // ringway between two balancers: it reads the client from the incoming header and
+    // announces the same client to its backend.
+    let be = proxy_backend();
+    let rw = Ringway::start_text(|l, a| {
+        format!(
+            "[global]\nshards = 2\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"t\"\nbind = \"127.0.0.1:{l}\"\nbackend = \"b\"\naccept_proxy = true\n\
+             [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{}\", send_proxy = \"v1\" }} ]\n",
+            be.addr
+        )
+    });
+    let mut c = TcpStream::connect(rw.listen).expect("connect");
+    c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    c.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 443\r\nhello")
+        .expect("write");
+    let mut got = vec![0u8; 256];
+    let mut n = 0;
+    while !String::from_utf8_lossy(&got[..n]).ends_with("hello") {
+        let k = c.read(&mut got[n..]).expect("read");
+        assert!(k > 0, "{}", String::from_utf8_lossy(&got[..n]));
+        n += k;
+    }
+    let text = String::from_utf8_lossy(&got[..n]).to_string();
+    assert!(
+        text.starts_with("PROXY TCP4 203.0.113.9 127.0.0.1 5555 "),
+        "the backend sees the announced client: {text}"
+    );
+    assert!(
+        text.ends_with("\nhello"),
+        "the incoming header is not forwarded: {text}"
+    );
+    // No header: closed, counted.
+    let mut bad = TcpStream::connect(rw.listen).expect("connect");
+    bad.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    bad.write_all(b"hello without a header\r\n").expect("write");
+    let mut out = Vec::new();
+    let _ = bad.read_to_end(&mut out);
+    assert!(out.is_empty());
+    assert!(rw.total("proxy_rejected") >= 1);
+}

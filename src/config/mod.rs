@@ -132,6 +132,10 @@ pub struct Listener {
     /// TCP listeners with `sni` routes: route by the TLS ClientHello's server name without
     /// decrypting (SNI passthrough).
     pub sni: Option<SniRouting>,
+    /// Connections start with a PROXY header from a trusted balancer (TCP and HTTP).
+    pub accept_proxy: bool,
+    /// TCP listeners: how long to wait for a PROXY header or ClientHello before connecting.
+    pub peek_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -732,6 +732,8 @@ impl Validator<'_> {
                     None
                 }
             };
+            let peek_timeout =
+                self.duration(&l.peek_timeout, "peek_timeout", Duration::from_secs(5));
             let sni = sni_routes.then(|| {
                 self.sni_routing(l, &name, backend.flatten(), backend_index, &backend_names)
             });
@@ -771,6 +773,8 @@ impl Validator<'_> {
                     backlog: u32::try_from(backlog).unwrap_or(4096),
                     http,
                     sni,
+                    accept_proxy: l.accept_proxy.as_ref().is_some_and(|v| *v.get_ref()),
+                    peek_timeout,
                 });
             }
         }
@@ -806,7 +810,6 @@ impl Validator<'_> {
     /// HTTP keys on a TCP listener are mistakes, not silently ignored settings.
     fn http_only_keys(&mut self, l: &file::ListenerFile) {
         let spans = [
-            l.accept_proxy.as_ref().map(|v| ("accept_proxy", v.span())),
             l.x_forwarded_for
                 .as_ref()
                 .map(|v| ("x_forwarded_for", v.span())),
@@ -1033,7 +1036,7 @@ impl Validator<'_> {
                 rules,
                 default_backend,
             },
-            peek_timeout: self.duration(&l.peek_timeout, "peek_timeout", Duration::from_secs(5)),
+            peek_timeout: Duration::from_secs(5),
         }
     }
 

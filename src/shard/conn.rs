@@ -145,6 +145,10 @@ pub(super) struct Conn {
     retry_on_cancel: bool,
     /// SNI passthrough: index into the shard's SNI routers while peeking.
     sni_router: Option<usize>,
+    /// `accept_proxy`: the PROXY header has not been read yet.
+    proxy_pending: bool,
+    /// The client as announced by a PROXY header (else the socket's peer).
+    client: Option<std::net::SocketAddr>,
 }
 
 impl Shard {
@@ -172,6 +176,7 @@ impl Shard {
         backend: usize,
         splice: SpliceMode,
         sni_router: Option<usize>,
+        accept_proxy: bool,
     ) {
         set_nodelay(client_fd);
         // Consistent hashing on the client address needs it; multishot accept does not return it.
@@ -197,9 +202,11 @@ impl Shard {
             tried: Vec::new(),
             retry_on_cancel: false,
             sni_router,
+            proxy_pending: accept_proxy,
+            client: None,
         };
         let slot = self.alloc_slot(conn);
-        if sni_router.is_some() {
+        if sni_router.is_some() || accept_proxy {
             // Read the ClientHello first; connect once the backend is known (SNI passthrough).
             if let Some(c) = self.conn(slot) {
                 c.phase = Phase::Peeking;
@@ -218,15 +225,24 @@ impl Shard {
     /// queued bytes are then forwarded untouched. Anything that is not a valid ClientHello is
     /// closed (counted in `tls_peek_rejected`).
     fn on_peek_data(&mut self, slot: u32) {
+        if self.conn(slot).is_some_and(|c| c.proxy_pending) && !self.read_proxy_header(slot) {
+            return;
+        }
         let Some(c) = self.slots.get(slot as usize).and_then(|s| s.conn.as_ref()) else {
             return;
         };
         let Some(router) = c.sni_router.and_then(|i| self.sni_routers.get(i)) else {
+            // accept_proxy without SNI routing: the backend is known, connect now.
+            if c.phase == Phase::Peeking && !self.connect_next(slot) {
+                self.begin_close(slot, CloseCause::ConnectError);
+            }
             return;
         };
         let mut bytes = Vec::with_capacity(1024);
-        for &(bid, len) in &c.dirs[CLIENT].queue {
-            if let Some(b) = self.bufs.slice(bid, 0, len) {
+        let skip = c.dirs[CLIENT].sent_bytes;
+        for (n, &(bid, len)) in c.dirs[CLIENT].queue.iter().enumerate() {
+            let from = if n == 0 { skip.min(len) } else { 0 };
+            if let Some(b) = self.bufs.slice(bid, from, len - from) {
                 bytes.extend_from_slice(b);
             }
             if bytes.len() > crate::tls::client_hello::CLIENT_HELLO_BYTES_MAX + 5 {
@@ -332,6 +348,77 @@ impl Shard {
         self.ring.push(entry);
         self.schedule_timer(slot);
         true
+    }
+
+    /// `accept_proxy`: reads the PROXY header from the queued bytes and removes it from the queue
+    /// (it is never forwarded). Returns true once it is consumed; false while waiting or after
+    /// closing a connection with a bad header.
+    fn read_proxy_header(&mut self, slot: u32) -> bool {
+        let Some(c) = self.slots.get(slot as usize).and_then(|s| s.conn.as_ref()) else {
+            return false;
+        };
+        let mut bytes = Vec::with_capacity(256);
+        for &(bid, len) in &c.dirs[CLIENT].queue {
+            if let Some(b) = self.bufs.slice(bid, 0, len) {
+                bytes.extend_from_slice(b);
+            }
+            if bytes.len() > 4096 + 16 {
+                break;
+            }
+        }
+        let eof = c.dirs[CLIENT].eof;
+        match crate::proxy_protocol::parse_received(&bytes) {
+            crate::proxy_protocol::Received::Partial => {
+                if eof {
+                    self.stats.proxy_rejected += 1;
+                    self.begin_close(slot, CloseCause::PeerError);
+                }
+                false
+            }
+            crate::proxy_protocol::Received::Invalid(why) => {
+                self.stats.proxy_rejected += 1;
+                tracing::debug!(shard = self.id, reason = why, "PROXY header refused");
+                self.begin_close(slot, CloseCause::PeerError);
+                false
+            }
+            crate::proxy_protocol::Received::Complete {
+                source,
+                consumed_bytes,
+            } => {
+                let mut left = consumed_bytes as u32;
+                let mut freed = Vec::new();
+                let Some(c) = self.conn(slot) else {
+                    return false;
+                };
+                let d = &mut c.dirs[CLIENT];
+                while left > 0 {
+                    let Some(&(bid, len)) = d.queue.front() else {
+                        break;
+                    };
+                    let rest = len - d.sent_bytes;
+                    if left >= rest {
+                        left -= rest;
+                        d.queue.pop_front();
+                        d.sent_bytes = 0;
+                        freed.push(bid);
+                    } else {
+                        d.sent_bytes += left;
+                        left = 0;
+                    }
+                }
+                c.proxy_pending = false;
+                if let Some(src) = source {
+                    c.client = Some(src);
+                    if c.key.is_some() {
+                        c.key = Some(crate::balancer::hash_bytes(src.ip().to_string().as_bytes()));
+                    }
+                }
+                for bid in freed {
+                    self.bufs.put(bid);
+                }
+                true
+            }
+        }
     }
 
     /// A connect failed or timed out: try another server while retries remain (the client is
@@ -508,9 +595,10 @@ impl Shard {
         let splice_always = c.splice == SpliceMode::Always;
         let peeked = !c.dirs[CLIENT].queue.is_empty();
         let fds = c.fds;
+        let client = c.client;
         self.record_outcome(backend, server, true);
         if let Some(header) =
-            super::proxy_header_for(&self.backends, backend, server, fds[CLIENT], None)
+            super::proxy_header_for(&self.backends, backend, server, fds[CLIENT], client)
         {
             // Before any forwarded byte: a plain send on the fresh socket (its buffer is empty, the
             // header is at most a few hundred bytes).

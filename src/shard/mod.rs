@@ -234,16 +234,16 @@ enum ListenerKind {
     Tcp {
         backend: usize,
         splice: SpliceMode,
+        accept_proxy: bool,
     },
     /// TCP with SNI passthrough routing; index into `Shard::sni_routers`.
     TcpSni {
         router: usize,
         splice: SpliceMode,
+        accept_proxy: bool,
     },
     /// Index into `Shard::http_listeners`.
-    Http {
-        index: usize,
-    },
+    Http { index: usize },
 }
 
 /// What the HTTP path needs of one `mode = "http"` listener.
@@ -566,22 +566,26 @@ impl Shard {
                 (None, _) if l.sni.is_some() => {
                     if let Some(sni) = &l.sni {
                         sni_routers.push(sni.router.clone());
-                        peek_ms = u64::try_from(sni.peek_timeout.as_millis()).unwrap_or(5_000);
                     }
                     ListenerKind::TcpSni {
                         router: sni_routers.len() - 1,
                         splice: l.splice,
+                        accept_proxy: l.accept_proxy,
                     }
                 }
                 (None, Some(backend)) => ListenerKind::Tcp {
                     backend,
                     splice: l.splice,
+                    accept_proxy: l.accept_proxy,
                 },
                 (None, None) => {
                     close_fd(fd);
                     continue;
                 }
             };
+            if l.http.is_none() && (l.sni.is_some() || l.accept_proxy) {
+                peek_ms = u64::try_from(l.peek_timeout.as_millis()).unwrap_or(5_000);
+            }
             listener_slots.push(ListenerSlot {
                 fd,
                 kind,
@@ -809,12 +813,16 @@ impl Shard {
                 close_fd(fd);
             } else {
                 match kind {
-                    ListenerKind::Tcp { backend, splice } => {
-                        self.open_conn(fd, backend, splice, None)
-                    }
-                    ListenerKind::TcpSni { router, splice } => {
-                        self.open_conn(fd, 0, splice, Some(router))
-                    }
+                    ListenerKind::Tcp {
+                        backend,
+                        splice,
+                        accept_proxy,
+                    } => self.open_conn(fd, backend, splice, None, accept_proxy),
+                    ListenerKind::TcpSni {
+                        router,
+                        splice,
+                        accept_proxy,
+                    } => self.open_conn(fd, 0, splice, Some(router), accept_proxy),
                     ListenerKind::Http { index } => match peer_addr(fd) {
                         Some(peer) => self.open_http(fd, index, peer),
                         None => close_fd(fd),
