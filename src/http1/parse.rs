@@ -422,15 +422,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> HeadVerdict<RequestHead> {
         Ok(httparse::Status::Partial) => return partial_or_too_large(buf, limits, true),
         Err(e) => return HeadVerdict::Invalid(request_error(buf, limits, e)),
     };
-    if consumed > limits.head_bytes_max {
-        return HeadVerdict::Invalid(Reject::HeadTooLarge);
-    }
-    let head_bytes = buf.get(..consumed).unwrap_or_default();
-    if has_obs_fold(head_bytes) {
-        return HeadVerdict::Invalid(Reject::Malformed("obs-fold"));
-    }
-    if has_bare_lf(head_bytes) {
-        return HeadVerdict::Invalid(Reject::Malformed("bare LF"));
+    if let Err(r) = check_head_bytes(buf, consumed, limits) {
+        return HeadVerdict::Invalid(r);
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return HeadVerdict::Invalid(Reject::Malformed("bad request line"));
@@ -535,15 +528,8 @@ pub fn parse_response(
         Ok(httparse::Status::Partial) => return partial_or_too_large(buf, limits, false),
         Err(e) => return HeadVerdict::Invalid(response_error(buf, limits, e)),
     };
-    if consumed > limits.head_bytes_max {
-        return HeadVerdict::Invalid(Reject::HeadTooLarge);
-    }
-    let head_bytes = buf.get(..consumed).unwrap_or_default();
-    if has_obs_fold(head_bytes) {
-        return HeadVerdict::Invalid(Reject::Malformed("obs-fold"));
-    }
-    if has_bare_lf(head_bytes) {
-        return HeadVerdict::Invalid(Reject::Malformed("bare LF"));
+    if let Err(r) = check_head_bytes(buf, consumed, limits) {
+        return HeadVerdict::Invalid(r);
     }
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return HeadVerdict::Invalid(Reject::Malformed("bad status line"));
@@ -614,6 +600,22 @@ fn reason_range(buf: &[u8], parsed: Option<&str>) -> Range<usize> {
         .unwrap_or(0);
     let start = line_start + 13;
     start..start + len
+}
+
+/// Checks on a complete head's raw bytes that httparse leaves to us, for requests and responses
+/// alike: the size limit, obs-fold and bare LF line ends.
+fn check_head_bytes(buf: &[u8], consumed: usize, limits: &Limits) -> Result<(), Reject> {
+    if consumed > limits.head_bytes_max {
+        return Err(Reject::HeadTooLarge);
+    }
+    let head_bytes = buf.get(..consumed).unwrap_or_default();
+    if has_obs_fold(head_bytes) {
+        return Err(Reject::Malformed("obs-fold"));
+    }
+    if has_bare_lf(head_bytes) {
+        return Err(Reject::Malformed("bare LF"));
+    }
+    Ok(())
 }
 
 /// Checks every field of a head and records the ones that decide framing; the framing rules
