@@ -13,6 +13,7 @@ pub mod balancer;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod detect;
 pub mod health;
 pub mod http1;
 pub mod pipes;

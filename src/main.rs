@@ -149,13 +149,25 @@ fn summary(path: &str, c: &Config) -> String {
                 backend_name(l.backend)
             )),
             Some(h) => {
+                let mode = if l.detect.is_some() { "detect" } else { "http" };
                 out.push_str(&format!(
-                    "  listener {}: {} mode http splice {splice}, {} route(s), default backend {}\n",
+                    "  listener {}: {} mode {mode} splice {splice}, {} route(s), default backend {}\n",
                     l.name,
                     l.bind,
                     h.router.rules.len(),
                     backend_name(h.router.default_backend)
                 ));
+                if let Some(d) = &l.detect {
+                    out.push_str(&format!(
+                        "    detect: other protocols -> backend {}, TLS -> {}\n",
+                        backend_name(d.tcp_backend),
+                        if l.tls.is_some() {
+                            "terminated, then HTTP".to_string()
+                        } else {
+                            format!("passed through to backend {}", backend_name(d.tls_backend))
+                        }
+                    ));
+                }
                 for (n, r) in h.router.rules.iter().enumerate() {
                     out.push_str(&format!(
                         "    route {}: {} -> backend {}\n",
@@ -165,6 +177,32 @@ fn summary(path: &str, c: &Config) -> String {
                     ));
                 }
             }
+        }
+        if let Some(t) = &l.tls {
+            for (i, cert) in t.certificates.iter().enumerate() {
+                out.push_str(&format!(
+                    "    tls certificate {}{}: {} for {}\n",
+                    i + 1,
+                    if i == t.default_cert {
+                        " (default)"
+                    } else {
+                        ""
+                    },
+                    cert.cert.display(),
+                    cert.names.join(", ")
+                ));
+            }
+            out.push_str(&format!(
+                "    tls: min version {:?}, alpn [{}], session cache {} per shard, tickets {}\n",
+                t.min_version,
+                t.alpn.join(", "),
+                t.session_cache,
+                if t.tickets {
+                    format!("on (keys rotate every {:?})", t.ticket_rotate)
+                } else {
+                    "off".to_string()
+                }
+            ));
         }
     }
     for b in &c.backends {

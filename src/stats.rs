@@ -39,6 +39,25 @@ pub struct ShardStats {
     pub tls_peek_rejected: u64,
     /// Connections on `accept_proxy` listeners closed for a missing or malformed PROXY header.
     pub proxy_rejected: u64,
+    /// TLS termination: handshakes completed with a full key exchange.
+    pub tls_handshakes: u64,
+    /// TLS termination: handshakes that resumed a session (session ID, stateful or stateless
+    /// ticket).
+    pub tls_resumed: u64,
+    /// TLS termination: handshakes that failed (bad ClientHello, not TLS, no common version or
+    /// suite, alert) or broke off.
+    pub tls_handshake_errors: u64,
+    /// TLS termination: handshakes not finished within `handshake_timeout`.
+    pub tls_handshake_timeouts: u64,
+    /// TLS termination: connections currently open (handshaking or established).
+    pub tls_active: u64,
+    /// Detect listeners: connections classified as HTTP, TLS, and anything else (TCP backend).
+    pub detect_http: u64,
+    pub detect_tls: u64,
+    pub detect_other: u64,
+    /// Detect listeners: connections closed because their protocol has no destination
+    /// configured (or the client left before sending anything).
+    pub detect_rejected: u64,
     /// HTTP: requests answered (by a backend or by ringway itself), by status class.
     pub http_requests: u64,
     #[serde(flatten)]
@@ -160,6 +179,15 @@ impl ShardStats {
         self.drain_closed += other.drain_closed;
         self.tls_peek_rejected += other.tls_peek_rejected;
         self.proxy_rejected += other.proxy_rejected;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
+        self.tls_handshake_errors += other.tls_handshake_errors;
+        self.tls_handshake_timeouts += other.tls_handshake_timeouts;
+        self.tls_active += other.tls_active;
+        self.detect_http += other.detect_http;
+        self.detect_tls += other.detect_tls;
+        self.detect_other += other.detect_other;
+        self.detect_rejected += other.detect_rejected;
         self.http_requests += other.http_requests;
         self.http_status.merge(&other.http_status);
         self.http_local_responses += other.http_local_responses;

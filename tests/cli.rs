@@ -74,6 +74,8 @@ fn shipped_examples_pass_check_with_summary() {
         "examples/websocket-routing.toml",
         "examples/socketio.toml",
         "examples/sni-passthrough.toml",
+        "examples/tls-termination.toml",
+        "examples/detect.toml",
     ] {
         let out = Command::new(BIN)
             .args(["check", "-c", example])

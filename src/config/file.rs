@@ -73,6 +73,41 @@ pub struct ListenerFile {
     pub peek_timeout: Option<Spanned<String>>,
     /// Connections start with a PROXY header from a trusted load balancer.
     pub accept_proxy: Option<Spanned<bool>>,
+    /// TLS termination (mode = "tcp", "http" or "detect").
+    pub tls: Option<Spanned<TlsFile>>,
+    /// mode = "detect": where clients that speak neither HTTP nor TLS go.
+    pub tcp_backend: Option<Spanned<String>>,
+    /// mode = "detect" without a `tls` block: TLS clients are tunnelled untouched here.
+    pub tls_backend: Option<Spanned<String>>,
+}
+
+/// `[listener.tls]`: certificates and session resumption of a TLS-terminating listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Shorthand for one `[[listener.tls.certificate]]`.
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub certificate: Vec<Spanned<TlsCertFile>>,
+    pub min_version: Option<Spanned<String>>,
+    pub alpn: Option<Spanned<Vec<String>>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub session_cache: Option<Spanned<i64>>,
+    pub tickets: Option<Spanned<bool>>,
+    pub ticket_rotate: Option<Spanned<String>>,
+    pub ticket_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertFile {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// Server names this certificate answers (exact or `*.` wildcard); default: its DNS SANs.
+    pub names: Option<Spanned<Vec<String>>>,
+    /// Answer clients whose SNI matches no certificate (default: the first certificate).
+    pub default: Option<Spanned<bool>>,
 }
 
 /// `[[listener.route]]`: every key given must match (AND); rules are tried in file order.
@@ -220,4 +255,19 @@ pub const KNOWN_KEYS: &[&str] = &[
     "accept_proxy",
     "failures",
     "backoff",
+    "tls",
+    "tcp_backend",
+    "tls_backend",
+    "cert",
+    "key",
+    "certificate",
+    "min_version",
+    "alpn",
+    "handshake_timeout",
+    "session_cache",
+    "tickets",
+    "ticket_rotate",
+    "ticket_key_file",
+    "names",
+    "default",
 ];

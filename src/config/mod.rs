@@ -68,6 +68,55 @@ pub struct Timeouts {
 pub enum Mode {
     Tcp,
     Http,
+    /// Peek the first bytes: TLS (terminate or pass through), HTTP, or anything else (TCP).
+    Detect,
+}
+
+/// `mode = "detect"`: where each kind of client goes. HTTP clients (and, with `tls`, decrypted
+/// TLS clients) use the listener's HTTP settings (`Listener::http`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detect {
+    /// Clients that send neither an HTTP request line nor a TLS ClientHello within
+    /// `peek_timeout` (or send nothing at all).
+    pub tcp_backend: Option<usize>,
+    /// Without `tls` termination: TLS clients are tunnelled untouched to this backend.
+    pub tls_backend: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// One certificate chain and key of a TLS-terminating listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsCert {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Lower-case server names, exact or `*.` wildcard (from the certificate's DNS SANs unless
+    /// given).
+    pub names: Vec<String>,
+}
+
+/// `[listener.tls]`: TLS termination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub certificates: Vec<TlsCert>,
+    /// Index into `certificates` used when the SNI matches none (or is absent).
+    pub default_cert: usize,
+    pub min_version: TlsVersion,
+    /// ALPN protocols offered, in preference order (HTTP listeners: `http/1.1`).
+    pub alpn: Vec<String>,
+    pub handshake_timeout: Duration,
+    /// Sessions each shard remembers for session-ID (and TLS 1.3 stateful) resumption; 0 = off.
+    pub session_cache: u32,
+    /// Stateless session tickets, keys shared by all shards and rotated every `ticket_rotate`.
+    pub tickets: bool,
+    pub ticket_rotate: Duration,
+    /// 32+ bytes of secret from which ticket keys are derived (share it between ringway
+    /// processes or across restarts); default: random per process.
+    pub ticket_key_file: Option<std::path::PathBuf>,
 }
 
 /// Where a listener's access log goes.
@@ -134,8 +183,13 @@ pub struct Listener {
     pub sni: Option<SniRouting>,
     /// Connections start with a PROXY header from a trusted balancer (TCP and HTTP).
     pub accept_proxy: bool,
-    /// TCP listeners: how long to wait for a PROXY header or ClientHello before connecting.
+    /// TCP listeners: how long to wait for a PROXY header or ClientHello before connecting;
+    /// detect listeners: how long to wait for the first bytes.
     pub peek_timeout: Duration,
+    /// TLS termination: the decrypted stream feeds this listener's TCP or HTTP path.
+    pub tls: Option<TlsListener>,
+    /// Set for `mode = "detect"`.
+    pub detect: Option<Detect>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

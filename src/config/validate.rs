@@ -15,7 +15,7 @@ use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
 use super::{
     AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
-    Mode, Server, Shards, SpliceMode, Timeouts,
+    Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
 };
 use super::{CheckKind, HealthCheck};
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
@@ -88,6 +88,10 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigError> {
     let mut v = Validator {
         text,
         diagnostics: Vec::new(),
+        base: Path::new(file_name)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let raw: FileConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -163,6 +167,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 struct Validator<'t> {
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
+    /// The config file's directory: relative certificate paths are taken from here.
+    base: std::path::PathBuf,
 }
 
 impl Validator<'_> {
@@ -686,10 +692,13 @@ impl Validator<'_> {
             let mode = match l.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
                 None | Some((_, "tcp")) => Mode::Tcp,
                 Some((_, "http")) => Mode::Http,
+                Some((_, "detect")) => Mode::Detect,
                 Some((m, other)) => {
                     self.error(
                         m.span(),
-                        format!("mode `{other}` is not supported; use \"tcp\" or \"http\""),
+                        format!(
+                            "mode `{other}` is not supported; use \"tcp\", \"http\" or \"detect\""
+                        ),
                     );
                     Mode::Tcp
                 }
@@ -720,7 +729,7 @@ impl Validator<'_> {
                     .map(|b| self.backend_ref(b, &what, backend_index, &backend_names))
             };
             let http = match mode {
-                Mode::Http => Some(self.http_listener(
+                Mode::Http | Mode::Detect => Some(self.http_listener(
                     l,
                     &name,
                     backend.flatten(),
@@ -737,7 +746,15 @@ impl Validator<'_> {
             let sni = sni_routes.then(|| {
                 self.sni_routing(l, &name, backend.flatten(), backend_index, &backend_names)
             });
-            if mode == Mode::Http {
+            let tls = l.tls.as_ref().map(|t| self.tls_listener(t, mode));
+            let detect = self.detect(l, mode, &what, tls.is_some(), backend_index, &backend_names);
+            if sni_routes && let Some(t) = &l.tls {
+                self.error(
+                    t.span(),
+                    "a tcp listener routes by `sni` without decrypting (passthrough) or terminates TLS with `tls`, not both",
+                );
+            }
+            if mode != Mode::Tcp {
                 for r in &l.route {
                     if let Some(v) = &r.get_ref().sni {
                         self.error(
@@ -746,18 +763,20 @@ impl Validator<'_> {
                         );
                     }
                 }
-                if let Some(v) = &l.peek_timeout {
-                    self.error(
-                        v.span(),
-                        "`peek_timeout` applies to mode = \"tcp\" listeners with sni routes",
-                    );
-                }
+            }
+            if mode == Mode::Http
+                && let Some(v) = &l.peek_timeout
+            {
+                self.error(
+                    v.span(),
+                    "`peek_timeout` applies to mode = \"tcp\" and \"detect\" listeners",
+                );
             }
             let backend = match (mode, backend) {
                 (Mode::Tcp, Some(Some(b))) => Some(b),
                 (Mode::Tcp, None) if sni_routes => None,
-                (Mode::Http, Some(Some(b))) => Some(b),
-                (Mode::Http, None) => None,
+                (Mode::Http | Mode::Detect, Some(Some(b))) => Some(b),
+                (Mode::Http | Mode::Detect, None) => None,
                 _ => {
                     // An undefined or missing backend was already reported.
                     continue;
@@ -775,6 +794,8 @@ impl Validator<'_> {
                     sni,
                     accept_proxy: l.accept_proxy.as_ref().is_some_and(|v| *v.get_ref()),
                     peek_timeout,
+                    tls,
+                    detect,
                 });
             }
         }
@@ -783,6 +804,193 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// `tcp_backend` / `tls_backend`: only on detect listeners; `tls_backend` (passthrough) and
+    /// `tls` (termination) exclude each other.
+    fn detect(
+        &mut self,
+        l: &file::ListenerFile,
+        mode: Mode,
+        what: &str,
+        terminates: bool,
+        backend_index: &HashMap<&str, usize>,
+        backend_names: &[&str],
+    ) -> Option<super::Detect> {
+        if mode != Mode::Detect {
+            for (key, v) in [
+                ("tcp_backend", &l.tcp_backend),
+                ("tls_backend", &l.tls_backend),
+            ] {
+                if let Some(v) = v {
+                    self.error(
+                        v.span(),
+                        format!("`{key}` applies only to mode = \"detect\" listeners"),
+                    );
+                }
+            }
+            return None;
+        }
+        if let Some(v) = &l.accept_proxy {
+            self.error(
+                v.span(),
+                "`accept_proxy` is not supported on mode = \"detect\" listeners yet",
+            );
+        }
+        if terminates && let Some(v) = &l.tls_backend {
+            self.error(
+                v.span(),
+                "TLS clients are either terminated (`tls`) or passed through (`tls_backend`), not both",
+            );
+        }
+        let tcp_backend = l
+            .tcp_backend
+            .as_ref()
+            .and_then(|b| self.backend_ref(b, what, backend_index, backend_names));
+        let tls_backend = l
+            .tls_backend
+            .as_ref()
+            .and_then(|b| self.backend_ref(b, what, backend_index, backend_names));
+        Some(super::Detect {
+            tcp_backend,
+            tls_backend,
+        })
+    }
+
+    /// `[listener.tls]`: certificate files are read and checked here, so a missing file, a key
+    /// that does not match its certificate or a bad PEM is refused with its line.
+    fn tls_listener(&mut self, t: &Spanned<file::TlsFile>, mode: Mode) -> TlsListener {
+        let span = t.span();
+        let t = t.get_ref();
+        let mut certificates = Vec::new();
+        let mut default_cert = None;
+        let one = |v: &mut Self,
+                   cert: &Option<Spanned<String>>,
+                   key: &Option<Spanned<String>>,
+                   names: Option<&Spanned<Vec<String>>>,
+                   span: Range<usize>|
+         -> Option<TlsCert> {
+            let cert = v.required(cert, "cert", "TLS certificate", span.clone())?;
+            let key = v.required(key, "key", "TLS certificate", span)?;
+            let cert_path = v.base.join(cert.get_ref());
+            let key_path = v.base.join(key.get_ref());
+            let found = match crate::tls::server::load_certified_key(&cert_path, &key_path) {
+                Ok(k) => k,
+                Err(e) => {
+                    let at = if matches!(e, crate::tls::server::TlsSetupError::Key { .. }) {
+                        key.span()
+                    } else {
+                        cert.span()
+                    };
+                    v.error(at, e.to_string());
+                    return None;
+                }
+            };
+            let names = match names {
+                Some(n) => {
+                    let mut out = Vec::new();
+                    for name in n.get_ref() {
+                        let lower = name.to_ascii_lowercase();
+                        if crate::tls::server::valid_name_pattern(&lower) {
+                            out.push(lower);
+                        } else {
+                            v.error(
+                                n.span(),
+                                format!("`{name}` is not a server name (write `example.com` or `*.example.com`)"),
+                            );
+                        }
+                    }
+                    out
+                }
+                None => found.names,
+            };
+            Some(TlsCert {
+                cert: cert_path,
+                key: key_path,
+                names,
+            })
+        };
+        if (t.cert.is_some() || t.key.is_some())
+            && let Some(c) = one(self, &t.cert, &t.key, None, span.clone())
+        {
+            certificates.push(c);
+        }
+        for c in &t.certificate {
+            let cspan = c.span();
+            let c = c.get_ref();
+            if let Some(parsed) = one(self, &c.cert, &c.key, c.names.as_ref(), cspan) {
+                if c.default.as_ref().is_some_and(|d| *d.get_ref()) {
+                    if default_cert.is_some()
+                        && let Some(d) = &c.default
+                    {
+                        self.error(d.span(), "only one certificate can be the default");
+                    }
+                    default_cert = Some(certificates.len());
+                }
+                certificates.push(parsed);
+            }
+        }
+        if t.cert.is_none() && t.key.is_none() && t.certificate.is_empty() {
+            self.error(
+                span.clone(),
+                "[listener.tls] needs a certificate: `cert` and `key`, or [[listener.tls.certificate]] tables",
+            );
+        }
+        let min_version = match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "1.2")) => TlsVersion::Tls12,
+            Some((_, "1.3")) => TlsVersion::Tls13,
+            Some((v, other)) => {
+                self.error(
+                    v.span(),
+                    format!("min_version `{other}` is not supported; use \"1.2\" or \"1.3\" (older versions are never offered)"),
+                );
+                TlsVersion::Tls12
+            }
+        };
+        let alpn = match &t.alpn {
+            Some(a) => {
+                for p in a.get_ref() {
+                    if p.is_empty() || p.len() > 255 {
+                        self.error(
+                            a.span(),
+                            format!("ALPN protocol `{p}` must be 1 to 255 bytes"),
+                        );
+                    }
+                }
+                a.get_ref().clone()
+            }
+            None if mode == Mode::Tcp => Vec::new(),
+            None => vec!["http/1.1".to_string()],
+        };
+        let session_cache = self.integer(&t.session_cache, "session_cache", 20_000, 0..10_000_001);
+        TlsListener {
+            certificates,
+            default_cert: default_cert.unwrap_or(0),
+            min_version,
+            alpn,
+            handshake_timeout: self.duration(
+                &t.handshake_timeout,
+                "handshake_timeout",
+                Duration::from_secs(10),
+            ),
+            session_cache: u32::try_from(session_cache).unwrap_or(20_000),
+            tickets: t.tickets.as_ref().is_none_or(|v| *v.get_ref()),
+            ticket_rotate: self.duration(&t.ticket_rotate, "ticket_rotate", Duration::from_secs(3600)),
+            ticket_key_file: t.ticket_key_file.as_ref().and_then(|f| {
+                let path = self.base.join(f.get_ref());
+                match std::fs::read(&path) {
+                    Ok(b) if b.len() >= 32 => Some(path),
+                    Ok(_) => {
+                        self.error(f.span(), "ticket_key_file must hold at least 32 bytes of secret (e.g. `head -c 48 /dev/urandom > FILE`)");
+                        None
+                    }
+                    Err(e) => {
+                        self.error(f.span(), format!("ticket_key_file {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }),
+        }
+    }
+
     /// Resolves a backend name; reports it (with a did-you-mean) when it is not defined.
     fn backend_ref(
         &mut self,
@@ -1324,6 +1532,58 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
     }
 
     #[test]
+    fn tls_and_detect_errors_point_at_the_key() {
+        let base = "[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\" } ]\n";
+        let e = errors(&format!(
+            "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
+             [listener.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{base}"
+        ));
+        assert!(
+            e.contains("t.toml:7:8: certificate file /nonexistent/c.pem:"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
+             tcp_backend = \"b\"\n[listener.tls]\nmin_version = \"1.0\"\n{base}"
+        ));
+        assert!(
+            e.contains("t.toml:6:15: `tcp_backend` applies only to mode = \"detect\" listeners"),
+            "{e}"
+        );
+        assert!(e.contains("min_version `1.0` is not supported"), "{e}");
+        assert!(e.contains("[listener.tls] needs a certificate"), "{e}");
+        let e = errors(&format!(
+            "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"detect\"\nbackend = \"b\"\n\
+             tcp_backend = \"nope\"\naccept_proxy = true\n{base}"
+        ));
+        assert!(
+            e.contains("uses backend `nope`, which is not defined"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`accept_proxy` is not supported on mode = \"detect\""),
+            "{e}"
+        );
+        let ok = load_str(
+            &format!(
+                "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"detect\"\nbackend = \"b\"\n\
+                 tcp_backend = \"b\"\ntls_backend = \"b\"\npeek_timeout = \"500ms\"\n{base}"
+            ),
+            "t.toml",
+        );
+        let Ok(c) = ok else { panic!("{ok:?}") };
+        assert_eq!(c.listeners[0].mode, Mode::Detect);
+        assert_eq!(
+            c.listeners[0].detect,
+            Some(super::super::Detect {
+                tcp_backend: Some(0),
+                tls_backend: Some(0)
+            })
+        );
+        assert_eq!(c.listeners[0].peek_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
     fn missing_required_keys_and_modes() {
         let e = errors("[[listener]]\nname = \"x\"\nmode = \"http\"\n");
         assert!(
@@ -1335,7 +1595,7 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
         assert!(!e.contains("missing required key `backend`"), "{e}");
         let e = errors("[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"udp\"\n");
         assert!(
-            e.contains("mode `udp` is not supported; use \"tcp\" or \"http\""),
+            e.contains("mode `udp` is not supported; use \"tcp\", \"http\" or \"detect\""),
             "{e}"
         );
         assert!(e.contains("missing required key `backend`"), "{e}");

@@ -177,11 +177,13 @@ impl Shard {
         splice: SpliceMode,
         sni_router: Option<usize>,
         accept_proxy: bool,
+        client: Option<std::net::SocketAddr>,
     ) {
         set_nodelay(client_fd);
         // Consistent hashing on the client address needs it; multishot accept does not return it.
         let key = match self.backends.get(backend).map(|b| &b.algo) {
-            Some(Algorithm::Maglev(_)) => super::peer_addr(client_fd)
+            Some(Algorithm::Maglev(_)) => client
+                .or_else(|| super::peer_addr(client_fd))
                 .map(|a| crate::balancer::hash_bytes(a.ip().to_string().as_bytes())),
             _ => None,
         };
@@ -203,7 +205,7 @@ impl Shard {
             retry_on_cancel: false,
             sni_router,
             proxy_pending: accept_proxy,
-            client: None,
+            client,
         };
         let slot = self.alloc_slot(conn);
         if sni_router.is_some() || accept_proxy {
@@ -542,6 +544,9 @@ impl Shard {
             OpKind::Accept
             | OpKind::ControlWake
             | OpKind::Cancel
+            | OpKind::TlsRecv
+            | OpKind::TlsSend
+            | OpKind::DetectPoll
             | OpKind::Tick
             | OpKind::HttpConnect
             | OpKind::HttpRecv

@@ -288,6 +288,8 @@ impl Term {
 pub(super) struct HttpConn {
     listener: usize,
     client: SocketAddr,
+    /// The client came over TLS (X-Forwarded-Proto: https).
+    tls: bool,
     phase: Phase,
     sides: [Side; 2],
     flows: [Flow; 2],
@@ -327,13 +329,21 @@ impl Shard {
         self.http_slots.get_mut(slot as usize)?.conn.as_mut()
     }
 
-    pub(super) fn open_http(&mut self, client_fd: RawFd, listener: usize, client: SocketAddr) {
+    /// `tls`: the client reached ringway over TLS (this fd is the plaintext side of shard/tls.rs).
+    pub(super) fn open_http(
+        &mut self,
+        client_fd: RawFd,
+        listener: usize,
+        client: SocketAddr,
+        tls: bool,
+    ) {
         set_nodelay(client_fd);
         self.stats.active += 1;
         let now = self.now_ms;
         let conn = HttpConn {
             listener,
             client,
+            tls,
             phase: Phase::Head { started_ms: None },
             sides: [Side::new(client_fd, now), Side::new(-1, now)],
             flows: [Flow::idle(), Flow::idle()],
@@ -384,6 +394,9 @@ impl Shard {
             | OpKind::PollIn
             | OpKind::PollOut
             | OpKind::Cancel
+            | OpKind::TlsRecv
+            | OpKind::TlsSend
+            | OpKind::DetectPoll
             | OpKind::Tick => {}
         }
         self.http_progress(slot);
@@ -819,7 +832,7 @@ impl Shard {
         });
         let opts = ForwardOpts {
             client_ip: c.client.ip(),
-            proto: "http",
+            proto: if c.tls { "https" } else { "http" },
             x_forwarded_for: l.x_forwarded_for,
             x_real_ip: l.x_real_ip,
             x_forwarded_proto: l.x_forwarded_proto,

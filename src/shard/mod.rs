@@ -8,9 +8,11 @@
 //! turn) -> drain (listeners closed, connections finish or are closed at the deadline) -> exit.
 
 mod conn;
+mod detect;
 mod http;
 pub mod listener;
 pub mod ring;
+mod tls;
 
 use std::collections::VecDeque;
 use std::io;
@@ -117,6 +119,13 @@ pub enum BootError {
         listener: String,
         #[source]
         source: io::Error,
+    },
+    #[error("shard {shard}: TLS on listener `{listener}`: {source}")]
+    Tls {
+        shard: usize,
+        listener: String,
+        #[source]
+        source: crate::tls::server::TlsSetupError,
     },
     #[error("shard {shard}: eventfd: {source}")]
     EventFd {
@@ -244,6 +253,10 @@ enum ListenerKind {
     },
     /// Index into `Shard::http_listeners`.
     Http { index: usize },
+    /// TLS termination; index into `Shard::tls_listeners`.
+    Tls { index: usize },
+    /// Protocol detection; index into `Shard::detect_listeners`.
+    Detect { index: usize },
 }
 
 /// What the HTTP path needs of one `mode = "http"` listener.
@@ -450,6 +463,18 @@ pub struct Shard {
     access_logs: Vec<Option<Sink>>,
     /// SNI passthrough routers of TCP listeners.
     sni_routers: Vec<crate::router::Router>,
+    // TLS termination (shard/tls.rs).
+    tls_listeners: Vec<tls::TlsListenerSlot>,
+    tls_slots: Vec<tls::TlsSlot>,
+    free_tls_slots: Vec<u32>,
+    /// A TLS connection with no byte either way for this long is closed (the plaintext side
+    /// applies the finer HTTP/TCP timeouts).
+    tls_idle_ms: u64,
+    // Protocol detection (shard/detect.rs).
+    detect_listeners: Vec<detect::DetectListenerSlot>,
+    detect_slots: Vec<detect::DetectSlot>,
+    free_detect_slots: Vec<u32>,
+    detect_pending: usize,
 }
 
 impl Shard {
@@ -531,13 +556,15 @@ impl Shard {
         let mut sni_routers = Vec::new();
         let mut peek_ms = 5_000u64;
         let mut listener_slots = Vec::new();
+        let mut tls_listeners = Vec::new();
+        let mut detect_listeners = Vec::new();
         for (index, fd) in listeners {
             let Some(l) = config.listeners.get(index) else {
                 close_fd(fd);
                 continue;
             };
-            let kind = match (&l.http, l.backend) {
-                (Some(h), _) => {
+            let http_index = match &l.http {
+                Some(h) => {
                     let sink =
                         Sink::open(&h.access_log, h.access_log_format).map_err(|source| {
                             BootError::AccessLog {
@@ -557,33 +584,79 @@ impl Shard {
                         body_bytes_max: h.body_bytes_max,
                         splice: l.splice,
                         access_log_on: h.access_log != crate::config::AccessLog::Off,
-                        accept_proxy: h.accept_proxy,
+                        // Behind TLS the PROXY header is read before the handshake instead.
+                        accept_proxy: h.accept_proxy && l.tls.is_none(),
                     });
-                    ListenerKind::Http {
-                        index: http_listeners.len() - 1,
-                    }
+                    Some(http_listeners.len() - 1)
                 }
-                (None, _) if l.sni.is_some() => {
-                    if let Some(sni) = &l.sni {
-                        sni_routers.push(sni.router.clone());
-                    }
-                    ListenerKind::TcpSni {
-                        router: sni_routers.len() - 1,
-                        splice: l.splice,
+                None => None,
+            };
+            let tls_index = match &l.tls {
+                Some(t) => {
+                    let then = match (http_index, l.backend) {
+                        (Some(index), _) => tls::Then::Http { index },
+                        (None, Some(backend)) => tls::Then::Tcp {
+                            backend,
+                            splice: l.splice,
+                        },
+                        (None, None) => {
+                            close_fd(fd);
+                            continue;
+                        }
+                    };
+                    let server_config =
+                        crate::tls::server::shard_server_config(t).map_err(|source| {
+                            BootError::Tls {
+                                shard: id,
+                                listener: l.name.clone(),
+                                source,
+                            }
+                        })?;
+                    tls_listeners.push(tls::TlsListenerSlot {
+                        config: server_config,
+                        handshake_ms: u64::try_from(t.handshake_timeout.as_millis())
+                            .unwrap_or(10_000),
+                        then,
                         accept_proxy: l.accept_proxy,
-                    }
+                    });
+                    Some(tls_listeners.len() - 1)
                 }
-                (None, Some(backend)) => ListenerKind::Tcp {
+                None => None,
+            };
+            let kind = if let (Some(d), Some(http)) = (&l.detect, http_index) {
+                detect_listeners.push(detect::DetectListenerSlot {
+                    http,
+                    tls: tls_index,
+                    tls_backend: d.tls_backend,
+                    tcp_backend: d.tcp_backend,
+                    splice: l.splice,
+                    peek_ms: u64::try_from(l.peek_timeout.as_millis()).unwrap_or(5_000),
+                });
+                ListenerKind::Detect {
+                    index: detect_listeners.len() - 1,
+                }
+            } else if let Some(index) = tls_index {
+                ListenerKind::Tls { index }
+            } else if let Some(index) = http_index {
+                ListenerKind::Http { index }
+            } else if let Some(sni) = &l.sni {
+                sni_routers.push(sni.router.clone());
+                ListenerKind::TcpSni {
+                    router: sni_routers.len() - 1,
+                    splice: l.splice,
+                    accept_proxy: l.accept_proxy,
+                }
+            } else if let Some(backend) = l.backend {
+                ListenerKind::Tcp {
                     backend,
                     splice: l.splice,
                     accept_proxy: l.accept_proxy,
-                },
-                (None, None) => {
-                    close_fd(fd);
-                    continue;
                 }
+            } else {
+                close_fd(fd);
+                continue;
             };
-            if l.http.is_none() && (l.sni.is_some() || l.accept_proxy) {
+            if l.http.is_none() && l.tls.is_none() && (l.sni.is_some() || l.accept_proxy) {
                 peek_ms = u64::try_from(l.peek_timeout.as_millis()).unwrap_or(5_000);
             }
             listener_slots.push(ListenerSlot {
@@ -634,6 +707,24 @@ impl Shard {
                 peek: peek_ms,
             },
             sni_routers,
+            tls_listeners,
+            tls_slots: Vec::new(),
+            free_tls_slots: Vec::new(),
+            tls_idle_ms: [
+                config.timeouts.client_idle,
+                config.timeouts.tunnel,
+                config.timeouts.http_keep_alive,
+                config.timeouts.server_response,
+            ]
+            .into_iter()
+            .map(ms)
+            .max()
+            .unwrap_or(60_000)
+            .saturating_add(1_000),
+            detect_listeners,
+            detect_slots: Vec::new(),
+            free_detect_slots: Vec::new(),
+            detect_pending: 0,
             stats: ShardStats::default(),
             rx,
             wake_fd,
@@ -760,6 +851,8 @@ impl Shard {
             }
             if self.drain_deadline_ms.is_some()
                 && self.stats.active == 0
+                && self.stats.tls_active == 0
+                && self.detect_pending == 0
                 && self.listeners.iter().all(|l| l.closed)
             {
                 break;
@@ -796,6 +889,14 @@ impl Shard {
             | OpKind::HttpSend
             | OpKind::HttpPollIn
             | OpKind::HttpPollOut => self.on_http_completion(op, c),
+            OpKind::TlsRecv | OpKind::TlsSend => self.on_tls_completion(op, c),
+            OpKind::DetectPoll => {
+                if self.drain_deadline_ms.is_some() {
+                    self.on_detect_drained(op.slot);
+                } else {
+                    self.on_detect_completion(op, c);
+                }
+            }
         }
     }
 
@@ -817,16 +918,18 @@ impl Shard {
                         backend,
                         splice,
                         accept_proxy,
-                    } => self.open_conn(fd, backend, splice, None, accept_proxy),
+                    } => self.open_conn(fd, backend, splice, None, accept_proxy, None),
                     ListenerKind::TcpSni {
                         router,
                         splice,
                         accept_proxy,
-                    } => self.open_conn(fd, 0, splice, Some(router), accept_proxy),
+                    } => self.open_conn(fd, 0, splice, Some(router), accept_proxy, None),
                     ListenerKind::Http { index } => match peer_addr(fd) {
-                        Some(peer) => self.open_http(fd, index, peer),
+                        Some(peer) => self.open_http(fd, index, peer, false),
                         None => close_fd(fd),
                     },
+                    ListenerKind::Tls { index } => self.open_tls(fd, index),
+                    ListenerKind::Detect { index } => self.open_detect(fd, index),
                 }
             }
         } else {
@@ -973,6 +1076,8 @@ impl Shard {
             b.pool.prune(self.now_ms, 0);
         }
         self.http_close_idle_for_drain();
+        self.tls_close_handshaking_for_drain();
+        self.detect_close_all();
         tracing::debug!(shard = self.id, active = self.stats.active, "draining");
     }
 
@@ -989,11 +1094,16 @@ impl Shard {
         for key in expired.drain(..) {
             if key.slot & http::HTTP_TIMER_BIT != 0 {
                 self.on_http_timer(key);
+            } else if key.slot & tls::TLS_TIMER_BIT != 0 {
+                self.on_tls_timer(key);
+            } else if key.slot & detect::DETECT_TIMER_BIT != 0 {
+                self.on_detect_timer(key);
             } else {
                 self.on_timer(key);
             }
         }
         self.expired = expired;
+        self.detect_on_tick();
         let now = self.now_ms;
         for b in &mut self.backends {
             b.pool.prune(now, b.idle_timeout_ms);
@@ -1007,6 +1117,7 @@ impl Shard {
         {
             self.close_all_for_drain();
             self.http_close_all_for_drain();
+            self.tls_close_all_for_drain();
         }
     }
 }
@@ -1022,7 +1133,12 @@ fn proxy_header_for(
 ) -> Option<Vec<u8>> {
     let version = (*backends.get(backend)?.send_proxy.get(server)?)?;
     let client = client.or_else(|| peer_addr(client_fd))?;
-    let local = local_addr(client_fd)?;
+    // A TLS-terminated client reaches the TCP/HTTP path over a socketpair, which has no IP
+    // address: announce the unspecified address of the client's family then.
+    let local = local_addr(client_fd).unwrap_or_else(|| match client {
+        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    });
     Some(crate::proxy_protocol::header(version, client, local))
 }
 

@@ -33,6 +33,11 @@ pub enum OpKind {
     HttpSend,
     HttpPollIn,
     HttpPollOut,
+    /// Ops of TLS-terminated connections (`shard/tls.rs`); `dir`: 0 client, 1 plaintext side.
+    TlsRecv,
+    TlsSend,
+    /// POLLIN on a detect listener's new connection (`shard/detect.rs`).
+    DetectPoll,
 }
 
 impl OpKind {
@@ -52,6 +57,9 @@ impl OpKind {
             OpKind::HttpSend => 12,
             OpKind::HttpPollIn => 13,
             OpKind::HttpPollOut => 14,
+            OpKind::TlsRecv => 15,
+            OpKind::TlsSend => 16,
+            OpKind::DetectPoll => 17,
         }
     }
 
@@ -71,6 +79,9 @@ impl OpKind {
             12 => OpKind::HttpSend,
             13 => OpKind::HttpPollIn,
             14 => OpKind::HttpPollOut,
+            15 => OpKind::TlsRecv,
+            16 => OpKind::TlsSend,
+            17 => OpKind::DetectPoll,
             _ => return None,
         })
     }
