@@ -49,6 +49,13 @@ SCENARIOS = {
                what='balancing over 4 servers: small response, 64 keep-alive connections, random X-User per request'),
     'H4': dict(layer='l7', path='/ws', conns=256, lua=None, cost='us_per_req',
                what='WebSocket echo of 64-byte messages over 256 connections (request = one message round trip)'),
+    # TLS: openssl s_time (sequential, 2 client processes on CPU 1) for handshakes, wrk for HTTPS.
+    'T1': dict(layer='tls', path='/small', conns=2, lua='s_time:-new', cost='us_per_req',
+               what='TLS 1.3 full handshake + one small request per connection (openssl s_time -new)'),
+    'T2': dict(layer='tls', path='/small', conns=2, lua='s_time:-reuse', cost='us_per_req',
+               what='TLS 1.3 resumed handshake (ticket) + one small request per connection (openssl s_time -reuse)'),
+    'T3': dict(layer='tls', path='/small', conns=64, lua='stats.lua', https=True, cost='us_per_req',
+               what='HTTPS keep-alive: small response, 64 client connections (wrk)'),
 }
 
 # A proxy is a data entry: how to render its config and start it. {port}, {backend_port}, {work},
@@ -67,9 +74,13 @@ PROXIES = {
     'lb-lc': dict(kind='ringway-lb', layer='lb', balance='least_conn', label='ringway least_conn x4'),
     'lb-p2c': dict(kind='ringway-lb', layer='lb', balance='p2c', label='ringway p2c x4'),
     'lb-maglev': dict(kind='ringway-lb', layer='lb', balance='maglev', label='ringway maglev (X-User) x4'),
+    'ringway-tls': dict(kind='ringway-tls', layer='tls', label='ringway tls (rustls, 1 shard)'),
+    'nginx-tls': dict(kind='nginx-tls', layer='tls', label='nginx ssl (OpenSSL, 1 worker)'),
+    'haproxy-tls': dict(kind='haproxy-tls', layer='tls', label='HAProxy ssl (OpenSSL, nbthread 1)'),
 }
 # The "ratio" column's baseline per layer: the cheaper peer (L4, L7), or round robin (balancing).
-PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http'), 'lb': ('lb-rr',)}
+PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http'), 'lb': ('lb-rr',),
+         'tls': ('nginx-tls', 'haproxy-tls')}
 
 
 def log(msg):
@@ -183,7 +194,20 @@ class Bench:
         self.ws_backend = None
         self.raw = []
 
+    def make_cert(self):
+        """One ECDSA P-256 certificate for every TLS proxy (HAProxy wants chain and key in one file)."""
+        cert, key = os.path.join(self.work, 'tls.pem'), os.path.join(self.work, 'tls.key')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+                        '-nodes', '-days', '2', '-keyout', key, '-out', cert, '-subj', '/CN=bench.test',
+                        '-addext', 'subjectAltName=DNS:bench.test'], check=True, capture_output=True)
+        with open(os.path.join(self.work, 'tls-haproxy.pem'), 'w') as f:
+            f.write(open(cert).read() + open(key).read())
+        for p in (cert, key, os.path.join(self.work, 'tls-haproxy.pem')):
+            os.chmod(p, 0o644)
+
     def start_backend(self):
+        if any(SCENARIOS[sc]['layer'] == 'tls' for sc in self.args.scenarios):
+            self.make_cert()
         with open(os.path.join(self.work, 'www', '1m.bin'), 'wb') as f:
             f.write(os.urandom(1 << 20))
         os.chmod(os.path.join(self.work, 'www', '1m.bin'), 0o644)
@@ -230,6 +254,20 @@ class Bench:
                          backend_port3=self.backend_ports[2], backend_port4=self.backend_ports[3],
                          balance=spec['balance'], hash_key=hash_key, extra=extra)
             cmd = t0 + [self.args.ringway_bin, 'run', '-c', cfg]
+        elif kind == 'ringway-tls':
+            admin = free_port()
+            extra = '\n'.join(self.args.ringway_config_extra or [])
+            cfg = render('ringway-tls.toml', os.path.join(self.work, f'{name}.toml'), port=port, admin_port=admin,
+                         backend_port=self.backend_port, work=self.work, extra=extra)
+            cmd = t0 + [self.args.ringway_bin, 'run', '-c', cfg]
+        elif kind == 'nginx-tls':
+            cfg = render('nginx-tls.conf', os.path.join(self.work, 'nginx-tls.conf'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['nginx', '-c', cfg, '-g', 'daemon off;']
+        elif kind == 'haproxy-tls':
+            cfg = render('haproxy-tls.cfg', os.path.join(self.work, 'haproxy-tls.cfg'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['haproxy', '-db', '-f', cfg]
         elif kind == 'nginx-http':
             cfg = render('nginx-http.conf', os.path.join(self.work, 'nginx-http.conf'), port=port,
                          backend_port=self.backend_port, ws_port=self.ws_port, work=self.work)
@@ -260,15 +298,39 @@ class Bench:
         subprocess.run(['cargo', 'build', '--release', '--manifest-path', os.path.join(HERE, 'ref', 'Cargo.toml')],
                        check=True, env=env, stdout=subprocess.DEVNULL)
 
+    def s_time(self, port, scen, duration):
+        """openssl s_time: `conns` sequential clients on CPU 1, summed; same JSON shape as wrk's."""
+        s = SCENARIOS[scen]
+        mode = s['lua'].split(':', 1)[1]
+        cmd = ['taskset', '-c', '1', 'openssl', 's_time', '-connect', f'127.0.0.1:{port}', mode, '-tls1_3',
+               '-www', s['path'], '-time', str(max(1, round(duration)))]
+        t0 = time.time()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(s['conns'])]
+        outs = [p.communicate(timeout=duration + 30)[0] for p in procs]
+        wall = time.time() - t0
+        total = 0
+        for out in outs:
+            m = re.search(r'^(\d+) connections in [\d.]+ real seconds', out, re.M)
+            if m is None:
+                return None, '\n'.join(outs)
+            total += int(m.group(1))
+        js = dict(requests=total, duration_us=wall * 1e6, bytes=0, p50_us=0, p99_us=0, err_connect=0,
+                  err_read=0, err_write=0, err_timeout=0, non2xx=0)
+        return js, '\n'.join(outs)
+
     def wrk(self, port, scen, duration):
         s = SCENARIOS[scen]
+        if s['lua'] is not None and s['lua'].startswith('s_time:'):
+            return self.s_time(port, scen, duration)
         if s['lua'] is None:
             # WebSocket load: bench/ref ws-load prints the same JSON line as the wrk scripts.
             cmd = ['taskset', '-c', '1', os.path.join(self.ref_dir(), 'ws-load'),
                    f'ws://127.0.0.1:{port}{s["path"]}', str(s['conns']), str(max(1, round(duration)))]
         else:
             cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{duration}s', '--latency',
-                   '-s', os.path.join(CONF, s['lua']), f'http://127.0.0.1:{port}{s["path"]}']
+                   '-s', os.path.join(CONF, s['lua']),
+                   f'{"https" if s.get("https") else "http"}://127.0.0.1:{port}{s["path"]}']
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
         m = re.search(r'^JSON (.*)$', out, re.M)
         return (json.loads(m.group(1)) if m else None), out
@@ -442,7 +504,7 @@ def main():
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>)')
     ap.add_argument('--work', default=None, help='scratch directory (default: a new temp dir)')
     args = ap.parse_args()
-    default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http,lb-rr,lb-maglev' if args.quick
+    default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http,lb-rr,lb-maglev,ringway-tls,nginx-tls,haproxy-tls' if args.quick
                        else ','.join(PROXIES))
     args.proxies = [p for p in (args.proxies or default_proxies).split(',') if p]
     args.scenarios = [s for s in args.scenarios.split(',') if s]
@@ -458,7 +520,7 @@ def main():
     for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
         if shutil.which(tool) is None:
             raise SystemExit(f'{tool} not found: apt-get install nginx libnginx-mod-stream haproxy wrk util-linux')
-    if any(PROXIES[p]['kind'] in ('ringway', 'ringway-lb') for p in args.proxies) and not os.path.exists(args.ringway_bin):
+    if any(PROXIES[p]['kind'] in ('ringway', 'ringway-lb', 'ringway-tls') for p in args.proxies) and not os.path.exists(args.ringway_bin):
         raise SystemExit(f'{args.ringway_bin} not found: cargo build --release')
     now = datetime.datetime.now(datetime.timezone.utc)
     out = args.out or os.path.join(HERE, 'results', now.strftime('%Y-%m-%dT%H%M%SZ'))
@@ -478,7 +540,7 @@ def main():
     print(text)
     print(f'\nsaved: {out}/report.md, results.json, raw-wrk.txt')
     shutil.rmtree(bench.work, ignore_errors=True)
-    bad = [r for r in results if PROXIES[r['proxy']]['kind'] in ('ringway', 'ringway-lb') and
+    bad = [r for r in results if PROXIES[r['proxy']]['kind'] in ('ringway', 'ringway-lb', 'ringway-tls') and
            ('error' in r or r.get('errors') or r.get('non2xx'))]
     if bad:
         raise SystemExit(f'ringway had errors in {len(bad)} run(s): see {out}/report.md')
