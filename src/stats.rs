@@ -49,8 +49,13 @@ pub struct ShardStats {
     pub tls_handshake_errors: u64,
     /// TLS termination: handshakes not finished within `handshake_timeout`.
     pub tls_handshake_timeouts: u64,
-    /// TLS termination: connections currently open (handshaking or established).
+    /// TLS connections currently open (handshaking or established; client and upstream sides).
     pub tls_active: u64,
+    /// Upstream TLS (`[backend.tls]`): handshakes with servers completed.
+    pub tls_upstream_handshakes: u64,
+    /// Upstream TLS: connects or handshakes with servers that failed (refused, timed out,
+    /// certificate not verified); the request sees a closed server connection (502 / retry).
+    pub tls_upstream_errors: u64,
     /// Detect listeners: connections classified as HTTP, TLS, and anything else (TCP backend).
     pub detect_http: u64,
     pub detect_tls: u64,
@@ -184,6 +189,8 @@ impl ShardStats {
         self.tls_handshake_errors += other.tls_handshake_errors;
         self.tls_handshake_timeouts += other.tls_handshake_timeouts;
         self.tls_active += other.tls_active;
+        self.tls_upstream_handshakes += other.tls_upstream_handshakes;
+        self.tls_upstream_errors += other.tls_upstream_errors;
         self.detect_http += other.detect_http;
         self.detect_tls += other.detect_tls;
         self.detect_other += other.detect_other;

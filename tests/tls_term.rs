@@ -695,3 +695,106 @@ fn sslscan_sees_only_tls12_and_tls13_with_forward_secret_suites() {
         );
     }
 }
+
+/// `openssl s_server -www` with a certificate from `ca` for `backend.test`, killed on drop.
+struct TlsServer {
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl TlsServer {
+    fn start(ca: &TestCa) -> TlsServer {
+        let (cert, key) = ca.leaf("backend", "backend.test", &["backend.test"]);
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-naccept", "1000", "-www", "-accept"])
+            .arg(port.to_string())
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        assert!(
+            poll(Duration::from_secs(10), || TcpStream::connect(addr).ok()).is_some(),
+            "s_server did not start"
+        );
+        TlsServer { addr, child }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn upstream_tls_reencrypts_to_a_verified_backend_and_refuses_a_wrong_name() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca);
+    let rw = Ringway::start_text(|l, a| {
+        let tcp = free_port();
+        format!(
+            "[global]\nshards = 2\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{l}\"\nmode = \"http\"\nbackend = \"secure\"\n\
+             [[listener.route]]\npath_prefix = \"/wrong\"\nbackend = \"wrong\"\n\
+             [[listener]]\nname = \"raw\"\nbind = \"127.0.0.1:{tcp}\"\nmode = \"tcp\"\nbackend = \"secure\"\n\
+             [[backend]]\nname = \"secure\"\nretries = 0\nservers = [ {{ address = \"{s}\" }} ]\n\
+             [backend.tls]\nca = \"{ca}\"\nsni = \"backend.test\"\n\
+             [[backend]]\nname = \"wrong\"\nretries = 0\nservers = [ {{ address = \"{s}\" }} ]\n\
+             [backend.tls]\nca = \"{ca}\"\nsni = \"other.test\"\n",
+            s = server.addr,
+            ca = ca.ca_file.display()
+        )
+    });
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(rw.listen).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).to_string()
+    };
+    // HTTP in, TLS to the server (s_server -www describes the TLS session it served).
+    let resp = get("/");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("Protocol  : TLSv1.3"), "{resp}");
+    assert!(rw.total("tls_upstream_handshakes") >= 1);
+    // A certificate that does not match the configured name: refused, 502.
+    let resp = get("/wrong");
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(rw.total("tls_upstream_errors") >= 1);
+    // TCP in, TLS to the server.
+    let raw: SocketAddr = {
+        let text = std::fs::read_to_string(rw.dir.0.join("ringway.toml")).expect("config");
+        let line = text
+            .lines()
+            .filter(|l| l.starts_with("bind = "))
+            .nth(1)
+            .expect("second bind")
+            .to_string();
+        line.trim_start_matches("bind = \"")
+            .trim_end_matches('"')
+            .parse()
+            .expect("addr")
+    };
+    let mut s = TcpStream::connect(raw).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    drop(s);
+    rw.wait_total("tls_active", Duration::from_secs(10), |n| n == 0);
+}

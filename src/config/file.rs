@@ -148,6 +148,20 @@ pub struct BackendFile {
     pub queue_max: Option<Spanned<i64>>,
     pub queue_timeout: Option<Spanned<String>>,
     pub passive: Option<Spanned<PassiveFile>>,
+    /// TLS to the servers (re-encryption).
+    pub tls: Option<Spanned<UpstreamTlsFile>>,
+}
+
+/// `[backend.tls]`: connect to the servers over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// PEM CA certificates to verify the servers against (default: the system bundle).
+    pub ca: Option<Spanned<String>>,
+    /// Server name to send (SNI) and verify; default: the server's IP address.
+    pub sni: Option<Spanned<String>>,
+    /// `false` accepts any certificate (testing only).
+    pub verify: Option<Spanned<bool>>,
 }
 
 /// `passive = { failures = 3, backoff = "10s" }`
@@ -270,4 +284,6 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ticket_key_file",
     "names",
     "default",
+    "ca",
+    "verify",
 ];

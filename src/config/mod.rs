@@ -228,6 +228,19 @@ pub struct Backend {
     pub queue_timeout: Duration,
     /// Passive health (outlier ejection).
     pub passive: Option<Passive>,
+    /// TLS to the servers (re-encryption); `None` = plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `[backend.tls]`: ringway is a TLS client of the servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    /// CA certificates (PEM) the servers' chains must lead to.
+    pub ca: std::path::PathBuf,
+    /// Name sent as SNI and checked against the certificate; `None`: the server's IP address.
+    pub sni: Option<String>,
+    /// Verify the servers' certificates (default true).
+    pub verify: bool,
 }
 
 /// `failures` consecutive connect errors or 5xx responses from a server (seen by one shard) mark

@@ -646,6 +646,7 @@ impl Validator<'_> {
                         None
                     }
                 }),
+                tls: b.tls.as_ref().map(|t| self.upstream_tls(t)),
             });
         }
         out
@@ -989,6 +990,48 @@ impl Validator<'_> {
                 }
             }),
         }
+    }
+
+    /// `[backend.tls]`: the CA file is read and checked here.
+    fn upstream_tls(&mut self, t: &Spanned<file::UpstreamTlsFile>) -> super::UpstreamTls {
+        let span = t.span();
+        let t = t.get_ref();
+        let verify = t.verify.as_ref().is_none_or(|v| *v.get_ref());
+        let ca = match &t.ca {
+            Some(c) => {
+                let path = self.base.join(c.get_ref());
+                if let Err(e) = crate::tls::upstream::load_roots(&path) {
+                    self.error(c.span(), e.to_string());
+                }
+                path
+            }
+            None => {
+                let path = std::path::PathBuf::from(crate::tls::upstream::SYSTEM_CA_BUNDLE);
+                if verify && crate::tls::upstream::load_roots(&path).is_err() {
+                    self.error(
+                        span,
+                        format!(
+                            "[backend.tls] needs `ca` (the system bundle {} is missing or empty)",
+                            path.display()
+                        ),
+                    );
+                }
+                path
+            }
+        };
+        let sni = t.sni.as_ref().and_then(|s| {
+            let v = s.get_ref().to_ascii_lowercase();
+            if crate::tls::server::valid_name_pattern(&v) && !v.starts_with("*.") {
+                Some(v)
+            } else {
+                self.error(
+                    s.span(),
+                    format!("sni `{}` is not a server name", s.get_ref()),
+                );
+                None
+            }
+        });
+        super::UpstreamTls { ca, sni, verify }
     }
 
     /// Resolves a backend name; reports it (with a did-you-mean) when it is not defined.

@@ -317,13 +317,19 @@ impl Shard {
         } else {
             libc::AF_INET
         };
-        // SAFETY: plain syscall, result checked.
-        let server_fd = unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let upstream_tls = b.tls.is_some();
+        let server_fd = if upstream_tls {
+            // TLS to the server: the plaintext end of a socketpair shard/tls.rs encrypts.
+            self.tls_upstream_open(backend, server).unwrap_or(-1)
+        } else {
+            // SAFETY: plain syscall, result checked.
+            unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            }
         };
         if server_fd < 0 {
             self.stats.connect_errors += 1;
@@ -331,7 +337,9 @@ impl Shard {
             return false;
         }
         set_nodelay(server_fd);
-        b.count_active(server, true);
+        if let Some(b) = self.backends.get_mut(backend) {
+            b.count_active(server, true);
+        }
         let now = self.now_ms;
         let Some(c) = self.conn(slot) else {
             close_fd(server_fd);
@@ -344,10 +352,14 @@ impl Shard {
         c.inflight += 1;
         // SAFETY (pointer lifetime): `addr_ptr` points into this shard's server table, which is
         // never resized after boot; the kernel copies the address when the SQE is submitted.
-        let entry = opcode::Connect::new(types::Fd(server_fd), addr_ptr.cast(), addr_len)
-            .build()
-            .user_data(Op::new(OpKind::Connect, slot, 0).encode());
-        self.ring.push(entry);
+        let entry = if upstream_tls {
+            // Already connected (to the TLS bridge): complete the "connect" at once.
+            opcode::Nop::new().build()
+        } else {
+            opcode::Connect::new(types::Fd(server_fd), addr_ptr.cast(), addr_len).build()
+        };
+        self.ring
+            .push(entry.user_data(Op::new(OpKind::Connect, slot, 0).encode()));
         self.schedule_timer(slot);
         true
     }
@@ -546,6 +558,7 @@ impl Shard {
             | OpKind::Cancel
             | OpKind::TlsRecv
             | OpKind::TlsSend
+            | OpKind::TlsConnect
             | OpKind::DetectPoll
             | OpKind::Tick
             | OpKind::HttpConnect

@@ -396,6 +396,7 @@ impl Shard {
             | OpKind::Cancel
             | OpKind::TlsRecv
             | OpKind::TlsSend
+            | OpKind::TlsConnect
             | OpKind::DetectPoll
             | OpKind::Tick => {}
         }
@@ -968,14 +969,21 @@ impl Shard {
             self.http_local_response(slot, 503, Term::Local);
             return;
         };
-        let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-        // SAFETY: plain syscall, result checked.
-        let fd = unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let upstream_tls = self.backends.get(backend).is_some_and(|b| b.tls.is_some());
+        let fd = if upstream_tls {
+            // TLS to the server: the plaintext end of a socketpair whose other end shard/tls.rs
+            // connects and encrypts.
+            self.tls_upstream_open(backend, server).unwrap_or(-1)
+        } else {
+            let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+            // SAFETY: plain syscall, result checked.
+            unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            }
         };
         if fd < 0 {
             self.stats.connect_errors += 1;
@@ -992,10 +1000,14 @@ impl Shard {
         c.phase = Phase::Connecting { started_ms: now };
         // SAFETY (pointer lifetime): `addr_ptr` points into this shard's server table, which is
         // never resized after boot; the kernel copies the address when the SQE is submitted.
-        let entry = opcode::Connect::new(types::Fd(fd), addr_ptr.cast(), addr_len)
-            .build()
-            .user_data(Op::new(OpKind::HttpConnect, slot, SERVER).encode());
-        self.ring.push(entry);
+        let entry = if upstream_tls {
+            // Already connected (to the TLS bridge): complete the "connect" at once.
+            opcode::Nop::new().build()
+        } else {
+            opcode::Connect::new(types::Fd(fd), addr_ptr.cast(), addr_len).build()
+        };
+        self.ring
+            .push(entry.user_data(Op::new(OpKind::HttpConnect, slot, SERVER).encode()));
     }
 
     fn step_exchange(&mut self, slot: u32) -> Step {

@@ -120,7 +120,7 @@ pub enum BootError {
         #[source]
         source: io::Error,
     },
-    #[error("shard {shard}: TLS on listener `{listener}`: {source}")]
+    #[error("shard {shard}: TLS on {listener}: {source}")]
     Tls {
         shard: usize,
         listener: String,
@@ -398,6 +398,13 @@ struct BackendSlot {
     pool: http::Pool,
     idle_conns_max: usize,
     idle_timeout_ms: u64,
+    /// TLS to the servers: this shard's client configuration and each server's verified name.
+    tls: Option<UpstreamTlsSlot>,
+}
+
+struct UpstreamTlsSlot {
+    config: Arc<rustls::ClientConfig>,
+    names: Vec<rustls_pki_types::ServerName<'static>>,
 }
 
 /// Timeouts in milliseconds (resolved once at boot).
@@ -503,6 +510,23 @@ impl Shard {
             .backends
             .iter()
             .map(|b| {
+                let tls = match &b.tls {
+                    Some(t) => Some(UpstreamTlsSlot {
+                        config: crate::tls::upstream::shard_client_config(t).map_err(|source| {
+                            BootError::Tls {
+                                shard: id,
+                                listener: format!("backend {}", b.name),
+                                source,
+                            }
+                        })?,
+                        names: b
+                            .servers
+                            .iter()
+                            .map(|s| crate::tls::upstream::server_name(t, s.address.ip()))
+                            .collect(),
+                    }),
+                    None => None,
+                };
                 let views = b
                     .servers
                     .iter()
@@ -523,7 +547,7 @@ impl Shard {
                     Balance::PowerOfTwo => Algorithm::PowerOfTwo(PowerOfTwo::new(id as u64)),
                     Balance::Maglev => Algorithm::Maglev(Maglev::new()),
                 };
-                BackendSlot {
+                Ok(BackendSlot {
                     addrs: b.servers.iter().map(|s| s.address.into()).collect(),
                     algo,
                     views,
@@ -548,9 +572,10 @@ impl Shard {
                     pool: http::Pool::new(b.servers.len()),
                     idle_conns_max: b.idle_conns_max as usize,
                     idle_timeout_ms: u64::try_from(b.idle_timeout.as_millis()).unwrap_or(u64::MAX),
-                }
+                    tls,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, BootError>>()?;
         let mut http_listeners = Vec::new();
         let mut access_logs = Vec::new();
         let mut sni_routers = Vec::new();
@@ -608,7 +633,7 @@ impl Shard {
                         crate::tls::server::shard_server_config(t).map_err(|source| {
                             BootError::Tls {
                                 shard: id,
-                                listener: l.name.clone(),
+                                listener: format!("listener `{}`", l.name),
                                 source,
                             }
                         })?;
@@ -889,7 +914,7 @@ impl Shard {
             | OpKind::HttpSend
             | OpKind::HttpPollIn
             | OpKind::HttpPollOut => self.on_http_completion(op, c),
-            OpKind::TlsRecv | OpKind::TlsSend => self.on_tls_completion(op, c),
+            OpKind::TlsRecv | OpKind::TlsSend | OpKind::TlsConnect => self.on_tls_completion(op, c),
             OpKind::DetectPoll => {
                 if self.drain_deadline_ms.is_some() {
                     self.on_detect_drained(op.slot);

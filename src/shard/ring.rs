@@ -36,6 +36,8 @@ pub enum OpKind {
     /// Ops of TLS-terminated connections (`shard/tls.rs`); `dir`: 0 client, 1 plaintext side.
     TlsRecv,
     TlsSend,
+    /// Connect of a TLS bridge to an upstream server.
+    TlsConnect,
     /// POLLIN on a detect listener's new connection (`shard/detect.rs`).
     DetectPoll,
 }
@@ -60,6 +62,7 @@ impl OpKind {
             OpKind::TlsRecv => 15,
             OpKind::TlsSend => 16,
             OpKind::DetectPoll => 17,
+            OpKind::TlsConnect => 18,
         }
     }
 
@@ -82,6 +85,7 @@ impl OpKind {
             15 => OpKind::TlsRecv,
             16 => OpKind::TlsSend,
             17 => OpKind::DetectPoll,
+            18 => OpKind::TlsConnect,
             _ => return None,
         })
     }

@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use io_uring::{opcode, types};
-use rustls::{HandshakeKind, ServerConfig, ServerConnection};
+use rustls::{ClientConnection, Connection, HandshakeKind, ServerConfig, ServerConnection};
 
 use super::ring::{Completion, Op, OpKind};
 use super::{Shard, close_fd};
@@ -52,6 +52,8 @@ pub(super) struct TlsListenerSlot {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
+    /// Upstream TLS: connecting to the server.
+    Connecting,
     /// Waiting for a PROXY header (accept_proxy) or the handshake to finish.
     Handshaking,
     Open,
@@ -66,7 +68,11 @@ enum Phase {
 }
 
 pub(super) struct TlsConn {
-    tls: ServerConnection,
+    /// Server side for clients of TLS listeners, client side for upstream TLS to servers.
+    tls: Connection,
+    /// Upstream TLS: the server's address (kept until the connect completes) and the connect /
+    /// handshake timeout. `None` for TLS listeners.
+    upstream: Option<Upstream>,
     listener: usize,
     client: Option<SocketAddr>,
     /// [client socket, our end of the socketpair (-1 until the handshake is done)].
@@ -105,6 +111,11 @@ pub(super) struct TlsConn {
     timer_queued: bool,
 }
 
+struct Upstream {
+    addr: Box<socket2::SockAddr>,
+    timeout_ms: u64,
+}
+
 pub(super) struct TlsSlot {
     generation: u32,
     conn: Option<TlsConn>,
@@ -132,7 +143,8 @@ impl Shard {
         super::ring::set_nodelay(fd);
         let now = self.now_ms;
         let conn = TlsConn {
-            tls,
+            tls: Connection::Server(tls),
+            upstream: None,
             listener,
             client: super::peer_addr(fd),
             fds: [fd, -1],
@@ -159,8 +171,14 @@ impl Shard {
             active_ms: now,
             timer_queued: false,
         };
+        let slot = self.tls_alloc(conn);
+        self.tls_progress(slot);
+        self.tls_schedule_timer(slot);
+    }
+
+    fn tls_alloc(&mut self, conn: TlsConn) -> u32 {
         self.stats.tls_active += 1;
-        let slot = if let Some(slot) = self.free_tls_slots.pop()
+        if let Some(slot) = self.free_tls_slots.pop()
             && let Some(s) = self.tls_slots.get_mut(slot as usize)
         {
             s.conn = Some(conn);
@@ -171,9 +189,103 @@ impl Shard {
                 conn: Some(conn),
             });
             (self.tls_slots.len() - 1) as u32
+        }
+    }
+
+    /// Upstream TLS: starts a TLS connection to `server` of `backend` and returns the plaintext
+    /// end of its socketpair, which the TCP/HTTP path uses as if it were the server socket
+    /// (already connected). Connect and handshake errors reach that path as a closed server
+    /// connection (502 / retry where safe) and count in `tls_upstream_errors`.
+    pub(super) fn tls_upstream_open(&mut self, backend: usize, server: usize) -> Option<RawFd> {
+        let b = self.backends.get(backend)?;
+        let t = b.tls.as_ref()?;
+        let name = t.names.get(server)?.clone();
+        let addr = b.addrs.get(server)?.clone();
+        let tls = match ClientConnection::new(t.config.clone(), name) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(shard = self.id, error = %e, "upstream TLS setup failed");
+                return None;
+            }
         };
-        self.tls_progress(slot);
+        let family = if addr.is_ipv6() {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        // SAFETY: plain syscall, result checked.
+        let tcp = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if tcp < 0 {
+            return None;
+        }
+        let mut pair = [-1; 2];
+        // SAFETY: socketpair writes two fds into `pair`.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            close_fd(tcp);
+            return None;
+        }
+        super::ring::set_nodelay(tcp);
+        let now = self.now_ms;
+        let conn = TlsConn {
+            tls: Connection::Client(tls),
+            upstream: Some(Upstream {
+                addr: Box::new(addr),
+                timeout_ms: self.timeouts.connect,
+            }),
+            listener: usize::MAX,
+            client: None,
+            fds: [tcp, pair[0]],
+            phase: Phase::Connecting,
+            proxy_pending: false,
+            cin: vec![0u8; CIPHER_BUF].into_boxed_slice(),
+            cin_off: 0,
+            cin_len: 0,
+            cin_recv_at: 0,
+            pin: vec![0u8; PLAIN_BUF].into_boxed_slice(),
+            pin_off: 0,
+            pin_len: 0,
+            out: [Vec::new(), Vec::new()],
+            out_off: [0, 0],
+            recv_armed: [false; 2],
+            send_armed: [false; 2],
+            eof: [false; 2],
+            eof_fed: false,
+            client_done: false,
+            notify_sent: false,
+            shut: [false; 2],
+            inflight: 1,
+            opened_ms: now,
+            active_ms: now,
+            timer_queued: false,
+        };
+        let slot = self.tls_alloc(conn);
+        let t = self.tconn(slot)?;
+        let (ptr, len) = t
+            .upstream
+            .as_ref()
+            .map(|u| (u.addr.as_ptr(), u.addr.len()))?;
+        // SAFETY (pointer lifetime): the address is boxed in the connection, which is freed only
+        // when `inflight` (counting this connect) is back to 0.
+        let entry = opcode::Connect::new(types::Fd(tcp), ptr.cast(), len)
+            .build()
+            .user_data(Op::new(OpKind::TlsConnect, slot, CLIENT).encode());
+        self.ring.push(entry);
         self.tls_schedule_timer(slot);
+        Some(pair[1])
     }
 
     pub(super) fn on_tls_completion(&mut self, op: Op, c: Completion) {
@@ -191,6 +303,18 @@ impl Shard {
         let side = op.dir;
         let res = c.result;
         match op.kind {
+            OpKind::TlsConnect => {
+                if res == 0 && t.phase == Phase::Connecting {
+                    t.phase = Phase::Handshaking;
+                    t.opened_ms = now;
+                } else if t.phase == Phase::Connecting {
+                    tracing::debug!(shard = id, errno = -res, "upstream TLS connect failed");
+                    self.stats.tls_upstream_errors += 1;
+                    self.tls_begin_close(slot);
+                    self.tls_try_free(slot);
+                    return;
+                }
+            }
             OpKind::TlsRecv => {
                 t.recv_armed[side] = false;
                 if res > 0 {
@@ -309,8 +433,10 @@ impl Shard {
                     t.cin_len = 0;
                 }
                 if let Err(e) = t.tls.process_new_packets() {
-                    tracing::debug!(shard = id, error = %e, "TLS error; closing");
-                    if t.phase == Phase::Handshaking {
+                    tracing::debug!(shard = id, error = %e, upstream = t.upstream.is_some(), "TLS error; closing");
+                    if t.upstream.is_some() {
+                        self.stats.tls_upstream_errors += 1;
+                    } else if t.phase == Phase::Handshaking {
                         self.stats.tls_handshake_errors += 1;
                     }
                     t.phase = Phase::Failing;
@@ -321,7 +447,11 @@ impl Shard {
                 let _ = t.tls.read_tls(&mut &[][..]);
                 let _ = t.tls.process_new_packets();
                 if t.phase == Phase::Handshaking {
-                    self.stats.tls_handshake_errors += 1;
+                    if t.upstream.is_some() {
+                        self.stats.tls_upstream_errors += 1;
+                    } else {
+                        self.stats.tls_handshake_errors += 1;
+                    }
                     self.tls_begin_close(slot);
                     return;
                 }
@@ -337,6 +467,12 @@ impl Shard {
             // 3. Handshake finished: connect the plaintext side.
             if t.phase == Phase::Handshaking && !t.tls.is_handshaking() && !t.proxy_pending {
                 t.phase = Phase::Open;
+                if t.upstream.is_some() {
+                    // The plaintext side was handed to the TCP/HTTP path at connect time.
+                    t.upstream = None;
+                    self.stats.tls_upstream_handshakes += 1;
+                    continue;
+                }
                 match t.tls.handshake_kind() {
                     Some(HandshakeKind::Resumed) => self.stats.tls_resumed += 1,
                     _ => self.stats.tls_handshakes += 1,
@@ -406,7 +542,7 @@ impl Shard {
             }
 
             // 6. Ciphertext out of rustls (handshake messages, alerts, records).
-            if !t.send_armed[CLIENT] && !t.shut[CLIENT] {
+            if !t.send_armed[CLIENT] && !t.shut[CLIENT] && t.phase != Phase::Connecting {
                 while t.tls.wants_write() && t.out[CLIENT].len() < CIPHER_BUF {
                     match t.tls.write_tls(&mut t.out[CLIENT]) {
                         Ok(0) | Err(_) => break,
@@ -434,7 +570,11 @@ impl Shard {
         let mut entries = Vec::new();
         for side in [CLIENT, INNER] {
             let fd = t.fds[side];
-            if fd < 0 || t.send_armed[side] || t.out_off[side] >= t.out[side].len() {
+            if fd < 0
+                || t.send_armed[side]
+                || t.out_off[side] >= t.out[side].len()
+                || t.phase == Phase::Connecting
+            {
                 continue;
             }
             let buf = &t.out[side][t.out_off[side]..];
@@ -457,6 +597,7 @@ impl Shard {
         let want_client = !t.eof[CLIENT]
             && !t.recv_armed[CLIENT]
             && !failing
+            && t.phase != Phase::Connecting
             && t.cin_len == 0
             && (lingering || (t.out[INNER].is_empty() && !t.client_done));
         if want_client {
@@ -518,7 +659,7 @@ impl Shard {
             Phase::Failing => flushed,
             Phase::Linger { .. } => t.eof[CLIENT] || (t.client_done && t.shut[INNER]),
             Phase::Open => t.shut[CLIENT] && (t.client_done || t.eof[CLIENT]),
-            Phase::Handshaking | Phase::Closing => false,
+            Phase::Connecting | Phase::Handshaking | Phase::Closing => false,
         };
         for e in entries {
             self.ring.push(e);
@@ -580,7 +721,10 @@ impl Shard {
         };
         t.fds[INNER] = pair[0];
         let client = t.client;
-        let sni = t.tls.server_name().map(str::to_string);
+        let sni = match &t.tls {
+            Connection::Server(s) => s.server_name().map(str::to_string),
+            Connection::Client(_) => None,
+        };
         let listener = t.listener;
         let Some(then) = self.tls_listeners.get(listener).map(|l| l.then) else {
             close_fd(pair[1]);
@@ -663,12 +807,15 @@ impl Shard {
         if t.timer_queued {
             return;
         }
-        let handshake_ms = self
-            .tls_listeners
-            .get(t.listener)
-            .map_or(10_000, |l| l.handshake_ms);
+        let handshake_ms = match &t.upstream {
+            Some(u) => u.timeout_ms,
+            None => self
+                .tls_listeners
+                .get(t.listener)
+                .map_or(10_000, |l| l.handshake_ms),
+        };
         let deadline = match t.phase {
-            Phase::Handshaking => t.opened_ms.saturating_add(handshake_ms),
+            Phase::Connecting | Phase::Handshaking => t.opened_ms.saturating_add(handshake_ms),
             Phase::Open | Phase::Failing => t.active_ms.saturating_add(idle),
             Phase::Linger { until_ms } => until_ms,
             Phase::Closing => return,
@@ -697,12 +844,17 @@ impl Shard {
             return;
         };
         t.timer_queued = false;
-        let handshake_ms = self
-            .tls_listeners
-            .get(t.listener)
-            .map_or(10_000, |l| l.handshake_ms);
+        let handshake_ms = match &t.upstream {
+            Some(u) => u.timeout_ms,
+            None => self
+                .tls_listeners
+                .get(t.listener)
+                .map_or(10_000, |l| l.handshake_ms),
+        };
         let expired = match t.phase {
-            Phase::Handshaking => now >= t.opened_ms.saturating_add(handshake_ms),
+            Phase::Connecting | Phase::Handshaking => {
+                now >= t.opened_ms.saturating_add(handshake_ms)
+            }
             Phase::Open | Phase::Failing => now >= t.active_ms.saturating_add(idle),
             Phase::Linger { until_ms } => now >= until_ms,
             Phase::Closing => return,
@@ -711,7 +863,13 @@ impl Shard {
             self.tls_schedule_timer(slot);
             return;
         }
-        if t.phase == Phase::Handshaking {
+        if t.upstream.is_some() {
+            self.stats.tls_upstream_errors += 1;
+            tracing::debug!(
+                shard = self.id,
+                "upstream TLS connect or handshake timed out"
+            );
+        } else if t.phase == Phase::Handshaking {
             self.stats.tls_handshake_timeouts += 1;
             tracing::debug!(shard = self.id, "TLS handshake timed out");
         } else if matches!(t.phase, Phase::Open) {
@@ -734,7 +892,7 @@ impl Shard {
         for slot in 0..self.tls_slots.len() as u32 {
             if self
                 .tconn(slot)
-                .is_some_and(|t| t.phase == Phase::Handshaking)
+                .is_some_and(|t| matches!(t.phase, Phase::Handshaking | Phase::Connecting))
             {
                 self.tls_begin_close(slot);
             }

@@ -4,5 +4,6 @@
 
 pub mod client_hello;
 pub mod server;
+pub mod upstream;
 
 pub use client_hello::{ClientHello, HelloVerdict, looks_like_tls, parse_client_hello};
