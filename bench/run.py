@@ -503,6 +503,11 @@ def main():
                     help='TOML line added to ringway\'s [global] (repeatable), e.g. recv_buffer_size = "64KiB"')
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>)')
     ap.add_argument('--work', default=None, help='scratch directory (default: a new temp dir)')
+    ap.add_argument('--no-idle', dest='idle', action='store_false',
+                    help='skip the idle-connection scaling scenario (bench/idle.py): proxy memory per idle keep-alive connection')
+    ap.add_argument('--idle-steps', default=None,
+                    help='comma list of N for --idle (default 1000,10000,50000; with --quick 1000,5000)')
+    ap.add_argument('--no-charts', action='store_true', help='skip the PNG charts (bench/report.py, needs matplotlib)')
     args = ap.parse_args()
     default_proxies = ('ringway,nginx,haproxy,ringway-http,nginx-http,haproxy-http,lb-rr,lb-maglev,ringway-tls,nginx-tls,haproxy-tls' if args.quick
                        else ','.join(PROXIES))
@@ -531,10 +536,24 @@ def main():
                 args=dict(proxies=args.proxies, scenarios=args.scenarios, reps=args.reps, duration=args.duration))
     rows = summarize(results, args.scenarios, args.proxies)
     text = report(results, rows, args, meta)
-    with open(os.path.join(out, 'report.md'), 'w') as f:
-        f.write(text + '\n')
     with open(os.path.join(out, 'results.json'), 'w') as f:
         json.dump(dict(meta=meta, results=results), f, indent=1)
+    sys.path.insert(0, HERE)
+    if not args.no_charts:
+        # bench/report.py, imported under another name: this module has its own report().
+        try:
+            import report as charts
+            pngs = charts.plots(os.path.join(out, 'results.json'), out)
+            text += '\n' + charts.markdown_images(pngs, out)
+        except ImportError as e:
+            raise SystemExit(f'no charts ({e}): python3 -m pip install matplotlib, or pass --no-charts')
+    if args.idle:
+        import idle
+        steps = ([int(s) for s in args.idle_steps.split(',') if s] if args.idle_steps
+                 else idle.QUICK_STEPS if args.quick else idle.DEFAULT_STEPS)
+        text += '\n' + idle.section(idle.run(out, steps, args.ringway_bin))
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write(text + '\n')
     with open(os.path.join(out, 'raw-wrk.txt'), 'w') as f:
         f.write('\n'.join(bench.raw))
     print(text)
