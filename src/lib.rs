@@ -24,3 +24,4 @@ pub mod startup;
 pub mod stats;
 pub mod timer;
 pub mod tls;
+pub mod tune;
