@@ -111,6 +111,19 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         per_shard.push(fds);
     }
 
+    // Listeners are bound: give up root before any shard (or connection) exists.
+    if let Some(user) = &config.global.user {
+        match crate::startup::drop_privileges(user, config.global.group.as_deref()) {
+            Ok((uid, gid)) => tracing::info!(user = %user, uid, gid, "dropped privileges"),
+            Err(e) => {
+                close_all(&per_shard);
+                return Err(StartError::Environment(format!(
+                    "cannot switch to user `{user}`: {e}"
+                )));
+            }
+        }
+    }
+
     let started_lines = Arc::new(Mutex::new(Vec::new()));
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(shard_count);
@@ -193,6 +206,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             admin = %admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
             "ringway ready"
         );
+        crate::startup::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         let mut signals = Signals::new();
         let signal = signals.next_stop().await;
         tracing::info!(
@@ -200,6 +214,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             drain_timeout_ms = drain_timeout.as_millis() as u64,
             "draining"
         );
+        crate::startup::sd_notify("STOPPING=1");
         let drain_started = Instant::now();
         for h in &shards.handles {
             let _ = h.send(ShardMsg::Drain {

@@ -31,6 +31,9 @@ enum Command {
     Run {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Keep running as root when `[global] user` is not set (not recommended).
+        #[arg(long, env = "RINGWAY_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
+        allow_root: bool,
     },
     /// Validate a configuration file, print a summary and exit 0 (valid) or 1.
     Check {
@@ -39,6 +42,24 @@ enum Command {
     },
     /// Start ringway on the shipped demo config with two demo backends on loopback.
     Demo,
+    /// Kernel and system checks for running ringway (see tuning/GUIDE.md).
+    Tune {
+        #[command(subcommand)]
+        action: TuneAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TuneAction {
+    /// Read live kernel settings, limits and the config; print setting, current, recommended,
+    /// status and fix. Exit 0 when nothing is bad, 3 otherwise (1: bad config).
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Machine-readable output: a JSON array of verdicts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,13 +76,40 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => run(c),
+        Command::Run { config, allow_root } => match Config::load(&config) {
+            Ok(c) => {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 && c.global.user.is_none() && !allow_root {
+                    eprintln!(
+                        "error: refusing to run as root: set [global] user = \"...\" (ringway binds as root, then switches to that user), or pass --allow-root / RINGWAY_ALLOW_ROOT=1 to keep root"
+                    );
+                    return ExitCode::from(EXIT_ENVIRONMENT);
+                }
+                run(c)
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Tune {
+            action: TuneAction::Check { config, json },
+        } => {
+            let cfg = match config.as_deref().map(Config::load).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let verdicts = ringway::tune::evaluate(&ringway::tune::gather(cfg.as_ref()));
+            if json {
+                println!("{}", ringway::tune::render_json(&verdicts));
+            } else {
+                print!("{}", ringway::tune::render_table(&verdicts));
+            }
+            ExitCode::from(ringway::tune::exit_code(&verdicts))
+        }
         Command::Demo => {
             let c = match ringway::demo::config() {
                 Ok(c) => c,

@@ -129,6 +129,104 @@ fn seccomp_mode() -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// Looks up `user` (and `group`, default the user's primary group) and switches the whole
+/// process to them: supplementary groups, gid, then uid. Called once the listeners are bound and
+/// before shards start, so every thread runs unprivileged. Fails if the switch does not stick.
+pub fn drop_privileges(user: &str, group: Option<&str>) -> Result<(u32, u32), String> {
+    let (uid, primary_gid) = lookup_user(user)?;
+    let gid = match group {
+        Some(g) => lookup_group(g)?,
+        None => primary_gid,
+    };
+    // SAFETY: plain syscalls with values looked up above; results checked.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 {
+            return Err(format!(
+                "setgroups([{gid}]): {}",
+                io::Error::last_os_error()
+            ));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(format!("setgid({gid}): {}", io::Error::last_os_error()));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(format!("setuid({uid}): {}", io::Error::last_os_error()));
+        }
+        // Dropped for good: getting root back must fail.
+        if uid != 0 && libc::setuid(0) == 0 {
+            return Err("could still regain root after setuid; refusing to continue".into());
+        }
+    }
+    Ok((uid, gid))
+}
+
+fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("user `{name}`: bad name"))?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r fills `pwd` using `buf` (sized above) and sets `result` to `&pwd` on
+    // success or NULL when there is no such user.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return Err(format!(
+            "user `{name}` does not exist (create it: useradd --system --no-create-home {name})"
+        ));
+    }
+    Ok((pwd.pw_uid, pwd.pw_gid))
+}
+
+fn lookup_group(name: &str) -> Result<u32, String> {
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("group `{name}`: bad name"))?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in lookup_user, for getgrnam_r.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return Err(format!("group `{name}` does not exist"));
+    }
+    Ok(grp.gr_gid)
+}
+
+/// Tells systemd (`Type=notify`) about a state change: `READY=1` once every shard listens,
+/// `STOPPING=1` when draining. Does nothing when not started by systemd (no `NOTIFY_SOCKET`).
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), std::path::Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,7 @@ fn port_in_use_fails_start_with_exit_2_and_hint() {
         ),
     );
     let out = Command::new(BIN)
+        .env("RINGWAY_ALLOW_ROOT", "1")
         .args(["run", "-c"])
         .arg(&cfg)
         .stdin(Stdio::null())

@@ -126,6 +126,7 @@ fn starts_under_memlock_8mib_without_cap_ipc_lock() {
                 let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
                 let mut wrapped = Command::new("setpriv");
                 wrapped
+                    .env("RINGWAY_ALLOW_ROOT", "1")
                     .args(["--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"])
                     .arg(program)
                     .args(args);

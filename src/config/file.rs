@@ -35,6 +35,8 @@ pub struct GlobalFile {
     pub pipe_pool_max: Option<Spanned<i64>>,
     pub pipe_size: Option<Spanned<String>>,
     pub conns_per_shard_max: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,4 +288,6 @@ pub const KNOWN_KEYS: &[&str] = &[
     "default",
     "ca",
     "verify",
+    "user",
+    "group",
 ];

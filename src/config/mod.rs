@@ -47,6 +47,10 @@ pub struct Global {
     pub pipe_bytes: u32,
     /// Connections a shard accepts at most; beyond it new clients are closed at once.
     pub conns_per_shard_max: u32,
+    /// Started as root: switch to this user (and `group`, default the user's primary group)
+    /// once the listeners are bound, before any connection is served.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

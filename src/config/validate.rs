@@ -332,6 +332,8 @@ impl Validator<'_> {
             pipe_pool_max: None,
             pipe_size: None,
             conns_per_shard_max: None,
+            user: None,
+            group: None,
         };
         let g = g.map(|g| g.get_ref()).unwrap_or(&empty);
         let shards = match &g.shards {
@@ -403,6 +405,27 @@ impl Validator<'_> {
             pipe_pool_max: u32::try_from(pipe_pool_max).unwrap_or(0),
             pipe_bytes: u32::try_from(pipe_bytes).unwrap_or(64 * 1024),
             conns_per_shard_max: u32::try_from(conns).unwrap_or(65_536),
+            user: g.user.as_ref().and_then(|u| self.account_name(u, "user")),
+            group: g.group.as_ref().and_then(|u| self.account_name(u, "group")),
+        }
+    }
+
+    /// A user or group name as `useradd` accepts it (the account itself is looked up at start).
+    fn account_name(&mut self, v: &Spanned<String>, key: &str) -> Option<String> {
+        let name = v.get_ref();
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if ok {
+            Some(name.clone())
+        } else {
+            self.error(
+                v.span(),
+                format!("{key} `{name}` is not a valid account name"),
+            );
+            None
         }
     }
 

@@ -142,6 +142,14 @@ impl Ringway {
         Ringway::launch(text, |c| c)
     }
 
+    /// As `start_text`; `prepare` may adjust the command (environment, wrappers).
+    pub fn start_text_with(
+        text: impl FnOnce(u16, u16) -> String,
+        prepare: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Ringway {
+        Ringway::launch(text, prepare)
+    }
+
     /// Writes the config into a scratch dir and runs ringway on it; stdout (the access log) goes
     /// to `stdout.log`, stderr to `stderr.log` there.
     fn launch(
@@ -156,6 +164,8 @@ impl Ringway {
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
         let mut cmd = Command::new(BIN);
+        // Tests run as root on CI machines; ringway refuses that without an explicit opt-in.
+        cmd.env("RINGWAY_ALLOW_ROOT", "1");
         cmd.arg("run")
             .arg("-c")
             .arg(&cfg)
