@@ -56,6 +56,8 @@ SCENARIOS = {
                what='TLS 1.3 full handshake + one small request per connection (openssl s_time -new)'),
     'T2': dict(layer='tls', path='/small', conns=2, lua='s_time:-reuse', cost='us_per_req',
                what='TLS 1.3 resumed handshake (ticket) + one small request per connection (openssl s_time -reuse)'),
+    'T2b': dict(layer='tls', path='/small', conns=2, lua='s_time:-reuse:-tls1_2', cost='us_per_req',
+                what='TLS 1.2 resumed handshake (abbreviated: no key exchange) + one small request per connection'),
     'T3': dict(layer='tls', path='/small', conns=64, lua='stats.lua', https=True, cost='us_per_req',
                what='HTTPS keep-alive: small response, 64 client connections (wrk)'),
 }
@@ -303,8 +305,10 @@ class Bench:
     def s_time(self, port, scen, duration):
         """openssl s_time: `conns` sequential clients on CPU 1, summed; same JSON shape as wrk's."""
         s = SCENARIOS[scen]
-        mode = s['lua'].split(':', 1)[1]
-        cmd = ['taskset', '-c', '1', 'openssl', 's_time', '-connect', f'127.0.0.1:{port}', mode, '-tls1_3',
+        parts = s['lua'].split(':')
+        mode = parts[1]
+        version = parts[2] if len(parts) > 2 else '-tls1_3'
+        cmd = ['taskset', '-c', '1', 'openssl', 's_time', '-connect', f'127.0.0.1:{port}', mode, version,
                '-www', s['path'], '-time', str(max(1, round(duration)))]
         t0 = time.time()
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

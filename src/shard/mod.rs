@@ -474,6 +474,8 @@ pub struct Shard {
     tls_listeners: Vec<tls::TlsListenerSlot>,
     tls_slots: Vec<tls::TlsSlot>,
     free_tls_slots: Vec<u32>,
+    /// Where decrypted bytes land before they are queued for the plaintext side.
+    tls_scratch: Box<[u8]>,
     /// A TLS connection with no byte either way for this long is closed (the plaintext side
     /// applies the finer HTTP/TCP timeouts).
     tls_idle_ms: u64,
@@ -735,6 +737,7 @@ impl Shard {
             tls_listeners,
             tls_slots: Vec::new(),
             free_tls_slots: Vec::new(),
+            tls_scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
             tls_idle_ms: [
                 config.timeouts.client_idle,
                 config.timeouts.tunnel,

@@ -495,25 +495,18 @@ impl Shard {
             if t.fds[INNER] >= 0 && !t.send_armed[INNER] && !t.shut[INNER] && !t.client_done {
                 let old = t.out[INNER].len();
                 if old < PLAIN_BUF {
-                    t.out[INNER].resize(old + PLAIN_BUF, 0);
-                    let got = t.tls.reader().read(&mut t.out[INNER][old..]);
-                    match got {
-                        Ok(0) => {
-                            t.out[INNER].truncate(old);
-                            t.client_done = true;
-                        }
+                    // Read into the shard's scratch buffer (initialised once) and copy what came:
+                    // cheaper than zero-filling room in `out` on every pass.
+                    let scratch = &mut self.tls_scratch[..PLAIN_BUF - old];
+                    match t.tls.reader().read(scratch) {
+                        Ok(0) => t.client_done = true,
                         Ok(n) => {
-                            t.out[INNER].truncate(old + n);
+                            t.out[INNER].extend_from_slice(&scratch[..n]);
                             again = true;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            t.out[INNER].truncate(old);
-                        }
-                        Err(_) => {
-                            // EOF without close_notify: the stream ends here all the same.
-                            t.out[INNER].truncate(old);
-                            t.client_done = true;
-                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // EOF without close_notify: the stream ends here all the same.
+                        Err(_) => t.client_done = true,
                     }
                 }
             }
