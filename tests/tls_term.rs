@@ -704,7 +704,12 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(ca: &TestCa) -> TlsServer {
-        let (cert, key) = ca.leaf("backend", "backend.test", &["backend.test"]);
+        TlsServer::start_named(ca, "backend.test")
+    }
+
+    /// A server whose certificate is for (and has the subject CN) `name`.
+    fn start_named(ca: &TestCa, name: &str) -> TlsServer {
+        let (cert, key) = ca.leaf(name, name, &[name]);
         let port = free_port();
         let child = Command::new("openssl")
             .args(["s_server", "-quiet", "-naccept", "1000", "-www", "-accept"])
@@ -797,4 +802,68 @@ fn upstream_tls_reencrypts_to_a_verified_backend_and_refuses_a_wrong_name() {
     assert!(text.starts_with("HTTP/1.0 200"), "{text}");
     drop(s);
     rw.wait_total("tls_active", Duration::from_secs(10), |n| n == 0);
+}
+
+/// The subject line of the certificate a TLS server presents to `sni` (via openssl s_client).
+fn subject_for(addr: SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string()]);
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("subject=").map(|s| s.replace(' ', "")))
+        .unwrap_or_default()
+}
+
+#[test]
+fn example_sni_passthrough_config_routes_by_server_name_without_decrypting() {
+    let ca = TestCa::new();
+    let a = TlsServer::start_named(&ca, "a.example.com");
+    let blog1 = TlsServer::start_named(&ca, "one.blog.example.com");
+    let blog2 = TlsServer::start_named(&ca, "one.blog.example.com");
+    let fallback = TlsServer::start_named(&ca, "www.example.com");
+    let mut ports = Vec::new();
+    let rw = Ringway::start_text(|_, adm| {
+        let (text, p) = example_text(
+            "examples/sni-passthrough.toml",
+            adm,
+            &[
+                ("site_a", a.addr),
+                ("blogs", blog1.addr),
+                ("blogs", blog2.addr),
+                ("default_site", fallback.addr),
+            ],
+        );
+        ports = p;
+        text
+    });
+    let https = port_of(&ports, "https");
+    // Each client sees the certificate of the backend its SNI routes to: ringway never decrypts.
+    assert_eq!(
+        subject_for(https, Some("a.example.com")),
+        "CN=a.example.com"
+    );
+    assert_eq!(
+        subject_for(https, Some("one.blog.example.com")),
+        "CN=one.blog.example.com"
+    );
+    assert_eq!(
+        subject_for(https, Some("other.example.org")),
+        "CN=www.example.com"
+    );
+    assert_eq!(subject_for(https, None), "CN=www.example.com");
+    assert_eq!(
+        rw.total("tls_handshakes"),
+        0,
+        "passthrough terminates nothing"
+    );
 }

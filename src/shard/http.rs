@@ -293,7 +293,8 @@ pub(super) struct HttpConn {
     phase: Phase,
     sides: [Side; 2],
     flows: [Flow; 2],
-    ex: Option<Exchange>,
+    /// Boxed: an idle keep-alive connection then holds a pointer, not the exchange's state.
+    ex: Option<Box<Exchange>>,
     requests: u32,
     opened_ms: u64,
     timer_at: Option<u64>,
@@ -777,7 +778,7 @@ impl Shard {
             (Framing::Length(n), Some(max)) => n > max,
             _ => false,
         };
-        let mut ex = Exchange {
+        let mut ex = Box::new(Exchange {
             backend: route.unwrap_or(0),
             server: 0,
             reused: false,
@@ -801,7 +802,7 @@ impl Shard {
             tried: Vec::new(),
             sticky: None,
             set_cookie: false,
-        };
+        });
         let Some(backend) = route else {
             tracing::debug!(shard = id, "no route for request");
             c.ex = Some(ex);
@@ -1310,6 +1311,24 @@ impl Shard {
         if keep_client {
             c.phase = Phase::Head { started_ms: None };
             c.sides[CLIENT].active_ms = now;
+            if c.sides[CLIENT].inbuf.is_empty() {
+                // An idle keep-alive client (nothing pipelined): hand the buffers back so an idle
+                // connection costs only its state (bench/ idle scenario). The next request
+                // allocates them again (a few small allocations per request).
+                c.sides[CLIENT].inbuf = Vec::new();
+                if c.sides[CLIENT].out.is_empty() && !c.sides[CLIENT].send_inflight {
+                    c.sides[CLIENT].out = Vec::new();
+                    c.sides[CLIENT].sending = Vec::new();
+                    c.sides[CLIENT].sent = 0;
+                }
+                let server = &mut c.sides[SERVER];
+                if server.fd < 0 && !server.send_inflight {
+                    server.inbuf = Vec::new();
+                    server.out = Vec::new();
+                    server.sending = Vec::new();
+                    server.sent = 0;
+                }
+            }
         } else {
             self.http_close(slot, Term::Done);
         }
@@ -1796,7 +1815,7 @@ impl Shard {
                 ex.client_keep_alive = false;
             }
             None => {
-                c.ex = Some(Exchange {
+                c.ex = Some(Box::new(Exchange {
                     backend: usize::MAX,
                     server: usize::MAX,
                     reused: false,
@@ -1820,7 +1839,7 @@ impl Shard {
                     tried: Vec::new(),
                     sticky: None,
                     set_cookie: false,
-                })
+                }))
             }
         }
         c.phase = Phase::Linger {
