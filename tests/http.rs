@@ -586,25 +586,7 @@ fn large_response_moves_by_splice_intact() {
 
 #[test]
 fn websocket_echo_through_a_tunnel_including_a_1mib_frame() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let ws_addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                while let Ok(msg) = ws.read() {
-                    if msg.is_close() {
-                        break;
-                    }
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let ws_addr = ws_echo_server();
     let www = Httpd::named("www");
     let rw = Ringway::start_text(|l, a| {
         http_config(

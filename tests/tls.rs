@@ -77,32 +77,7 @@ impl Drop for TlsBackend {
 
 /// The subject CN of the certificate the server presents to a client sending `sni`.
 fn peer_cn(addr: SocketAddr, sni: Option<&str>) -> String {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &addr.to_string()]);
-    match sni {
-        Some(name) => cmd.args(["-servername", name]),
-        None => cmd.arg("-noservername"),
-    };
-    let out = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            if let Some(mut stdin) = c.stdin.take() {
-                let _ = stdin.write_all(b"Q\n");
-            }
-            c.wait_with_output()
-        })
-        .expect("openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("subject=")
-                .map(|s| s.replace(' ', ""))
-        })
-        .unwrap_or_default()
+    tls_subject(addr, sni)
 }
 
 fn sni_config(

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -242,25 +242,7 @@ fn tls_connect(
 
 #[test]
 fn wss_echo_through_tls_termination() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let ws_addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                while let Ok(msg) = ws.read() {
-                    if msg.is_close() {
-                        break;
-                    }
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let ws_addr = ws_echo_server();
     let site = Site::new();
     let www = Httpd::named("www");
     let rw = Ringway::start_text(|l, a| {
@@ -804,26 +786,6 @@ fn upstream_tls_reencrypts_to_a_verified_backend_and_refuses_a_wrong_name() {
     rw.wait_total("tls_active", Duration::from_secs(10), |n| n == 0);
 }
 
-/// The subject line of the certificate a TLS server presents to `sni` (via openssl s_client).
-fn subject_for(addr: SocketAddr, sni: Option<&str>) -> String {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &addr.to_string()]);
-    match sni {
-        Some(name) => cmd.args(["-servername", name]),
-        None => cmd.arg("-noservername"),
-    };
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("subject=").map(|s| s.replace(' ', "")))
-        .unwrap_or_default()
-}
-
 #[test]
 fn example_sni_passthrough_config_routes_by_server_name_without_decrypting() {
     let ca = TestCa::new();
@@ -849,18 +811,18 @@ fn example_sni_passthrough_config_routes_by_server_name_without_decrypting() {
     let https = port_of(&ports, "https");
     // Each client sees the certificate of the backend its SNI routes to: ringway never decrypts.
     assert_eq!(
-        subject_for(https, Some("a.example.com")),
+        tls_subject(https, Some("a.example.com")),
         "CN=a.example.com"
     );
     assert_eq!(
-        subject_for(https, Some("one.blog.example.com")),
+        tls_subject(https, Some("one.blog.example.com")),
         "CN=one.blog.example.com"
     );
     assert_eq!(
-        subject_for(https, Some("other.example.org")),
+        tls_subject(https, Some("other.example.org")),
         "CN=www.example.com"
     );
-    assert_eq!(subject_for(https, None), "CN=www.example.com");
+    assert_eq!(tls_subject(https, None), "CN=www.example.com");
     assert_eq!(
         rw.total("tls_handshakes"),
         0,

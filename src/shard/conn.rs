@@ -1025,13 +1025,7 @@ impl Shard {
         c.cause = Some(cause);
         if c.inflight > 0 {
             let fds = c.fds;
-            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-                let entry =
-                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
-                        .build()
-                        .user_data(Op::new(OpKind::Cancel, slot, 0).encode());
-                self.ring.push(entry);
-            }
+            self.cancel_fds(slot, &fds);
         }
         self.try_free(slot);
     }

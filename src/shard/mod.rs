@@ -1150,6 +1150,19 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// Cancels every op in flight on these fds (those that are open); their completions arrive
+    /// with -ECANCELED and tagged `Cancel` for the cancel requests themselves.
+    pub(super) fn cancel_fds(&mut self, slot: u32, fds: &[RawFd]) {
+        for &fd in fds.iter().filter(|&&fd| fd >= 0) {
+            let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                .build()
+                .user_data(Op::new(OpKind::Cancel, slot, 0).encode());
+            self.ring.push(entry);
+        }
+    }
+}
+
 /// The PROXY protocol header for a connection from the client on `client_fd` to `server` of
 /// `backend`, when that server wants one.
 fn proxy_header_for(

@@ -111,6 +111,40 @@ pub(super) struct TlsConn {
     timer_queued: bool,
 }
 
+impl TlsConn {
+    fn new(tls: Connection, fds: [RawFd; 2], phase: Phase, now_ms: u64) -> TlsConn {
+        TlsConn {
+            tls,
+            upstream: None,
+            listener: usize::MAX,
+            client: None,
+            fds,
+            phase,
+            proxy_pending: false,
+            cin: vec![0u8; CIPHER_BUF].into_boxed_slice(),
+            cin_off: 0,
+            cin_len: 0,
+            cin_recv_at: 0,
+            pin: vec![0u8; PLAIN_BUF].into_boxed_slice(),
+            pin_off: 0,
+            pin_len: 0,
+            out: [Vec::new(), Vec::new()],
+            out_off: [0, 0],
+            recv_armed: [false; 2],
+            send_armed: [false; 2],
+            eof: [false; 2],
+            eof_fed: false,
+            client_done: false,
+            notify_sent: false,
+            shut: [false; 2],
+            inflight: 0,
+            opened_ms: now_ms,
+            active_ms: now_ms,
+            timer_queued: false,
+        }
+    }
+}
+
 struct Upstream {
     addr: Box<socket2::SockAddr>,
     timeout_ms: u64,
@@ -141,36 +175,15 @@ impl Shard {
             }
         };
         super::ring::set_nodelay(fd);
-        let now = self.now_ms;
-        let conn = TlsConn {
-            tls: Connection::Server(tls),
-            upstream: None,
-            listener,
-            client: super::peer_addr(fd),
-            fds: [fd, -1],
-            phase: Phase::Handshaking,
-            proxy_pending: l.accept_proxy,
-            cin: vec![0u8; CIPHER_BUF].into_boxed_slice(),
-            cin_off: 0,
-            cin_len: 0,
-            cin_recv_at: 0,
-            pin: vec![0u8; PLAIN_BUF].into_boxed_slice(),
-            pin_off: 0,
-            pin_len: 0,
-            out: [Vec::new(), Vec::new()],
-            out_off: [0, 0],
-            recv_armed: [false; 2],
-            send_armed: [false; 2],
-            eof: [false; 2],
-            eof_fed: false,
-            client_done: false,
-            notify_sent: false,
-            shut: [false; 2],
-            inflight: 0,
-            opened_ms: now,
-            active_ms: now,
-            timer_queued: false,
-        };
+        let mut conn = TlsConn::new(
+            Connection::Server(tls),
+            [fd, -1],
+            Phase::Handshaking,
+            self.now_ms,
+        );
+        conn.listener = listener;
+        conn.client = super::peer_addr(fd);
+        conn.proxy_pending = l.accept_proxy;
         let slot = self.tls_alloc(conn);
         self.tls_progress(slot);
         self.tls_schedule_timer(slot);
@@ -239,39 +252,18 @@ impl Shard {
             return None;
         }
         super::ring::set_nodelay(tcp);
-        let now = self.now_ms;
-        let conn = TlsConn {
-            tls: Connection::Client(tls),
-            upstream: Some(Upstream {
-                addr: Box::new(addr),
-                timeout_ms: self.timeouts.connect,
-            }),
-            listener: usize::MAX,
-            client: None,
-            fds: [tcp, pair[0]],
-            phase: Phase::Connecting,
-            proxy_pending: false,
-            cin: vec![0u8; CIPHER_BUF].into_boxed_slice(),
-            cin_off: 0,
-            cin_len: 0,
-            cin_recv_at: 0,
-            pin: vec![0u8; PLAIN_BUF].into_boxed_slice(),
-            pin_off: 0,
-            pin_len: 0,
-            out: [Vec::new(), Vec::new()],
-            out_off: [0, 0],
-            recv_armed: [false; 2],
-            send_armed: [false; 2],
-            eof: [false; 2],
-            eof_fed: false,
-            client_done: false,
-            notify_sent: false,
-            shut: [false; 2],
-            inflight: 1,
-            opened_ms: now,
-            active_ms: now,
-            timer_queued: false,
-        };
+        let mut conn = TlsConn::new(
+            Connection::Client(tls),
+            [tcp, pair[0]],
+            Phase::Connecting,
+            self.now_ms,
+        );
+        conn.upstream = Some(Upstream {
+            addr: Box::new(addr),
+            timeout_ms: self.timeouts.connect,
+        });
+        // The connect below.
+        conn.inflight = 1;
         let slot = self.tls_alloc(conn);
         let t = self.tconn(slot)?;
         let (ptr, len) = t
@@ -753,13 +745,7 @@ impl Shard {
         t.phase = Phase::Closing;
         if t.inflight > 0 {
             let fds = t.fds;
-            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-                let entry =
-                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
-                        .build()
-                        .user_data(Op::new(OpKind::Cancel, slot, 0).encode());
-                self.ring.push(entry);
-            }
+            self.cancel_fds(slot, &fds);
         }
         self.tls_try_free(slot);
     }

@@ -489,3 +489,52 @@ fn admin_connection_inodes(port: u16) -> Vec<String> {
     }
     out
 }
+
+/// A WebSocket echo server (tungstenite) on an ephemeral port; runs until the test ends.
+pub fn ws_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
+                while let Ok(msg) = ws.read() {
+                    if msg.is_close() {
+                        break;
+                    }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The subject of the certificate a TLS server presents to a client sending `sni` (`None`: no
+/// SNI), as `openssl s_client` prints it without spaces (`CN=a.example`); empty if none.
+pub fn tls_subject(addr: SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string()]);
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("subject=")
+                .map(|s| s.replace(' ', ""))
+        })
+        .unwrap_or_default()
+}
