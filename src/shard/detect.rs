@@ -50,6 +50,10 @@ pub(super) struct DetectSlot {
 }
 
 impl Shard {
+    fn dconn(&mut self, slot: u32) -> Option<&mut DetectConn> {
+        self.detect_slots.get_mut(slot as usize)?.conn.as_mut()
+    }
+
     pub(super) fn open_detect(&mut self, fd: RawFd, listener: usize) {
         let conn = DetectConn {
             fd,
@@ -88,11 +92,7 @@ impl Shard {
     }
 
     fn detect_arm_poll(&mut self, slot: u32) {
-        let Some(d) = self
-            .detect_slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.conn.as_mut())
-        else {
+        let Some(d) = self.dconn(slot) else {
             return;
         };
         d.polling = true;
@@ -105,11 +105,7 @@ impl Shard {
 
     pub(super) fn on_detect_completion(&mut self, op: Op, c: Completion) {
         let slot = op.slot;
-        let Some(d) = self
-            .detect_slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.conn.as_mut())
-        else {
+        let Some(d) = self.dconn(slot) else {
             return;
         };
         d.polling = false;
@@ -123,11 +119,7 @@ impl Shard {
 
     /// Peeks what the client sent and decides, or waits for more.
     fn detect_look(&mut self, slot: u32, last_chance: bool) {
-        let Some(d) = self
-            .detect_slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.conn.as_mut())
-        else {
+        let Some(d) = self.dconn(slot) else {
             return;
         };
         let mut buf = [0u8; PEEK_BYTES];
@@ -167,11 +159,7 @@ impl Shard {
 
     /// A poll finished while draining: the connection is closed undecided.
     pub(super) fn on_detect_drained(&mut self, slot: u32) {
-        if let Some(d) = self
-            .detect_slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.conn.as_mut())
-        {
+        if let Some(d) = self.dconn(slot) {
             d.polling = false;
         }
         self.detect_finish(slot, None);
@@ -189,11 +177,7 @@ impl Shard {
                 .and_then(|s| s.conn.as_ref())
                 .is_some_and(|d| d.wait_tick && !d.polling);
             if waiting {
-                if let Some(d) = self
-                    .detect_slots
-                    .get_mut(slot as usize)
-                    .and_then(|s| s.conn.as_mut())
-                {
+                if let Some(d) = self.dconn(slot) {
                     d.wait_tick = false;
                 }
                 self.detect_look(slot, false);
