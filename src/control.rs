@@ -55,6 +55,13 @@ impl Shards {
         }
     }
 
+    /// As `broadcast`, to every shard but `except` (best effort: a full queue drops the message).
+    pub fn broadcast_except(&self, except: usize, msg: impl Fn() -> ShardMsg) {
+        for h in self.handles.iter().filter(|h| h.id != except) {
+            let _ = h.send(msg());
+        }
+    }
+
     /// Asks every shard for its counters and merges them (on demand; nothing is kept centrally).
     pub async fn report(&self) -> StatsReport {
         let mut waits = Vec::with_capacity(self.handles.len());
@@ -182,7 +189,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     let outcome = runtime.block_on(async move {
         let shards = control_shards;
         crate::health::spawn_checks(&check_config, &shards, &shards.checks);
-        tokio::spawn(crate::health::passive_ejections(
+        tokio::spawn(crate::health::shard_events(
             Arc::clone(&check_config),
             Arc::clone(&shards),
             events_rx,

@@ -177,16 +177,33 @@ impl CheckTask {
     }
 }
 
-/// Passive health: a shard saw `passive.failures` consecutive failures from a server. Mark it
-/// DOWN on every shard, and UP again after `passive.backoff` (active checks, if configured, take
-/// it down again if it is still failing). One ejection per server at a time.
-pub async fn passive_ejections(
+/// Events from shards, on the control thread.
+/// - Passive health: a shard saw `passive.failures` consecutive failures from a server. Mark it
+///   DOWN on every shard, and UP again after `passive.backoff` (active checks, if configured,
+///   take it down again if it is still failing). One ejection per server at a time.
+/// - TLS sessions a shard created: copied to every other shard's session cache.
+pub async fn shard_events(
     config: Arc<Config>,
     shards: Arc<Shards>,
     mut events: tokio::sync::mpsc::UnboundedReceiver<crate::shard::ShardEvent>,
 ) {
     let ejected: Arc<Mutex<std::collections::HashSet<(usize, usize)>>> = Arc::default();
-    while let Some(crate::shard::ShardEvent::Eject { backend, server }) = events.recv().await {
+    while let Some(event) = events.recv().await {
+        let (backend, server) = match event {
+            crate::shard::ShardEvent::Eject { backend, server } => (backend, server),
+            crate::shard::ShardEvent::TlsSessions {
+                from,
+                listener,
+                entries,
+            } => {
+                let entries = Arc::new(entries);
+                shards.broadcast_except(from, || ShardMsg::TlsSessions {
+                    listener,
+                    entries: Arc::clone(&entries),
+                });
+                continue;
+            }
+        };
         let Some(b) = config.backends.get(backend) else {
             continue;
         };

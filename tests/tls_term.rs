@@ -209,6 +209,46 @@ fn tickets_resume_across_shards_and_tls13_sessions_resume() {
     assert!(rw.total("tls_resumed") >= 21);
 }
 
+#[test]
+fn session_ids_resume_on_other_shards_after_replication() {
+    let site = Site::new();
+    let www = Httpd::named("www");
+    let rw = Ringway::start_text(|l, a| https_config(l, a, 2, &site, www.addr, "", ""));
+    let dir = TempDir::new("sess12");
+    let sess = dir.0.join("s12").display().to_string();
+    // A TLS 1.2 session-ID session (no tickets) made on one shard...
+    let first = s_client(
+        rw.listen,
+        &["-tls1_2", "-no_ticket", "-sess_out", &sess],
+        Duration::ZERO,
+    );
+    assert_eq!(count(&first, "New, TLSv1.2"), 1, "{first}");
+    // ...reaches the other shard's cache by message (through the control thread).
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..12 {
+        let again = s_client(
+            rw.listen,
+            &["-tls1_2", "-no_ticket", "-sess_in", &sess],
+            Duration::ZERO,
+        );
+        assert_eq!(count(&again, "Reused, TLSv1.2"), 1, "{again}");
+    }
+    let stats = rw.stats();
+    let shards = stats["per_shard"].as_array().expect("per_shard");
+    let created = shards
+        .iter()
+        .position(|s| s["tls_handshakes"].as_u64() == Some(1))
+        .expect("one shard made the session");
+    let elsewhere: u64 = shards
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != created)
+        .map(|(_, s)| s["tls_resumed"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(elsewhere > 0, "resumed on the other shard too: {stats}");
+    assert_eq!(rw.total("tls_resumed"), 12);
+}
+
 /// A rustls client config trusting the test CA.
 fn client_config(ca: &TestCa) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();

@@ -50,6 +50,12 @@ pub enum ShardMsg {
         server: usize,
         up: bool,
     },
+    /// TLS sessions another shard created for TLS listener `listener` (index in every shard's
+    /// `tls_listeners`): add them to this shard's session cache.
+    TlsSessions {
+        listener: usize,
+        entries: Arc<Vec<(Vec<u8>, Vec<u8>)>>,
+    },
 }
 
 const SHARD_QUEUE_MAX: usize = 64;
@@ -140,11 +146,18 @@ pub type ShardListeners = Vec<(usize, RawFd)>;
 
 /// Starts one shard thread. Returns once the shard has booted (or failed to).
 /// What a shard tells the control thread (rare events, never per request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardEvent {
     /// `passive.failures` consecutive failures (connect errors or 5xx) on this shard: the
     /// control thread marks the server DOWN on every shard for `passive.backoff`.
     Eject { backend: usize, server: usize },
+    /// TLS sessions shard `from` created on TLS listener `listener` since its last report (one
+    /// batch per loop turn at most): the control thread copies them to the other shards.
+    TlsSessions {
+        from: usize,
+        listener: usize,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<ShardEvent>;
@@ -484,6 +497,8 @@ pub struct Shard {
     detect_slots: Vec<detect::DetectSlot>,
     free_detect_slots: Vec<u32>,
     detect_pending: usize,
+    /// Shards in this process (session replication is pointless with one).
+    shard_count: usize,
 }
 
 impl Shard {
@@ -631,16 +646,15 @@ impl Shard {
                             continue;
                         }
                     };
-                    let server_config =
-                        crate::tls::server::shard_server_config(t).map_err(|source| {
-                            BootError::Tls {
-                                shard: id,
-                                listener: format!("listener `{}`", l.name),
-                                source,
-                            }
+                    let (server_config, cache) = crate::tls::server::shard_server_config(t)
+                        .map_err(|source| BootError::Tls {
+                            shard: id,
+                            listener: format!("listener `{}`", l.name),
+                            source,
                         })?;
                     tls_listeners.push(tls::TlsListenerSlot {
                         config: server_config,
+                        cache,
                         handshake_ms: u64::try_from(t.handshake_timeout.as_millis())
                             .unwrap_or(10_000),
                         then,
@@ -753,6 +767,7 @@ impl Shard {
             detect_slots: Vec::new(),
             free_detect_slots: Vec::new(),
             detect_pending: 0,
+            shard_count,
             stats: ShardStats::default(),
             rx,
             wake_fd,
@@ -867,6 +882,7 @@ impl Shard {
             self.completions = completions;
             self.retry_waiting_recvs();
             self.http_retry_waiting_recvs();
+            self.tls_replicate_sessions();
             if self.http_queued > 0 {
                 self.http_dispatch_queues();
             }
@@ -1007,6 +1023,17 @@ impl Shard {
                     server,
                     up,
                 } => self.set_server_health(backend, server, up),
+                ShardMsg::TlsSessions { listener, entries } => {
+                    if let Some(cache) = self
+                        .tls_listeners
+                        .get(listener)
+                        .and_then(|l| l.cache.as_ref())
+                    {
+                        for (k, v) in entries.iter() {
+                            cache.insert_replica(k.clone(), v.clone());
+                        }
+                    }
+                }
             }
         }
         self.arm_wake();

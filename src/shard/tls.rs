@@ -45,6 +45,8 @@ pub(super) enum Then {
 pub(super) struct TlsListenerSlot {
     /// This shard's own configuration (own session cache and ticketer instance).
     pub config: Arc<ServerConfig>,
+    /// The session cache inside `config` (for replication to the other shards).
+    pub cache: Option<Arc<crate::tls::server::ShardSessionCache>>,
     pub handshake_ms: u64,
     pub then: Then,
     pub accept_proxy: bool,
@@ -855,6 +857,27 @@ impl Shard {
             self.stats.idle_timeouts += 1;
         }
         self.tls_begin_close(slot);
+    }
+
+    /// Sends the sessions this shard created since the last turn to the other shards (through
+    /// the control thread), one batch per TLS listener.
+    pub(super) fn tls_replicate_sessions(&mut self) {
+        if self.shard_count < 2 {
+            return;
+        }
+        for (listener, l) in self.tls_listeners.iter().enumerate() {
+            let Some(cache) = &l.cache else {
+                continue;
+            };
+            let entries = cache.drain_outbox();
+            if !entries.is_empty() {
+                let _ = self.events.send(super::ShardEvent::TlsSessions {
+                    from: self.id,
+                    listener,
+                    entries,
+                });
+            }
+        }
     }
 
     /// Drain deadline: close every TLS connection still open.

@@ -15,8 +15,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{
-    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
-    ServerSessionMemoryCache,
+    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions,
 };
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -300,6 +299,107 @@ impl ProducesTickets for EpochTicketer {
     }
 }
 
+/// One shard's session cache (session IDs, TLS 1.3 stateful tickets): bounded, oldest evicted,
+/// touched only by its shard (the mutex is never contended). Sessions this shard creates are also
+/// queued in an outbox; the shard sends them (by message, through the control thread) to the
+/// other shards, which add them to their own caches, so a session ID also resumes on the shard
+/// the kernel hands the client's next connection to. Best effort: a full queue drops copies.
+pub struct ShardSessionCache {
+    inner: Mutex<SessionInner>,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct SessionInner {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    order: std::collections::VecDeque<Vec<u8>>,
+    outbox: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Sessions waiting to be copied to the other shards, at most.
+const OUTBOX_MAX: usize = 4096;
+
+impl std::fmt::Debug for ShardSessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardSessionCache")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardSessionCache {
+    pub fn new(cap: usize) -> Arc<ShardSessionCache> {
+        Arc::new(ShardSessionCache {
+            inner: Mutex::new(SessionInner::default()),
+            cap: cap.max(1),
+        })
+    }
+
+    fn insert(inner: &mut SessionInner, cap: usize, key: Vec<u8>, value: Vec<u8>) {
+        if inner.map.insert(key.clone(), value).is_none() {
+            inner.order.push_back(key);
+        }
+        while inner.map.len() > cap {
+            match inner.order.pop_front() {
+                Some(old) => {
+                    inner.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// A session another shard created.
+    pub fn insert_replica(&self, key: Vec<u8>, value: Vec<u8>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            Self::insert(&mut inner, self.cap, key, value);
+        }
+    }
+
+    /// Sessions created here since the last call, for the other shards.
+    pub fn drain_outbox(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.inner
+            .lock()
+            .map(|mut inner| std::mem::take(&mut inner.outbox))
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |i| i.map.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl StoresServerSessions for ShardSessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let Ok(mut inner) = self.inner.lock() else {
+            return false;
+        };
+        if inner.outbox.len() < OUTBOX_MAX {
+            inner.outbox.push((key.clone(), value.clone()));
+        }
+        Self::insert(&mut inner, self.cap, key, value);
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.lock().ok()?.map.get(key).cloned()
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // Single use on this shard; copies on other shards may still resume once each (early
+        // data is never accepted, so a resumption is always a fresh key exchange).
+        self.inner.lock().ok()?.map.remove(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
 /// The process's ticket secret when no `ticket_key_file` is set: random, made once, read by
 /// every shard.
 fn process_secret() -> [u8; 32] {
@@ -342,8 +442,11 @@ fn file_secret(path: &Path) -> Result<[u8; 32], TlsSetupError> {
 }
 
 /// One shard's rustls configuration for a listener: its own certificate copies, its own
-/// bounded session cache and its own ticketer instance (sharing only the derived keys' secret).
-pub fn shard_server_config(t: &TlsListener) -> Result<Arc<ServerConfig>, TlsSetupError> {
+/// bounded session cache (returned too, for replication) and its own ticketer instance
+/// (sharing only the derived keys' secret).
+pub fn shard_server_config(
+    t: &TlsListener,
+) -> Result<(Arc<ServerConfig>, Option<Arc<ShardSessionCache>>), TlsSetupError> {
     let mut keys = Vec::with_capacity(t.certificates.len());
     let mut names = Vec::with_capacity(t.certificates.len());
     for c in &t.certificates {
@@ -364,10 +467,10 @@ pub fn shard_server_config(t: &TlsListener) -> Result<Arc<ServerConfig>, TlsSetu
             selector: CertSelector::new(&names, t.default_cert),
         }));
     config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    config.session_storage = if t.session_cache > 0 {
-        ServerSessionMemoryCache::new(t.session_cache as usize)
-    } else {
-        Arc::new(NoServerSessionStorage {})
+    let cache = (t.session_cache > 0).then(|| ShardSessionCache::new(t.session_cache as usize));
+    config.session_storage = match &cache {
+        Some(c) => c.clone(),
+        None => Arc::new(NoServerSessionStorage {}),
     };
     if t.tickets {
         let secret = match &t.ticket_key_file {
@@ -376,7 +479,7 @@ pub fn shard_server_config(t: &TlsListener) -> Result<Arc<ServerConfig>, TlsSetu
         };
         config.ticketer = Arc::new(EpochTicketer::new(secret, t.ticket_rotate.as_secs()));
     }
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), cache))
 }
 
 #[cfg(test)]
@@ -407,6 +510,23 @@ mod tests {
         assert_eq!(s.select(Some("x.y.a.example.com")), 1);
         assert_eq!(s.select(Some("other.org")), 1);
         assert_eq!(s.select(None), 1);
+    }
+
+    #[test]
+    fn session_cache_is_bounded_and_queues_new_sessions_for_other_shards() {
+        let c = ShardSessionCache::new(2);
+        assert!(c.put(b"a".to_vec(), b"1".to_vec()));
+        assert!(c.put(b"b".to_vec(), b"2".to_vec()));
+        c.insert_replica(b"c".to_vec(), b"3".to_vec());
+        assert_eq!(c.len(), 2, "oldest evicted");
+        assert_eq!(c.get(b"a"), None);
+        assert_eq!(c.get(b"c").as_deref(), Some(&b"3"[..]));
+        // Only sessions made here go out, once.
+        let out = c.drain_outbox();
+        assert_eq!(out.len(), 2);
+        assert!(c.drain_outbox().is_empty());
+        assert_eq!(c.take(b"b").as_deref(), Some(&b"2"[..]));
+        assert_eq!(c.take(b"b"), None);
     }
 
     #[test]
