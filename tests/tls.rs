@@ -397,3 +397,47 @@ fn accept_proxy_on_tcp_strips_the_header_and_passes_the_client_on() {
     assert!(out.is_empty());
     assert!(rw.total("proxy_rejected") >= 1);
 }
+
+#[test]
+fn each_tcp_listener_waits_its_own_peek_timeout() {
+    let echo = Backend::echo();
+    let mut slow_port = 0;
+    let rw = Ringway::start_text(|l, a| {
+        slow_port = free_port();
+        format!(
+            "[global]\nshards = 2\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"quick\"\nbind = \"127.0.0.1:{l}\"\nmode = \"tcp\"\nbackend = \"e\"\naccept_proxy = true\npeek_timeout = \"300ms\"\n\
+             [[listener]]\nname = \"patient\"\nbind = \"127.0.0.1:{slow_port}\"\nmode = \"tcp\"\nbackend = \"e\"\naccept_proxy = true\npeek_timeout = \"5s\"\n\
+             [[backend]]\nname = \"e\"\nservers = [ {{ address = \"{}\" }} ]\n",
+            echo.addr
+        )
+    });
+    let silent = |addr: SocketAddr| {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s
+    };
+    // The quick listener gives up on a silent client after ~300 ms...
+    let mut quick = silent(rw.listen);
+    let started = std::time::Instant::now();
+    let mut one = [0u8; 1];
+    assert!(matches!(quick.read(&mut one), Ok(0) | Err(_)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    // ...while the patient one still waits, and still serves a late PROXY header.
+    let patient_addr: SocketAddr = format!("127.0.0.1:{slow_port}").parse().expect("addr");
+    let mut patient = silent(patient_addr);
+    std::thread::sleep(Duration::from_millis(1000));
+    patient
+        .write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 4000 80\r\nping")
+        .expect("late header");
+    let mut got = [0u8; 4];
+    patient
+        .read_exact(&mut got)
+        .expect("echo after a late header");
+    assert_eq!(&got, b"ping");
+}

@@ -149,6 +149,29 @@ pub(super) struct Conn {
     proxy_pending: bool,
     /// The client as announced by a PROXY header (else the socket's peer).
     client: Option<std::net::SocketAddr>,
+    /// This listener's `peek_timeout` (SNI / PROXY header wait).
+    peek_ms: u64,
+}
+
+/// How a new TCP connection starts: what to read before connecting (SNI routing, a PROXY
+/// header, within `peek_ms`) and the client address when it is not the socket's peer.
+pub(super) struct Intake {
+    pub sni_router: Option<usize>,
+    pub accept_proxy: bool,
+    pub client: Option<std::net::SocketAddr>,
+    pub peek_ms: u64,
+}
+
+impl Intake {
+    /// Nothing to read first: connect at once.
+    pub(super) fn direct(client: Option<std::net::SocketAddr>) -> Intake {
+        Intake {
+            sni_router: None,
+            accept_proxy: false,
+            client,
+            peek_ms: 0,
+        }
+    }
 }
 
 impl Shard {
@@ -175,10 +198,14 @@ impl Shard {
         client_fd: RawFd,
         backend: usize,
         splice: SpliceMode,
-        sni_router: Option<usize>,
-        accept_proxy: bool,
-        client: Option<std::net::SocketAddr>,
+        intake: Intake,
     ) {
+        let Intake {
+            sni_router,
+            accept_proxy,
+            client,
+            peek_ms,
+        } = intake;
         set_nodelay(client_fd);
         // Consistent hashing on the client address needs it; multishot accept does not return it.
         let key = match self.backends.get(backend).map(|b| &b.algo) {
@@ -206,6 +233,7 @@ impl Shard {
             sni_router,
             proxy_pending: accept_proxy,
             client,
+            peek_ms,
         };
         let slot = self.alloc_slot(conn);
         if sni_router.is_some() || accept_proxy {
@@ -474,7 +502,7 @@ impl Shard {
             return;
         }
         let deadline = match c.phase {
-            Phase::Peeking => c.opened_ms.saturating_add(timeouts.peek),
+            Phase::Peeking => c.opened_ms.saturating_add(c.peek_ms),
             Phase::Connecting => c.opened_ms.saturating_add(timeouts.connect),
             Phase::Established => c.active_ms[CLIENT]
                 .saturating_add(timeouts.client_idle)
@@ -499,8 +527,9 @@ impl Shard {
         };
         c.timer_queued = false;
         let expired = match c.phase {
-            Phase::Peeking => (now >= c.opened_ms.saturating_add(timeouts.peek))
-                .then_some(CloseCause::IdleTimeout),
+            Phase::Peeking => {
+                (now >= c.opened_ms.saturating_add(c.peek_ms)).then_some(CloseCause::IdleTimeout)
+            }
             Phase::Connecting => (now >= c.opened_ms.saturating_add(timeouts.connect))
                 .then_some(CloseCause::ConnectTimeout),
             Phase::Established => {

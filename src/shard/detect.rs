@@ -238,14 +238,16 @@ impl Shard {
                 self.stats.detect_tls += 1;
                 match (tls, tls_backend) {
                     (Some(t), _) => self.open_tls(d.fd, t),
-                    (None, Some(b)) => self.open_conn(d.fd, b, splice, None, false, None),
+                    (None, Some(b)) => {
+                        self.open_conn(d.fd, b, splice, super::conn::Intake::direct(None))
+                    }
                     (None, None) => close_fd(d.fd),
                 }
             }
             Some(Protocol::Other) if tcp_backend.is_some() => {
                 self.stats.detect_other += 1;
                 match tcp_backend {
-                    Some(b) => self.open_conn(d.fd, b, splice, None, false, None),
+                    Some(b) => self.open_conn(d.fd, b, splice, super::conn::Intake::direct(None)),
                     None => close_fd(d.fd),
                 }
             }

@@ -257,12 +257,14 @@ enum ListenerKind {
         backend: usize,
         splice: SpliceMode,
         accept_proxy: bool,
+        peek_ms: u64,
     },
     /// TCP with SNI passthrough routing; index into `Shard::sni_routers`.
     TcpSni {
         router: usize,
         splice: SpliceMode,
         accept_proxy: bool,
+        peek_ms: u64,
     },
     /// Index into `Shard::http_listeners`.
     Http { index: usize },
@@ -426,8 +428,6 @@ struct TimeoutsMs {
     connect: u64,
     client_idle: u64,
     server_idle: u64,
-    /// SNI passthrough: wait for the ClientHello this long.
-    peek: u64,
 }
 
 struct Slot {
@@ -593,10 +593,10 @@ impl Shard {
                 })
             })
             .collect::<Result<Vec<_>, BootError>>()?;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let mut http_listeners = Vec::new();
         let mut access_logs = Vec::new();
         let mut sni_routers = Vec::new();
-        let mut peek_ms = 5_000u64;
         let mut listener_slots = Vec::new();
         let mut tls_listeners = Vec::new();
         let mut detect_listeners = Vec::new();
@@ -686,20 +686,19 @@ impl Shard {
                     router: sni_routers.len() - 1,
                     splice: l.splice,
                     accept_proxy: l.accept_proxy,
+                    peek_ms: ms(l.peek_timeout),
                 }
             } else if let Some(backend) = l.backend {
                 ListenerKind::Tcp {
                     backend,
                     splice: l.splice,
                     accept_proxy: l.accept_proxy,
+                    peek_ms: ms(l.peek_timeout),
                 }
             } else {
                 close_fd(fd);
                 continue;
             };
-            if l.http.is_none() && l.tls.is_none() && (l.sni.is_some() || l.accept_proxy) {
-                peek_ms = u64::try_from(l.peek_timeout.as_millis()).unwrap_or(5_000);
-            }
             listener_slots.push(ListenerSlot {
                 fd,
                 kind,
@@ -727,7 +726,6 @@ impl Shard {
                     .collect(),
             })
             .collect();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let epoch = Instant::now();
         let mut shard = Shard {
             id,
@@ -745,7 +743,6 @@ impl Shard {
                 connect: ms(config.timeouts.connect),
                 client_idle: ms(config.timeouts.client_idle),
                 server_idle: ms(config.timeouts.server_idle),
-                peek: peek_ms,
             },
             sni_routers,
             tls_listeners,
@@ -962,12 +959,34 @@ impl Shard {
                         backend,
                         splice,
                         accept_proxy,
-                    } => self.open_conn(fd, backend, splice, None, accept_proxy, None),
+                        peek_ms,
+                    } => self.open_conn(
+                        fd,
+                        backend,
+                        splice,
+                        conn::Intake {
+                            sni_router: None,
+                            accept_proxy,
+                            client: None,
+                            peek_ms,
+                        },
+                    ),
                     ListenerKind::TcpSni {
                         router,
                         splice,
                         accept_proxy,
-                    } => self.open_conn(fd, 0, splice, Some(router), accept_proxy, None),
+                        peek_ms,
+                    } => self.open_conn(
+                        fd,
+                        0,
+                        splice,
+                        conn::Intake {
+                            sni_router: Some(router),
+                            accept_proxy,
+                            client: None,
+                            peek_ms,
+                        },
+                    ),
                     ListenerKind::Http { index } => match peer_addr(fd) {
                         Some(peer) => self.open_http(fd, index, peer, false),
                         None => close_fd(fd),

@@ -726,9 +726,12 @@ impl Shard {
                     return false;
                 }
             },
-            Then::Tcp { backend, splice } => {
-                self.open_conn(pair[1], backend, splice, None, false, client)
-            }
+            Then::Tcp { backend, splice } => self.open_conn(
+                pair[1],
+                backend,
+                splice,
+                super::conn::Intake::direct(client),
+            ),
         }
         true
     }
