@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import importlib.util
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The bench runs as root (pinning, limits); ringway refuses root without this opt-in.
@@ -42,15 +41,9 @@ os.environ.setdefault('RINGWAY_ALLOW_ROOT', '1')
 ROOT = os.path.dirname(HERE)
 
 
-def load_run_module():
-    """bench/run.py as a module, for its PROXIES table and process helpers (importing is inert)."""
-    spec = importlib.util.spec_from_file_location('ringway_bench_run', os.path.join(HERE, 'run.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-RUN = load_run_module()
+# bench/run.py, for its PROXIES table and process helpers (its main() runs only under __main__, so importing is inert).
+sys.path.insert(0, HERE)
+import run as RUN  # noqa: E402
 
 # The proxies this scenario runs, named as in run.py's PROXIES, and their config templates.
 IDLE_PROXIES = {

@@ -12,7 +12,6 @@ p99), each with one subplot per scenario and one bar (pair) per proxy. Scenario 
 Needs matplotlib (python3 -m pip install matplotlib); uses the Agg backend, no display needed.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -28,15 +27,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after matplotlib.use)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def load_run_module():
-    """bench/run.py as a module (its main() only runs under __main__, so importing is inert)."""
-    spec = importlib.util.spec_from_file_location('ringway_bench_run', os.path.join(HERE, 'run.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-RUN = load_run_module()
+# bench/run.py, for its SCENARIOS and PROXIES tables (its main() runs only under __main__, so importing is inert).
+sys.path.insert(0, HERE)
+import run as RUN  # noqa: E402
 SCENARIOS, PROXIES = RUN.SCENARIOS, RUN.PROXIES
 
 # Bar colours by proxy family, so ringway stands out next to its peers in every subplot.
