@@ -4,6 +4,7 @@
 //! Pipeline (STYLE.md §10): TOML text -> `file` (raw serde structs, `deny_unknown_fields`,
 //! spans kept) -> `validate` -> [`Config`]. `ringway check` runs exactly this.
 
+pub mod diff;
 pub mod file;
 pub mod units;
 pub mod validate;
