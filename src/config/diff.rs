@@ -1102,3 +1102,985 @@ impl fmt::Display for ServerWhat {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_file, load_str};
+
+    /// Loaded as if it sat in `examples/`, so `certs/...` paths resolve to the test certificates.
+    const FILE_NAME: &str = "examples/diff-test.toml";
+
+    const BASE: &str = r#"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+mode = "http"
+backend = "www"
+
+[[listener.route]]
+path_prefix = "/api/"
+backend = "api"
+
+[[listener.route]]
+host = "static.example.com"
+backend = "www"
+
+[[listener]]
+name = "db"
+bind = "127.0.0.1:15432"
+backend = "pg"
+
+[[backend]]
+name = "www"
+servers = [ { name = "w1", address = "127.0.0.1:9001" } ]
+
+[[backend]]
+name = "api"
+servers = [
+  { name = "s1", address = "127.0.0.1:9101" },
+  { name = "s2", address = "127.0.0.1:9102" },
+]
+
+[[backend]]
+name = "pg"
+servers = [ { address = "127.0.0.1:5432" } ]
+"#;
+
+    const TLS_BASE: &str = r#"
+[[listener]]
+name = "https"
+bind = "127.0.0.1:8443"
+mode = "http"
+backend = "www"
+
+[listener.tls]
+cert = "certs/example.com.pem"
+key = "certs/example.com.key"
+
+[[backend]]
+name = "www"
+servers = [ { address = "127.0.0.1:9001" } ]
+"#;
+
+    const DETECT_BASE: &str = r#"
+[[listener]]
+name = "edge"
+bind = "127.0.0.1:8000"
+mode = "detect"
+backend = "www"
+tcp_backend = "raw"
+tls_backend = "www"
+
+[[backend]]
+name = "www"
+servers = [ { address = "127.0.0.1:9001" } ]
+
+[[backend]]
+name = "raw"
+servers = [ { address = "127.0.0.1:9002" } ]
+
+[[backend]]
+name = "raw2"
+servers = [ { address = "127.0.0.1:9003" } ]
+"#;
+
+    fn load(text: &str) -> Config {
+        match load_str(text, FILE_NAME) {
+            Ok(c) => c,
+            Err(e) => panic!("test config does not load:\n{e}\n---\n{text}"),
+        }
+    }
+
+    /// `text` with `from` replaced by `to`; `from` must occur, so a stale edit cannot pass quietly.
+    fn edit(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "`{from}` not in the test config");
+        text.replacen(from, to, 1)
+    }
+
+    fn changes(old: &str, new: &str) -> Vec<Change> {
+        diff(&load(old), &load(new)).changes
+    }
+
+    fn lines(old: &str, new: &str) -> Vec<String> {
+        changes(old, new).iter().map(ToString::to_string).collect()
+    }
+
+    fn listener_changed(name: &str, what: Vec<ListenerWhat>) -> Change {
+        Change::ListenerChanged {
+            name: name.to_string(),
+            what,
+        }
+    }
+
+    fn backend_changed(name: &str, what: Vec<BackendWhat>) -> Change {
+        Change::BackendChanged {
+            name: name.to_string(),
+            what,
+        }
+    }
+
+    fn server_changed(backend: &str, server: &str, what: Vec<ServerWhat>) -> Change {
+        Change::ServerChanged {
+            backend: backend.to_string(),
+            server: server.to_string(),
+            what,
+        }
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn every_shipped_example_diffed_with_itself_is_empty() {
+        let mut loaded = 0;
+        for entry in std::fs::read_dir("examples").expect("examples/ is readable") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "bad.toml") {
+                assert!(load_file(&path).is_err(), "bad.toml is meant not to load");
+                continue;
+            }
+            let a = load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let b = load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                diff(&a, &a).is_empty(),
+                "{}: {}",
+                path.display(),
+                diff(&a, &a)
+            );
+            assert!(
+                diff(&a, &b).is_empty(),
+                "{}: {}",
+                path.display(),
+                diff(&a, &b)
+            );
+            loaded += 1;
+        }
+        assert!(loaded >= 7, "only {loaded} examples found");
+    }
+
+    #[test]
+    fn same_text_is_no_change() {
+        for text in [BASE, TLS_BASE, DETECT_BASE] {
+            let d = diff(&load(text), &load(text));
+            assert!(d.is_empty(), "{d}");
+            assert!(d.needs_restart().is_empty());
+            assert_eq!(d.to_string(), "");
+        }
+    }
+
+    #[test]
+    fn reordering_backends_is_not_a_change() {
+        // Every index the listener holds (default backend, both route rules) moves.
+        let start = BASE.find("[[backend]]").expect("backends");
+        let (listeners, backends) = BASE.split_at(start);
+        let mut blocks: Vec<&str> = backends.split_inclusive("\n\n").collect();
+        blocks.reverse();
+        let reordered = format!("{listeners}{}\n", blocks.concat());
+        let (a, b) = (load(BASE), load(&reordered));
+        assert_ne!(
+            a.listeners[0].backend, b.listeners[0].backend,
+            "indices moved"
+        );
+        assert!(diff(&a, &b).is_empty(), "{}", diff(&a, &b));
+    }
+
+    #[test]
+    fn reordering_detect_backends_is_not_a_change() {
+        let moved = edit(
+            DETECT_BASE,
+            "[[backend]]\nname = \"www\"\nservers = [ { address = \"127.0.0.1:9001\" } ]\n",
+            "",
+        ) + "\n[[backend]]\nname = \"www\"\nservers = [ { address = \"127.0.0.1:9001\" } ]\n";
+        assert_eq!(changes(DETECT_BASE, &moved), vec![]);
+    }
+
+    #[test]
+    fn reordering_servers_is_not_a_change() {
+        let reordered = edit(
+            BASE,
+            "  { name = \"s1\", address = \"127.0.0.1:9101\" },\n  { name = \"s2\", address = \"127.0.0.1:9102\" },",
+            "  { name = \"s2\", address = \"127.0.0.1:9102\" },\n  { name = \"s1\", address = \"127.0.0.1:9101\" },",
+        );
+        assert_eq!(changes(BASE, &reordered), vec![]);
+    }
+
+    #[test]
+    fn reordering_listeners_is_not_a_change() {
+        let start = BASE.find("[[listener]]\nname = \"db\"").expect("db");
+        let end = BASE.find("[[backend]]").expect("backends");
+        let db = &BASE[start..end];
+        let reordered = format!("{db}{}{}", &BASE[..start], &BASE[end..]);
+        assert_eq!(changes(BASE, &reordered), vec![]);
+    }
+
+    #[test]
+    fn new_listener_is_listener_added() {
+        let new = format!(
+            "{BASE}\n[[listener]]\nname = \"web2\"\nbind = \"127.0.0.1:8081\"\nbackend = \"www\"\n"
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::ListenerAdded("web2".to_string())]
+        );
+    }
+
+    #[test]
+    fn dropped_listener_is_listener_removed() {
+        let new = edit(
+            BASE,
+            "[[listener]]\nname = \"db\"\nbind = \"127.0.0.1:15432\"\nbackend = \"pg\"\n",
+            "",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::ListenerRemoved("db".to_string())]
+        );
+    }
+
+    #[test]
+    fn changed_bind_is_remove_then_add_of_that_listener() {
+        // Other changes of the re-created listener are not listed: it is built anew.
+        let new = edit(
+            BASE,
+            "127.0.0.1:15432\"",
+            "127.0.0.1:15433\"\nsplice = \"off\"",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::ListenerRemoved("db".to_string()),
+                Change::ListenerAdded("db".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn swapped_binds_free_both_addresses_before_binding_either() {
+        let swapped = edit(
+            &edit(BASE, "127.0.0.1:8080", "127.0.0.1:TMP"),
+            "127.0.0.1:15432",
+            "127.0.0.1:8080",
+        )
+        .replace("127.0.0.1:TMP", "127.0.0.1:15432");
+        assert_eq!(
+            changes(BASE, &swapped),
+            vec![
+                Change::ListenerRemoved("db".to_string()),
+                Change::ListenerRemoved("web".to_string()),
+                Change::ListenerAdded("db".to_string()),
+                Change::ListenerAdded("web".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn renamed_listener_on_the_same_bind_is_removed_before_added() {
+        let new = edit(BASE, "name = \"db\"", "name = \"postgres\"");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::ListenerRemoved("db".to_string()),
+                Change::ListenerAdded("postgres".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_listener_setting_is_a_precise_listener_change() {
+        let cases: Vec<(&str, &str, &str, ListenerWhat)> = vec![
+            (
+                "route rule",
+                "path_prefix = \"/api/\"",
+                "path_prefix = \"/v2/\"",
+                ListenerWhat::Routes,
+            ),
+            (
+                "route order (first match wins)",
+                "path_prefix = \"/api/\"\nbackend = \"api\"\n\n[[listener.route]]\nhost = \"static.example.com\"\nbackend = \"www\"",
+                "host = \"static.example.com\"\nbackend = \"www\"\n\n[[listener.route]]\npath_prefix = \"/api/\"\nbackend = \"api\"",
+                ListenerWhat::Routes,
+            ),
+            (
+                "route backend",
+                "path_prefix = \"/api/\"\nbackend = \"api\"",
+                "path_prefix = \"/api/\"\nbackend = \"www\"",
+                ListenerWhat::Routes,
+            ),
+            (
+                "default backend",
+                "mode = \"http\"\nbackend = \"www\"",
+                "mode = \"http\"\nbackend = \"api\"",
+                ListenerWhat::DefaultBackend(s("www"), s("api")),
+            ),
+            (
+                "forwarding header",
+                "mode = \"http\"",
+                "mode = \"http\"\nx_real_ip = true",
+                ListenerWhat::ForwardingHeaders,
+            ),
+            (
+                "head limit",
+                "mode = \"http\"",
+                "mode = \"http\"\nhead_size_max = \"8KiB\"",
+                ListenerWhat::HeadBytesMax(64 * 1024, 8 * 1024),
+            ),
+            (
+                "body limit",
+                "mode = \"http\"",
+                "mode = \"http\"\nbody_size_max = \"1MiB\"",
+                ListenerWhat::BodyBytesMax(None, Some(1024 * 1024)),
+            ),
+            (
+                "access log destination",
+                "mode = \"http\"",
+                "mode = \"http\"\naccess_log = \"stdout\"",
+                ListenerWhat::AccessLog,
+            ),
+            (
+                "access log format",
+                "mode = \"http\"",
+                "mode = \"http\"\naccess_log_format = \"json\"",
+                ListenerWhat::AccessLog,
+            ),
+            (
+                "splice",
+                "backend = \"pg\"",
+                "backend = \"pg\"\nsplice = \"always\"",
+                ListenerWhat::Splice("auto", "always"),
+            ),
+            (
+                "backlog",
+                "backend = \"pg\"",
+                "backend = \"pg\"\nbacklog = 128",
+                ListenerWhat::Backlog(4096, 128),
+            ),
+            (
+                "accept_proxy",
+                "mode = \"http\"",
+                "mode = \"http\"\naccept_proxy = true",
+                ListenerWhat::AcceptProxy(false, true),
+            ),
+            (
+                "peek_timeout",
+                "backend = \"pg\"",
+                "backend = \"pg\"\naccept_proxy = true\npeek_timeout = \"250ms\"",
+                ListenerWhat::PeekTimeoutMs(5000, 250),
+            ),
+        ];
+        for (label, from, to, expected) in cases {
+            let new = edit(BASE, from, to);
+            let got = changes(BASE, &new);
+            let name = if from.contains("pg") { "db" } else { "web" };
+            let mut want = vec![listener_changed(name, vec![expected])];
+            if label == "peek_timeout" {
+                want = vec![listener_changed(
+                    "db",
+                    vec![
+                        ListenerWhat::AcceptProxy(false, true),
+                        ListenerWhat::PeekTimeoutMs(5000, 250),
+                    ],
+                )];
+            }
+            assert_eq!(got, want, "{label}");
+        }
+    }
+
+    #[test]
+    fn several_listener_settings_are_one_change() {
+        let new = edit(
+            BASE,
+            "mode = \"http\"\nbackend = \"www\"",
+            "mode = \"http\"\nbackend = \"api\"\nx_forwarded_for = false\nsplice = \"off\"",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![listener_changed(
+                "web",
+                vec![
+                    ListenerWhat::DefaultBackend(s("www"), s("api")),
+                    ListenerWhat::ForwardingHeaders,
+                    ListenerWhat::Splice("auto", "off"),
+                ]
+            )]
+        );
+    }
+
+    #[test]
+    fn mode_change_keeps_the_socket_and_says_so_once() {
+        let new = edit(
+            BASE,
+            "backend = \"pg\"",
+            "backend = \"pg\"\nmode = \"http\"",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![listener_changed(
+                "db",
+                vec![ListenerWhat::Mode("tcp", "http")]
+            )]
+        );
+    }
+
+    #[test]
+    fn tls_termination_turned_on_and_off() {
+        let plain = edit(
+            TLS_BASE,
+            "[listener.tls]\ncert = \"certs/example.com.pem\"\nkey = \"certs/example.com.key\"\n",
+            "",
+        );
+        assert_eq!(
+            changes(&plain, TLS_BASE),
+            vec![listener_changed(
+                "https",
+                vec![ListenerWhat::Tls(TlsChange::Added)]
+            )]
+        );
+        assert_eq!(
+            changes(TLS_BASE, &plain),
+            vec![listener_changed(
+                "https",
+                vec![ListenerWhat::Tls(TlsChange::Removed)]
+            )]
+        );
+    }
+
+    #[test]
+    fn tls_certificate_and_settings_changes_are_told_apart() {
+        let cases = [
+            (
+                edit(
+                    TLS_BASE,
+                    "certs/example.com.",
+                    "certs/wildcard.example.com.",
+                )
+                .replacen("certs/example.com.", "certs/wildcard.example.com.", 1),
+                true,
+                false,
+            ),
+            (
+                edit(
+                    TLS_BASE,
+                    "[listener.tls]",
+                    "[listener.tls]\nmin_version = \"1.3\"",
+                ),
+                false,
+                true,
+            ),
+            (
+                edit(
+                    TLS_BASE,
+                    "[listener.tls]",
+                    "[listener.tls]\nsession_cache = 0",
+                ),
+                false,
+                true,
+            ),
+            (
+                edit(
+                    TLS_BASE,
+                    "[listener.tls]",
+                    "[listener.tls]\ntickets = false\nhandshake_timeout = \"3s\"",
+                )
+                .replacen("certs/example.com.", "certs/wildcard.example.com.", 2),
+                true,
+                true,
+            ),
+        ];
+        for (new, certificates, other) in cases {
+            assert_eq!(
+                changes(TLS_BASE, &new),
+                vec![listener_changed(
+                    "https",
+                    vec![ListenerWhat::Tls(TlsChange::Changed {
+                        certificates,
+                        other
+                    })]
+                )],
+                "{new}"
+            );
+        }
+    }
+
+    #[test]
+    fn detect_backends_are_compared_by_name() {
+        let new = edit(
+            DETECT_BASE,
+            "tcp_backend = \"raw\"",
+            "tcp_backend = \"raw2\"",
+        );
+        assert_eq!(
+            changes(DETECT_BASE, &new),
+            vec![listener_changed(
+                "edge",
+                vec![ListenerWhat::DetectTcpBackend(s("raw"), s("raw2"))]
+            )]
+        );
+        let new = edit(DETECT_BASE, "tls_backend = \"www\"\n", "");
+        assert_eq!(
+            changes(DETECT_BASE, &new),
+            vec![listener_changed(
+                "edge",
+                vec![ListenerWhat::DetectTlsBackend(s("www"), None)]
+            )]
+        );
+    }
+
+    #[test]
+    fn new_backend_is_backend_added() {
+        let new = format!(
+            "{BASE}\n[[backend]]\nname = \"spare\"\nservers = [ {{ address = \"127.0.0.1:7000\" }} ]\n"
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::BackendAdded("spare".to_string())]
+        );
+    }
+
+    #[test]
+    fn dropped_backend_is_backend_removed() {
+        let new = format!(
+            "{BASE}\n[[backend]]\nname = \"spare\"\nservers = [ {{ address = \"127.0.0.1:7000\" }} ]\n"
+        );
+        assert_eq!(
+            changes(&new, BASE),
+            vec![Change::BackendRemoved("spare".to_string())]
+        );
+    }
+
+    #[test]
+    fn each_backend_setting_is_a_precise_backend_change() {
+        let anchor = "name = \"api\"";
+        let cases: Vec<(&str, BackendWhat)> = vec![
+            (
+                "balance = \"least_conn\"",
+                BackendWhat::Balance("round_robin", "least_conn"),
+            ),
+            (
+                "balance = \"maglev\"\nhash_key = \"header:x-user\"",
+                BackendWhat::HashKey("source".to_string(), "header:x-user".to_string()),
+            ),
+            ("retries = 5", BackendWhat::Retries(2, 5)),
+            ("redispatch = false", BackendWhat::Redispatch(true, false)),
+            (
+                "health_check = { type = \"tcp\" }",
+                BackendWhat::HealthCheck(SectionChange::Added),
+            ),
+            (
+                "sticky_cookie = \"SERVERID\"",
+                BackendWhat::StickyCookie(None, s("SERVERID")),
+            ),
+            ("queue_max = 10", BackendWhat::QueueMax(1024, 10)),
+            (
+                "queue_timeout = \"1s\"",
+                BackendWhat::QueueTimeoutMs(5000, 1000),
+            ),
+            (
+                "passive = { failures = 3, backoff = \"10s\" }",
+                BackendWhat::Passive(SectionChange::Added),
+            ),
+            ("idle_conns_max = 0", BackendWhat::IdleConnsMax(32, 0)),
+            (
+                "idle_timeout = \"2s\"",
+                BackendWhat::IdleTimeoutMs(15_000, 2000),
+            ),
+        ];
+        for (setting, expected) in cases {
+            let new = edit(BASE, anchor, &format!("{anchor}\n{setting}"));
+            let mut want = vec![expected];
+            if setting.starts_with("balance = \"maglev\"") {
+                want.insert(0, BackendWhat::Balance("round_robin", "maglev"));
+            }
+            assert_eq!(
+                changes(BASE, &new),
+                vec![backend_changed("api", want)],
+                "{setting}"
+            );
+        }
+    }
+
+    #[test]
+    fn optional_backend_tables_report_added_changed_removed() {
+        let with = |check: &str, tls: &str| {
+            edit(
+                BASE,
+                "name = \"api\"",
+                &format!("name = \"api\"\nhealth_check = {{ type = \"tcp\", {check} }}\n{tls}"),
+            )
+        };
+        let tls = "tls = { ca = \"certs/example.com.pem\" }";
+        let a = with("rise = 2", tls);
+        let b = with(
+            "rise = 5",
+            "tls = { ca = \"certs/example.com.pem\", verify = false }",
+        );
+        assert_eq!(
+            changes(&a, &b),
+            vec![backend_changed(
+                "api",
+                vec![
+                    BackendWhat::HealthCheck(SectionChange::Changed),
+                    BackendWhat::Tls(SectionChange::Changed),
+                ]
+            )]
+        );
+        assert_eq!(
+            changes(&a, BASE),
+            vec![backend_changed(
+                "api",
+                vec![
+                    BackendWhat::HealthCheck(SectionChange::Removed),
+                    BackendWhat::Tls(SectionChange::Removed),
+                ]
+            )]
+        );
+    }
+
+    #[test]
+    fn new_server_is_server_added() {
+        let new = edit(
+            BASE,
+            "  { name = \"s2\", address = \"127.0.0.1:9102\" },",
+            "  { name = \"s2\", address = \"127.0.0.1:9102\" },\n  { name = \"s3\", address = \"127.0.0.1:9103\" },",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::ServerAdded {
+                backend: "api".to_string(),
+                server: "s3".to_string()
+            }]
+        );
+    }
+
+    #[test]
+    fn dropped_server_is_server_removed() {
+        let new = edit(
+            BASE,
+            "  { name = \"s1\", address = \"127.0.0.1:9101\" },\n",
+            "",
+        );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::ServerRemoved {
+                backend: "api".to_string(),
+                server: "s1".to_string()
+            }]
+        );
+    }
+
+    #[test]
+    fn each_server_setting_is_a_precise_server_change() {
+        let server = "{ name = \"s2\", address = \"127.0.0.1:9102\" }";
+        let cases: Vec<(&str, Vec<ServerWhat>)> = vec![
+            (
+                "{ name = \"s2\", address = \"127.0.0.1:9102\", weight = 3 }",
+                vec![ServerWhat::Weight(1, 3)],
+            ),
+            (
+                "{ name = \"s2\", address = \"127.0.0.2:9102\" }",
+                vec![ServerWhat::Address(
+                    "127.0.0.1:9102".parse().expect("address"),
+                    "127.0.0.2:9102".parse().expect("address"),
+                )],
+            ),
+            (
+                "{ name = \"s2\", address = \"127.0.0.1:9102\", backup = true }",
+                vec![ServerWhat::Flags(ServerFlag::Backup(false, true))],
+            ),
+            (
+                "{ name = \"s2\", address = \"127.0.0.1:9102\", maxconn = 100 }",
+                vec![ServerWhat::Flags(ServerFlag::Maxconn(0, 100))],
+            ),
+            (
+                "{ name = \"s2\", address = \"127.0.0.1:9102\", send_proxy = \"v2\" }",
+                vec![ServerWhat::Flags(ServerFlag::SendProxy(None, Some("v2")))],
+            ),
+            (
+                "{ name = \"s2\", address = \"127.0.0.1:9109\", weight = 0, maxconn = 5 }",
+                vec![
+                    ServerWhat::Weight(1, 0),
+                    ServerWhat::Address(
+                        "127.0.0.1:9102".parse().expect("address"),
+                        "127.0.0.1:9109".parse().expect("address"),
+                    ),
+                    ServerWhat::Flags(ServerFlag::Maxconn(0, 5)),
+                ],
+            ),
+        ];
+        for (to, what) in cases {
+            let new = edit(BASE, server, to);
+            assert_eq!(
+                changes(BASE, &new),
+                vec![server_changed("api", "s2", what)],
+                "{to}"
+            );
+        }
+    }
+
+    #[test]
+    fn renamed_server_is_remove_plus_add() {
+        let new = edit(BASE, "name = \"s2\"", "name = \"s2b\"");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::ServerAdded {
+                    backend: "api".to_string(),
+                    server: "s2b".to_string()
+                },
+                Change::ServerRemoved {
+                    backend: "api".to_string(),
+                    server: "s2".to_string()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unnamed_server_is_named_by_its_address_so_a_new_address_is_remove_plus_add() {
+        let new = edit(BASE, "127.0.0.1:5432", "127.0.0.1:5433");
+        assert_eq!(
+            lines(BASE, &new),
+            vec![
+                "backend pg: server 127.0.0.1:5433 added",
+                "backend pg: server 127.0.0.1:5432 removed",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_boot_time_global_needs_a_restart() {
+        let cases: Vec<(&str, RestartReason)> = vec![
+            (
+                "shards = 4",
+                RestartReason::Shards("auto".to_string(), "4".to_string()),
+            ),
+            (
+                "recv_buffer_size = \"32KiB\"",
+                RestartReason::RecvBufferBytes(16 * 1024, 32 * 1024),
+            ),
+            (
+                "recv_buffer_count = 1024",
+                RestartReason::RecvBufferCount(512, 1024),
+            ),
+            ("pipe_pool_max = 8", RestartReason::PipePoolMax(256, 8)),
+            (
+                "pipe_size = \"1MiB\"",
+                RestartReason::PipeBytes(64 * 1024, 1024 * 1024),
+            ),
+            (
+                "conns_per_shard_max = 100",
+                RestartReason::ConnsPerShardMax(65_536, 100),
+            ),
+            ("user = \"nobody\"", RestartReason::User(None, s("nobody"))),
+            (
+                "user = \"nobody\"\ngroup = \"nogroup\"",
+                RestartReason::Group(None, s("nogroup")),
+            ),
+            (
+                "admin = \"127.0.0.1:9900\"",
+                RestartReason::Admin(None, "127.0.0.1:9900".parse().ok()),
+            ),
+        ];
+        for (setting, reason) in cases {
+            let new = format!("[global]\n{setting}\n{BASE}");
+            let d = diff(&load(BASE), &load(&new));
+            let key = reason.key();
+            let mut want = vec![Change::RestartNeeded(reason)];
+            if key == "group" {
+                want.insert(
+                    0,
+                    Change::RestartNeeded(RestartReason::User(None, s("nobody"))),
+                );
+            }
+            assert_eq!(d.changes, want, "{setting}");
+            assert!(d.needs_restart().contains(&key), "{setting}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_drain_timeout_apply_at_run_time() {
+        let new = format!(
+            "[global]\ndrain_timeout = \"3s\"\n\n[timeouts]\nconnect = \"500ms\"\nclient_idle = \"1m\"\nserver_idle = \"2m\"\nhttp_request = \"5s\"\nhttp_keep_alive = \"30s\"\nserver_response = \"90s\"\ntunnel = \"24h\"\n{BASE}"
+        );
+        let d = diff(&load(BASE), &load(&new));
+        assert_eq!(
+            d.changes,
+            vec![Change::GlobalChanged {
+                what: vec![
+                    GlobalWhat::DrainTimeoutMs(10_000, 3000),
+                    GlobalWhat::TimeoutMs(TimeoutName::Connect, 5000, 500),
+                    GlobalWhat::TimeoutMs(TimeoutName::ServerIdle, 60_000, 120_000),
+                    GlobalWhat::TimeoutMs(TimeoutName::HttpRequest, 10_000, 5000),
+                    GlobalWhat::TimeoutMs(TimeoutName::HttpKeepAlive, 60_000, 30_000),
+                    GlobalWhat::TimeoutMs(TimeoutName::ServerResponse, 60_000, 90_000),
+                    GlobalWhat::TimeoutMs(TimeoutName::Tunnel, 3_600_000, 86_400_000),
+                ]
+            }]
+        );
+        assert!(d.needs_restart().is_empty());
+        assert_eq!(
+            d.changes[0].to_string(),
+            "global: drain_timeout 10s -> 3s, timeouts.connect 5s -> 500ms, \
+             timeouts.server_idle 1m -> 2m, timeouts.http_request 10s -> 5s, \
+             timeouts.http_keep_alive 1m -> 30s, timeouts.server_response 1m -> 90s, \
+             timeouts.tunnel 1h -> 24h"
+        );
+    }
+
+    /// Applying front to back, no step may refer to a backend that does not exist yet or has
+    /// already gone, and no listener may bind while an old one still holds its address.
+    #[test]
+    fn changes_come_in_a_safe_order() {
+        // api -> api2 (the route follows), db and pg go, ingest comes with a new backend, www
+        // swaps w1 for w2 and loses a setting, and the shard count changes.
+        let new = edit(BASE, "backend = \"api\"", "backend = \"api2\"");
+        let new = edit(&new, "name = \"api\"", "name = \"api2\"");
+        let new = edit(
+            &new,
+            "[[listener]]\nname = \"db\"\nbind = \"127.0.0.1:15432\"\nbackend = \"pg\"\n",
+            "[[listener]]\nname = \"ingest\"\nbind = \"127.0.0.1:15432\"\nbackend = \"queue\"\n",
+        );
+        let new = edit(&new, "name = \"pg\"", "name = \"queue\"");
+        let new = edit(
+            &new,
+            "name = \"www\"\nservers = [ { name = \"w1\", address = \"127.0.0.1:9001\" } ]",
+            "name = \"www\"\nretries = 0\nservers = [ { name = \"w2\", address = \"127.0.0.1:9002\" } ]",
+        );
+        let new = format!("[global]\nshards = 1\n{new}");
+        assert_eq!(
+            lines(BASE, &new),
+            vec![
+                "restart needed: shards auto -> 1",
+                "listener db removed",
+                "backend api2 added",
+                "backend queue added",
+                "backend www: retries 2 -> 0",
+                "backend www: server w2 added",
+                "backend www: server w1 removed",
+                "listener web: routes",
+                "listener ingest added",
+                "backend api removed",
+                "backend pg removed",
+            ]
+        );
+
+        // The same property, checked by replaying the changes over the set of live names.
+        let (old_c, new_c) = (load(BASE), load(&new));
+        let mut backends: Vec<String> = old_c.backends.iter().map(|b| b.name.clone()).collect();
+        let mut binds: Vec<SocketAddr> = old_c.listeners.iter().map(|l| l.bind).collect();
+        let uses = |c: &Config, listener: &str| -> Vec<String> {
+            let Some(l) = c.listeners.iter().find(|l| l.name == listener) else {
+                return Vec::new();
+            };
+            let mut out: Vec<Option<&str>> = vec![backend_name(c, l.backend)];
+            for r in listener_rules(c, &l.http, &l.sni) {
+                out.push(r.backend);
+            }
+            out.into_iter().flatten().map(str::to_string).collect()
+        };
+        for change in diff(&old_c, &new_c).changes {
+            match &change {
+                Change::BackendAdded(n) => backends.push(n.clone()),
+                Change::BackendRemoved(n) => {
+                    backends.retain(|b| b != n);
+                    for l in &new_c.listeners {
+                        assert!(!uses(&new_c, &l.name).contains(n), "{change}");
+                    }
+                }
+                Change::ListenerAdded(n) | Change::ListenerChanged { name: n, .. } => {
+                    for b in uses(&new_c, n) {
+                        assert!(backends.contains(&b), "{change}: {b} missing");
+                    }
+                    if let (Change::ListenerAdded(_), Some(l)) =
+                        (&change, new_c.listeners.iter().find(|l| &l.name == n))
+                    {
+                        assert!(!binds.contains(&l.bind), "{change}: address still bound");
+                        binds.push(l.bind);
+                    }
+                }
+                Change::ListenerRemoved(n) => {
+                    if let Some(l) = old_c.listeners.iter().find(|l| &l.name == n) {
+                        binds.retain(|b| *b != l.bind);
+                    }
+                }
+                Change::RestartNeeded(_)
+                | Change::GlobalChanged { .. }
+                | Change::BackendChanged { .. }
+                | Change::ServerAdded { .. }
+                | Change::ServerRemoved { .. }
+                | Change::ServerChanged { .. } => {}
+            }
+        }
+    }
+
+    #[test]
+    fn each_change_reads_as_one_line() {
+        let new = edit(
+            BASE,
+            "{ name = \"s2\", address = \"127.0.0.1:9102\" }",
+            "{ name = \"s2\", address = \"127.0.0.1:9102\", weight = 3, send_proxy = \"v1\" }",
+        );
+        let new = edit(&new, "path_prefix = \"/api/\"", "path_prefix = \"/v1/\"");
+        let new = edit(
+            &new,
+            "mode = \"http\"",
+            "mode = \"http\"\nbody_size_max = \"10MiB\"",
+        );
+        let new = format!("[global]\nadmin = \"127.0.0.1:9900\"\n{new}");
+        let d = diff(&load(BASE), &load(&new));
+        assert_eq!(
+            d.to_string(),
+            "restart needed: admin none -> 127.0.0.1:9900\n\
+             backend api: server s2 weight 1 -> 3, send_proxy none -> v1\n\
+             listener web: routes, body_size_max none -> 10485760\n"
+        );
+        assert_eq!(d.needs_restart(), vec!["admin"]);
+        for c in &d.changes {
+            assert!(!c.to_string().contains('\n'), "{c}");
+        }
+    }
+
+    #[test]
+    fn serializes_for_the_admin_api() {
+        let new = edit(
+            BASE,
+            "name = \"s2\", address = \"127.0.0.1:9102\"",
+            "name = \"s2\", address = \"127.0.0.1:9102\", weight = 3",
+        );
+        let new = edit(
+            &new,
+            "backend = \"pg\"",
+            "backend = \"pg\"\nsplice = \"off\"",
+        );
+        let d = diff(&load(BASE), &load(&new));
+        let json = serde_json::to_value(&d).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "changes": [
+                    { "server_changed": { "backend": "api", "server": "s2", "what": [ { "weight": [1, 3] } ] } },
+                    { "listener_changed": { "name": "db", "what": [ { "splice": ["auto", "off"] } ] } },
+                ]
+            })
+        );
+        let tls = diff(
+            &load(TLS_BASE),
+            &load(&edit(
+                TLS_BASE,
+                "[listener.tls]",
+                "[listener.tls]\ntickets = false",
+            )),
+        );
+        assert_eq!(
+            serde_json::to_value(&tls).expect("serializes"),
+            serde_json::json!({
+                "changes": [ { "listener_changed": { "name": "https", "what": [
+                    { "tls": { "changed": { "certificates": false, "other": true } } }
+                ] } } ]
+            })
+        );
+    }
+}
