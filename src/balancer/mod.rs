@@ -3,7 +3,7 @@
 //! nothing here is shared.
 //!
 //! A balancer picks one server among those that may take traffic now; retrying means asking
-//! again with the tried servers marked unavailable, so [`candidates`] yields servers in
+//! again with the tried servers marked unavailable, so [`Candidates`] yields servers in
 //! preference order. Backup servers are considered only when no primary server is up (HAProxy
 //! `backup`); weight 0 drains a server (never picked).
 
@@ -109,29 +109,100 @@ impl Algorithm {
     }
 }
 
-/// Up to `max` servers to try, best first: pick, mark it unavailable, pick again.
-pub fn candidates(
-    algo: &mut Algorithm,
-    servers: &mut [ServerView],
-    key: Option<u64>,
-    max: usize,
-    out: &mut Vec<usize>,
-) {
-    out.clear();
-    while out.len() < max {
-        let Some(i) = algo.pick(servers, key) else {
-            break;
-        };
-        out.push(i);
-        match servers.get_mut(i) {
-            Some(s) => s.available = false,
-            None => break,
+/// Most attempts one request or connection makes (the first plus retries).
+pub const ATTEMPTS_MAX: usize = 8;
+
+/// The servers one request tries, in preference order, produced lazily (Pingora's
+/// `BackendIter`): each `next` asks the algorithm again with the servers already tried marked
+/// unavailable, so a retry goes to the next best server and stateful algorithms (round robin)
+/// advance once per attempt, not once per candidate. Capped at `attempts_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidates {
+    tried: [u32; ATTEMPTS_MAX],
+    len: u8,
+    attempts_max: u8,
+    /// Retries go to another server (HAProxy `option redispatch`); otherwise to the first one.
+    redispatch: bool,
+}
+
+impl Candidates {
+    /// `attempts_max` = 1 + retries (at most [`ATTEMPTS_MAX`]).
+    pub fn new(attempts_max: usize, redispatch: bool) -> Candidates {
+        Candidates {
+            tried: [0; ATTEMPTS_MAX],
+            len: 0,
+            attempts_max: attempts_max.clamp(1, ATTEMPTS_MAX) as u8,
+            redispatch,
         }
     }
-    for &i in out.iter() {
-        if let Some(s) = servers.get_mut(i) {
-            s.available = true;
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Another attempt is allowed.
+    pub fn can_retry(&self) -> bool {
+        self.len < self.attempts_max
+    }
+
+    pub fn tried(&self) -> &[u32] {
+        self.tried.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// Records an attempt at server index `i` made without asking the algorithm (a sticky
+    /// cookie chose it).
+    pub fn record(&mut self, i: usize) {
+        if let Some(t) = self.tried.get_mut(usize::from(self.len)) {
+            *t = i as u32;
+            self.len += 1;
         }
+    }
+
+    /// The next server to try, or `None` when the attempts are used up or nothing can be picked.
+    /// With every server tried already, one of them is tried again (a single-server backend
+    /// retries its only server, as HAProxy does).
+    pub fn next(
+        &mut self,
+        algo: &mut Algorithm,
+        servers: &mut [ServerView],
+        key: Option<u64>,
+    ) -> Option<usize> {
+        if !self.can_retry() {
+            return None;
+        }
+        if !self.redispatch
+            && let Some(&first) = self.tried().first()
+        {
+            let first = first as usize;
+            let up = servers.get(first).is_some_and(|v| v.up);
+            if up {
+                self.record(first);
+            }
+            return up.then_some(first);
+        }
+        let mut hidden = [usize::MAX; ATTEMPTS_MAX];
+        for (h, &t) in hidden.iter_mut().zip(self.tried()) {
+            if let Some(v) = servers.get_mut(t as usize)
+                && v.available
+            {
+                v.available = false;
+                *h = t as usize;
+            }
+        }
+        let mut picked = algo.pick(servers, key);
+        for &h in hidden.iter().filter(|&&h| h != usize::MAX) {
+            if let Some(v) = servers.get_mut(h) {
+                v.available = true;
+            }
+        }
+        if picked.is_none() && self.len > 0 {
+            picked = algo.pick(servers, key);
+        }
+        if let Some(i) = picked {
+            self.record(i);
+        }
+        picked
     }
 }
 
@@ -187,16 +258,43 @@ mod tests {
     }
 
     #[test]
-    fn candidates_are_distinct_in_preference_order() {
+    fn lazy_candidates_go_to_the_next_server_then_repeat_when_all_were_tried() {
         let mut s = views(&[1, 1, 1]);
         let mut a = Algorithm::RoundRobin(SmoothWeightedRoundRobin::new(3, 0));
-        let mut out = Vec::new();
-        candidates(&mut a, &mut s, None, 3, &mut out);
-        let mut sorted = out.clone();
+        let mut c = Candidates::new(5, true);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(c.next(&mut a, &mut s, None).unwrap());
+        }
+        let mut sorted = seen.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, vec![0, 1, 2]);
+        assert_eq!(sorted, vec![0, 1, 2], "three distinct servers first");
+        assert!(c.next(&mut a, &mut s, None).is_some(), "then a repeat");
+        assert!(c.next(&mut a, &mut s, None).is_some());
+        assert_eq!(c.next(&mut a, &mut s, None), None, "capped at attempts_max");
         assert!(s.iter().all(|v| v.available), "availability restored");
-        candidates(&mut a, &mut s, None, 5, &mut out);
-        assert_eq!(out.len(), 3, "never more than the servers");
+    }
+
+    #[test]
+    fn lazy_candidates_without_redispatch_retry_the_first_server() {
+        let mut s = views(&[1, 1]);
+        let mut a = Algorithm::RoundRobin(SmoothWeightedRoundRobin::new(2, 0));
+        let mut c = Candidates::new(3, false);
+        let first = c.next(&mut a, &mut s, None).unwrap();
+        assert_eq!(c.next(&mut a, &mut s, None), Some(first));
+        s[first].up = false;
+        assert_eq!(c.next(&mut a, &mut s, None), None);
+    }
+
+    #[test]
+    fn round_robin_shares_are_exact_with_one_candidate_per_request() {
+        let mut s = views(&[1, 2, 3]);
+        let mut a = Algorithm::RoundRobin(SmoothWeightedRoundRobin::new(3, 0));
+        let mut counts = [0; 3];
+        for _ in 0..600 {
+            let mut c = Candidates::new(3, true);
+            counts[c.next(&mut a, &mut s, None).unwrap()] += 1;
+        }
+        assert_eq!(counts, [100, 200, 300]);
     }
 }

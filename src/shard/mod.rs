@@ -12,6 +12,8 @@ mod detect;
 mod http;
 pub mod listener;
 pub mod ring;
+pub mod slab;
+pub mod sys;
 mod tls;
 
 use std::collections::VecDeque;
