@@ -1,7 +1,9 @@
 //! Owns: finding the end of a chunked body (RFC 9112 §7.1) in a byte stream that arrives in
 //! arbitrary pieces, and rejecting malformed framing. ringway forwards chunked bodies verbatim, so
-//! the scanner only counts and validates; it never copies or rewrites.
-//! Must not: allocate or buffer: every byte is looked at once, in whatever piece it came.
+//! the scanner mostly counts and validates; [`ChunkedScanner::dechunk`] also extracts the chunk
+//! data, for clients that cannot take chunked framing (HTTP/1.0, RFC 9112 §7.1 and §6.3).
+//! Must not: allocate or buffer beyond the caller's output: every byte is looked at once, in
+//! whatever piece it came.
 
 /// Longest chunk-size accepted: 16 hex digits (a u64).
 const SIZE_DIGITS_MAX: u32 = 16;
@@ -190,6 +192,43 @@ impl ChunkedScanner {
                     self.step(b)?;
                 }
             }
+        }
+        if self.state == State::Done {
+            Ok(ChunkVerdict::Done { consumed_bytes: i })
+        } else {
+            Ok(ChunkVerdict::NeedMore { consumed_bytes: i })
+        }
+    }
+
+    /// As [`ChunkedScanner::feed`], and appends the chunk data (only) of `input` to `out`: the
+    /// body with its framing, extensions and trailer section removed. Used to forward a chunked
+    /// response to an HTTP/1.0 client close-delimited (RFC 9112 §7.1: trailers are dropped).
+    pub fn dechunk(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<ChunkVerdict, ChunkError> {
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == State::Done {
+                return Ok(ChunkVerdict::Done { consumed_bytes: i });
+            }
+            let data = self.data_remaining();
+            if data > 0 {
+                let available = input.len() - i;
+                let take = usize::try_from(data).map_or(available, |d| d.min(available));
+                out.extend_from_slice(input.get(i..i + take).unwrap_or_default());
+                self.skip_data(take as u64);
+                i += take;
+                continue;
+            }
+            // Framing bytes: scan up to the next data (or the end) without copying.
+            let rest = input.get(i..).unwrap_or_default();
+            let mut step_end = 0;
+            for &b in rest {
+                step_end += 1;
+                self.step(b)?;
+                if self.state == State::Data || self.state == State::Done {
+                    break;
+                }
+            }
+            i += step_end;
         }
         if self.state == State::Done {
             Ok(ChunkVerdict::Done { consumed_bytes: i })
@@ -695,6 +734,48 @@ mod tests {
             s.feed(b"0\r\n\r\n"),
             Ok(ChunkVerdict::Done { consumed_bytes: 5 })
         );
+    }
+
+    #[test]
+    fn dechunk_extracts_the_data_at_every_split_and_drops_extensions_and_trailers() {
+        let input: &[u8] =
+            b"5;ext=1\r\nhello\r\n1\r\n \r\nB\r\nworld again\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        let body_len = input.len() - 4;
+        for cut in 0..=input.len() {
+            for cut2 in cut..=input.len() {
+                let mut s = ChunkedScanner::new();
+                let mut out = Vec::new();
+                let mut consumed = 0;
+                let mut done = false;
+                for piece in [&input[..cut], &input[cut..cut2], &input[cut2..]] {
+                    if done {
+                        break;
+                    }
+                    match s.dechunk(piece, &mut out).unwrap() {
+                        ChunkVerdict::NeedMore { consumed_bytes } => {
+                            assert_eq!(consumed_bytes, piece.len());
+                            consumed += consumed_bytes;
+                        }
+                        ChunkVerdict::Done { consumed_bytes } => {
+                            consumed += consumed_bytes;
+                            done = true;
+                        }
+                    }
+                }
+                assert!(done, "cut {cut} {cut2}");
+                assert_eq!(consumed, body_len, "cut {cut} {cut2}");
+                assert_eq!(out, b"hello world again", "cut {cut} {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn dechunk_rejects_what_feed_rejects() {
+        let mut s = ChunkedScanner::new();
+        let mut out = Vec::new();
+        assert!(s.dechunk(b"zz\r\n", &mut out).is_err());
+        let mut s = ChunkedScanner::new();
+        assert!(s.dechunk(b"2\r\nabX", &mut out).is_err());
     }
 
     #[test]

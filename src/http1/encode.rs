@@ -37,6 +37,9 @@ pub struct ResponseOpts<'a> {
     /// Sticky session cookie to insert: `Set-Cookie: NAME=VALUE; Path=/` plus
     /// `Cache-Control: private` so no shared cache stores it (HAProxy `insert nocache`).
     pub set_cookie: Option<(&'a str, &'a str)>,
+    /// The chunked body is being de-chunked for an HTTP/1.0 client and sent close-delimited:
+    /// drop `Transfer-Encoding` (RFC 9112 §6.1: a 1.0 recipient would not understand it).
+    pub dechunk: bool,
 }
 
 /// The values of every `Connection` header (their tokens name more hop-by-hop fields). Empty
@@ -205,7 +208,9 @@ pub fn encode_response(buf: &[u8], head: &ResponseHead, opts: &ResponseOpts, out
     for h in &head.headers {
         let name = buf.get(h.name.clone()).unwrap_or_default();
         let value = buf.get(h.value.clone()).unwrap_or_default();
-        if is_hop_by_hop(name, value, buf, &head.headers, &tokens, opts.tunnel) {
+        if is_hop_by_hop(name, value, buf, &head.headers, &tokens, opts.tunnel)
+            || (opts.dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+        {
             continue;
         }
         field(out, name, value);
@@ -453,6 +458,7 @@ mod tests {
                 version_minor_client: 1,
                 tunnel: false,
                 set_cookie: Some(("SERVERID", "s2")),
+                dechunk: false,
             },
         );
         assert!(
@@ -469,6 +475,7 @@ mod tests {
             version_minor_client: 1,
             tunnel: false,
             set_cookie: None,
+            dechunk: false,
         };
         assert_eq!(
             encode_resp(raw, &ka),
@@ -566,6 +573,24 @@ mod tests {
     }
 
     #[test]
+    fn dechunked_response_loses_transfer_encoding_and_closes() {
+        let resp = encode_resp(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+            &ResponseOpts {
+                keep_alive: false,
+                version_minor_client: 0,
+                tunnel: false,
+                set_cookie: None,
+                dechunk: true,
+            },
+        );
+        assert_eq!(
+            resp,
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn upgrade_is_dropped_unless_tunnelling() {
         let out = encode_req(
             b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -580,6 +605,7 @@ mod tests {
                 version_minor_client: 1,
                 tunnel: false,
                 set_cookie: None,
+                dechunk: false,
             },
         );
         assert_eq!(resp, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -598,6 +624,7 @@ mod tests {
             version_minor_client: 1,
             tunnel: false,
             set_cookie: None,
+            dechunk: false,
         };
         encode_response(raw, &head, &ka, &mut out);
         assert_eq!(out, raw);

@@ -1162,6 +1162,7 @@ impl Shard {
                     version_minor_client: ex.client_version_minor,
                     tunnel,
                     set_cookie: cookie,
+                    dechunk: false,
                 };
                 let before = client.out.len();
                 http1::encode_response(&server.inbuf, &head, &opts, &mut client.out);
