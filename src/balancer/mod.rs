@@ -159,6 +159,12 @@ impl Candidates {
         }
     }
 
+    /// Takes back the last attempt: it does not count and its server may be picked again (a
+    /// pooled connection that turned out dead is replayed on a new one for free).
+    pub fn forget_last(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
     /// The next server to try, or `None` when the attempts are used up or nothing can be picked.
     /// With every server tried already, one of them is tried again (a single-server backend
     /// retries its only server, as HAProxy does).
