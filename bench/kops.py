@@ -226,6 +226,9 @@ class Perf:
 def sample_rings(bench, port, pids, duration, path):
     """The warm-up wrk run, with perf record of io_uring_submit_req in `pids` enabled for all of it:
     (ring addresses, {opcode: SQEs}). Empty for a proxy that does not use io_uring."""
+    if 'io_uring_submit_req' not in tracepoints('io_uring'):     # a kernel without io_uring tracing
+        bench.wrk(port, SCEN, duration)
+        return [], {}
     rec = Perf([('sqe', 'io_uring:io_uring_submit_req', None)], ['-p', ','.join(map(str, pids))], path, 'record')
     try:
         rec.start()
