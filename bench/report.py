@@ -34,7 +34,9 @@ SCENARIOS, PROXIES = RUN.SCENARIOS, RUN.PROXIES
 
 # Bar colours by proxy family, so ringway stands out next to its peers in every subplot.
 FAMILY_COLOURS = {'ringway': '#1f77b4', 'ringway-lb': '#6a51a3', 'nginx': '#2ca02c', 'nginx-http': '#2ca02c',
-                  'haproxy': '#d62728', 'haproxy-http': '#d62728', 'ref': '#7f7f7f'}
+                  'haproxy': '#d62728', 'haproxy-http': '#d62728', 'ref': '#7f7f7f',
+                  # minimal configs: the family's colour, lighter
+                  'nginx-http-min': '#98df8a', 'haproxy-http-min': '#ff9896'}
 
 
 def short_label(name):

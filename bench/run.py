@@ -5,7 +5,8 @@
     python3 bench/run.py --quick         # smoke: 1 rep x 2 s, ringway + nginx + haproxy (L4 and L7)
 
 Scenarios S1-S3 run against the L4 proxies (ringway mode tcp, nginx stream, HAProxy mode tcp),
-H1-H4 against the L7 ones (ringway mode http, nginx proxy_pass, HAProxy mode http).
+H1-H4 against the L7 ones (ringway mode http, nginx proxy_pass, HAProxy mode http; nginx and HAProxy
+both as bench/conf configures them and with a new user's minimal config, which skip H4).
 
 Pinning (2-core machine): the proxy under test runs alone on CPU 0 (one shard / one worker / one
 thread); wrk and the nginx backend share CPU 1. Proxy CPU time = delta of utime+stime from
@@ -74,6 +75,12 @@ PROXIES = {
     'ringway-http': dict(kind='ringway', layer='l7', splice='auto', label='ringway mode http (1 shard)'),
     'nginx-http': dict(kind='nginx-http', layer='l7', label='nginx proxy_pass + keepalive (1 worker)'),
     'haproxy-http': dict(kind='haproxy-http', layer='l7', label='HAProxy mode http, http-reuse always (nbthread 1)'),
+    # The same two proxies configured as a new user would (conf/*-min.*): no X-Forwarded-For, no
+    # WebSocket route (so no H4), defaults for everything but upstream keep-alive.
+    'nginx-http-min': dict(kind='nginx-http-min', layer='l7', skip=('H4',),
+                           label='nginx proxy_pass, minimal config (1 worker)'),
+    'haproxy-http-min': dict(kind='haproxy-http-min', layer='l7', skip=('H4',),
+                             label='HAProxy mode http, minimal config (nbthread 1)'),
     'lb-rr': dict(kind='ringway-lb', layer='lb', balance='round_robin', label='ringway round_robin x4'),
     'lb-lc': dict(kind='ringway-lb', layer='lb', balance='least_conn', label='ringway least_conn x4'),
     'lb-p2c': dict(kind='ringway-lb', layer='lb', balance='p2c', label='ringway p2c x4'),
@@ -82,9 +89,21 @@ PROXIES = {
     'nginx-tls': dict(kind='nginx-tls', layer='tls', label='nginx ssl (OpenSSL, 1 worker)'),
     'haproxy-tls': dict(kind='haproxy-tls', layer='tls', label='HAProxy ssl (OpenSSL, nbthread 1)'),
 }
-# The "ratio" column's baseline per layer: the cheaper peer (L4, L7), or round robin (balancing).
-PEERS = {'l4': ('nginx', 'haproxy'), 'l7': ('nginx-http', 'haproxy-http'), 'lb': ('lb-rr',),
-         'tls': ('nginx-tls', 'haproxy-tls')}
+# The "ratio" columns' baselines per layer: one column per config set, each dividing by the
+# cheaper peer of that set in the same scenario (L4, L7, TLS), or by round robin (balancing).
+# L7 has two sets: nginx and HAProxy as bench/conf configures them (X-Forwarded-For, WebSocket
+# route, bigger pools), and as a new user would (conf/*-min.*).
+PEERS = {'l4': {'best peer': ('nginx', 'haproxy')},
+         'l7': {'better bench-config peer': ('nginx-http', 'haproxy-http'),
+                'better minimal peer': ('nginx-http-min', 'haproxy-http-min')},
+         'lb': {'round robin': ('lb-rr',)},
+         'tls': {'best peer': ('nginx-tls', 'haproxy-tls')}}
+
+
+def runs(name, scen):
+    """Whether proxy `name` runs scenario `scen`: same layer, and not in the proxy's `skip`."""
+    spec = PROXIES[name]
+    return spec['layer'] == SCENARIOS[scen]['layer'] and scen not in spec.get('skip', ())
 
 
 def log(msg):
@@ -280,6 +299,14 @@ class Bench:
             cfg = render('haproxy-http.cfg', os.path.join(self.work, 'haproxy-http.cfg'), port=port,
                          backend_port=self.backend_port, ws_port=self.ws_port, work=self.work)
             cmd = t0 + ['haproxy', '-db', '-f', cfg]
+        elif kind == 'nginx-http-min':
+            cfg = render('nginx-http-min.conf', os.path.join(self.work, 'nginx-http-min.conf'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['nginx', '-c', cfg, '-g', 'daemon off;']
+        elif kind == 'haproxy-http-min':
+            cfg = render('haproxy-http-min.cfg', os.path.join(self.work, 'haproxy-http-min.cfg'), port=port,
+                         backend_port=self.backend_port, work=self.work)
+            cmd = t0 + ['haproxy', '-db', '-f', cfg]
         else:
             cmd = t0 + [os.path.join(self.ref_dir(), spec['bin']), f'127.0.0.1:{port}',
                         f'127.0.0.1:{self.backend_port}']
@@ -334,7 +361,8 @@ class Bench:
             cmd = ['taskset', '-c', '1', os.path.join(self.ref_dir(), 'ws-load'),
                    f'ws://127.0.0.1:{port}{s["path"]}', str(s['conns']), str(max(1, round(duration)))]
         else:
-            cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{duration}s', '--latency',
+            # wrk takes whole seconds only: given -d0.5s or -d1.0s it prints its usage and runs nothing.
+            cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{s["conns"]}', f'-d{max(1, round(duration))}s', '--latency',
                    '-s', os.path.join(CONF, s['lua']),
                    f'{"https" if s.get("https") else "http"}://127.0.0.1:{port}{s["path"]}']
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
@@ -394,7 +422,7 @@ class Bench:
         self.build_refs(names)
         self.start_backend()
         results = []
-        cells = [(n, sc) for n in names for sc in a.scenarios if PROXIES[n]['layer'] == SCENARIOS[sc]['layer']]
+        cells = [(n, sc) for n in names for sc in a.scenarios if runs(n, sc)]
         total_steps = len(cells) * a.reps
         step = 0
         try:
@@ -469,25 +497,33 @@ def report(results, rows, args, meta):
              'the bottleneck (CPU 1 was), so compare the cost columns, not req/s.', '']
     for scen in args.scenarios:
         s = SCENARIOS[scen]
-        names = [n for n in args.proxies if PROXIES[n]['layer'] == s['layer']]
+        names = [n for n in args.proxies if runs(n, scen)]
         if not names:
             continue
         unit = 'CPU-µs/request' if s['cost'] == 'us_per_req' else 'CPU-s/GB'
+        # One ratio column per config set with a peer measured in this run (a set whose peers were
+        # not run, or skip this scenario, gets no column).
+        bases = []
+        for title, peers in PEERS[s['layer']].items():
+            costs = [rows[(p, scen)]['cost'][0] for p in peers if (p, scen) in rows]
+            if costs:
+                bases.append((title, min(costs)))
+        if not bases:
+            bases = [('best peer', None)]
+        ratio_heads = ''.join(f' ratio to {t} |' for t, _ in bases)
         lines += [f'## {scen}: {s["what"]}', '',
-                  f'| proxy | req/s | GB/s | p50 ms | p99 ms | {unit} | ratio to best peer | util | threads | errors |',
-                  '|---|---|---|---|---|---|---|---|---|---|']
-        peer_costs = [rows[(p, scen)]['cost'][0] for p in PEERS[s['layer']] if (p, scen) in rows]
-        best_peer = min(peer_costs) if peer_costs else None
+                  f'| proxy | req/s | GB/s | p50 ms | p99 ms | {unit} |{ratio_heads} util | threads | errors |',
+                  '|---|---|---|---|---|---|' + '---|' * len(bases) + '---|---|---|']
         digits = 2 if s['cost'] == 'us_per_req' else 3
         for name in names:
             r = rows.get((name, scen))
             if r is None:
-                lines.append(f'| {PROXIES[name]["label"]} | failed | | | | | | | | |')
+                lines.append(f'| {PROXIES[name]["label"]} | failed |' + ' |' * (7 + len(bases)))
                 continue
-            ratio = f'{r["cost"][0] / best_peer:.2f}×' if best_peer else '–'
+            ratios = ''.join(f' {r["cost"][0] / b:.2f}× |' if b else ' – |' for _, b in bases)
             spread = f' (max/min per server {r["spread"][0]:.2f})' if r.get('spread') else ''
             lines.append(f'| {PROXIES[name]["label"]}{spread} | {r["rps"][0]:.0f} | {r["gbps"][0]:.3f} | {fmt(r["p50"], 2)} | '
-                         f'{fmt(r["p99"], 2)} | {fmt(r["cost"], digits)} | {ratio} | {r["util"][0]:.2f} | '
+                         f'{fmt(r["p99"], 2)} | {fmt(r["cost"], digits)} |{ratios} {r["util"][0]:.2f} | '
                          f'{r["threads"]} | {r["errors"]}+{r["non2xx"]} |')
         lines.append('')
     errs = [r for r in results if 'error' in r]
@@ -503,7 +539,8 @@ def main():
     ap.add_argument('--scenarios', default=','.join(SCENARIOS), help='comma list of ' + ','.join(SCENARIOS))
     ap.add_argument('--reps', type=int, default=None)
     ap.add_argument('--duration', type=int, default=None, help='seconds per measured run')
-    ap.add_argument('--warmup', type=float, default=None, help='seconds of warm-up per scenario')
+    ap.add_argument('--warmup', type=float, default=None,
+                    help='seconds of warm-up per scenario (default 1; 0 with --quick; wrk rounds to whole seconds)')
     ap.add_argument('--ringway-bin', default=os.path.join(ROOT, 'target', 'release', 'ringway'))
     ap.add_argument('--ringway-config-extra', action='append',
                     help='TOML line added to ringway\'s [global] (repeatable), e.g. recv_buffer_size = "64KiB"')
@@ -527,7 +564,9 @@ def main():
             ap.error(f'unknown scenario {s}')
     args.reps = args.reps or (1 if args.quick else 3)
     args.duration = args.duration or (2 if args.quick else 5)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1)
+    # --quick: no warm-up. Its 0.5 s never ran under wrk (whole seconds only), and 1 s per cell would
+    # add half a minute to the CI smoke.
+    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
         if shutil.which(tool) is None:
             raise SystemExit(f'{tool} not found: apt-get install nginx libnginx-mod-stream haproxy wrk util-linux')
