@@ -344,12 +344,7 @@ fn health_checks_mark_a_dead_server_down_and_back_up() {
     let servers = [server(a.addr, ""), server(b.addr, "")];
     let check = "type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 2, fall = 3";
     let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, &health_backend(check)));
-    let state = |rw: &Ringway| {
-        rw.stats()["backends"][0]["servers"][0]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let state = |rw: &Ringway| stat_str(&rw.stats(), "/backends/0/servers/0/state").to_string();
     assert_eq!(state(&rw), "UP");
     a.kill();
     let t = std::time::Instant::now();
@@ -363,10 +358,10 @@ fn health_checks_mark_a_dead_server_down_and_back_up() {
         "{:?}",
         t.elapsed()
     );
-    let checks = &rw.stats()["backends"][0]["servers"][0]["checks"];
+    let stats = rw.stats();
     assert!(
-        checks["checks_failed"].as_u64().unwrap_or(0) >= 3,
-        "{checks}"
+        stat_u64(&stats, "/backends/0/servers/0/checks/checks_failed") >= 3,
+        "{stats}"
     );
     // Every request now goes to b, without a retry.
     let bodies = get_many(rw.listen, 2, 20, "/", None);
@@ -407,7 +402,7 @@ fn backup_server_takes_over_only_when_every_primary_is_down() {
         b[0].starts_with("backup").then_some(())
     });
     assert!(switched.is_some());
-    assert_eq!(rw.stats()["backends"][0]["servers"][1]["backup"], true);
+    assert!(stat_bool(&rw.stats(), "/backends/0/servers/1/backup"));
 }
 
 #[test]
@@ -442,10 +437,7 @@ fn http_health_check_runs_once_per_server_whatever_the_shard_count() {
         r.header("user-agent").as_deref(),
         Some("ringway-health-check")
     );
-    assert_eq!(
-        rw.stats()["backends"][0]["servers"][0]["checks"]["up"],
-        true
-    );
+    assert!(stat_bool(&rw.stats(), "/backends/0/servers/0/checks/up"));
 }
 
 #[test]
@@ -462,10 +454,11 @@ fn http_health_check_with_a_bad_status_takes_the_server_down() {
     let check = "type = \"http\", path = \"/health\", interval = \"100ms\", fall = 2";
     let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, &health_backend(check)));
     let down = poll(Duration::from_secs(5), || {
-        (rw.stats()["backends"][0]["servers"][0]["state"] == "DOWN").then_some(())
+        (stat_str(&rw.stats(), "/backends/0/servers/0/state") == "DOWN").then_some(())
     });
     assert!(down.is_some());
-    let err = rw.stats()["backends"][0]["servers"][0]["checks"]["last_check_error"].to_string();
+    let stats = rw.stats();
+    let err = stat_str(&stats, "/backends/0/servers/0/checks/last_check_error");
     assert!(err.contains("status 503"), "{err}");
 }
 
@@ -583,10 +576,14 @@ fn maxconn_queues_requests_beyond_the_limit_and_times_them_out_with_503() {
     // While they wait: exactly 2 in flight at the backend, the rest queued (up to queue_max).
     let queued = poll(Duration::from_secs(5), || {
         let st = rw.stats();
-        (st["backends"][0]["queue"].as_u64() == Some(5)).then_some(st)
+        (stat_u64(&st, "/backends/0/queue") == 5).then_some(st)
     })
     .expect("5 queued");
-    assert_eq!(queued["backends"][0]["servers"][0]["active"], 2, "{queued}");
+    assert_eq!(
+        stat_u64(&queued, "/backends/0/servers/0/active"),
+        2,
+        "{queued}"
+    );
     let results: Vec<String> = handles
         .into_iter()
         .map(|h| h.join().expect("client"))
@@ -643,12 +640,7 @@ fn passive_health_ejects_a_server_returning_5xx_then_lets_it_back() {
             "passive = { failures = 3, backoff = \"1s\" }",
         )
     });
-    let state = |rw: &Ringway| {
-        rw.stats()["backends"][0]["servers"][0]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let state = |rw: &Ringway| stat_str(&rw.stats(), "/backends/0/servers/0/state").to_string();
     let ejected = poll(Duration::from_secs(5), || {
         let _ = get_many(rw.listen, 1, 4, "/", None);
         (state(&rw) == "DOWN").then_some(())

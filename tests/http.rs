@@ -684,11 +684,15 @@ fn per_backend_stats_count_status_classes() {
     let missing = format!("http://{}/missing", rw.listen);
     curl(&[&url, &url, &missing]);
     let stats = rw.stats();
-    let server = &stats["backends"][0]["servers"][0];
-    assert_eq!(server["requests"], 3, "{stats}");
-    assert_eq!(server["http_2xx"], 2);
-    assert_eq!(server["http_4xx"], 1);
-    assert_eq!(stats["total"]["http_requests"], 3);
+    let server = "/backends/0/servers/0";
+    assert_eq!(
+        stat_u64(&stats, &format!("{server}/requests")),
+        3,
+        "{stats}"
+    );
+    assert_eq!(stat_u64(&stats, &format!("{server}/http_2xx")), 2);
+    assert_eq!(stat_u64(&stats, &format!("{server}/http_4xx")), 1);
+    assert_eq!(stat_u64(&stats, "/total/http_requests"), 3);
 }
 
 /// Runs a shipped example with its listener and admin on ephemeral ports and every server
@@ -788,7 +792,11 @@ fn socketio_example_keeps_a_polling_session_on_its_node() {
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
     let stats = rw.stats();
-    assert_eq!(stats["backends"][1]["servers"][0]["state"], "UP", "{stats}");
+    assert_eq!(
+        stat_str(&stats, "/backends/1/servers/0/state"),
+        "UP",
+        "{stats}"
+    );
 }
 
 /// A fast backend streams a 64 MiB chunked response (copy path: chunked bodies are scanned) to a

@@ -199,11 +199,11 @@ fn tickets_resume_across_shards_and_tls13_sessions_resume() {
     let stats = rw.stats();
     let shards = stats["per_shard"].as_array().expect("per_shard");
     assert!(
-        shards
-            .iter()
-            .all(|s| s["tls_handshakes"].as_u64().unwrap_or(0)
-                + s["tls_resumed"].as_u64().unwrap_or(0)
-                > 0),
+        (0..shards.len()).all(
+            |i| stat_u64(&stats, &format!("/per_shard/{i}/tls_handshakes"))
+                + stat_u64(&stats, &format!("/per_shard/{i}/tls_resumed"))
+                > 0
+        ),
         "{stats}"
     );
     assert!(rw.total("tls_resumed") >= 21);
@@ -235,15 +235,12 @@ fn session_ids_resume_on_other_shards_after_replication() {
     }
     let stats = rw.stats();
     let shards = stats["per_shard"].as_array().expect("per_shard");
-    let created = shards
-        .iter()
-        .position(|s| s["tls_handshakes"].as_u64() == Some(1))
+    let created = (0..shards.len())
+        .find(|i| stat_u64(&stats, &format!("/per_shard/{i}/tls_handshakes")) == 1)
         .expect("one shard made the session");
-    let elsewhere: u64 = shards
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != created)
-        .map(|(_, s)| s["tls_resumed"].as_u64().unwrap_or(0))
+    let elsewhere: u64 = (0..shards.len())
+        .filter(|i| *i != created)
+        .map(|i| stat_u64(&stats, &format!("/per_shard/{i}/tls_resumed")))
         .sum();
     assert!(elsewhere > 0, "resumed on the other shard too: {stats}");
     assert_eq!(rw.total("tls_resumed"), 12);

@@ -216,9 +216,9 @@ impl Ringway {
         serde_json::from_str(&body).expect("stats JSON")
     }
 
-    /// A counter from `total`.
+    /// A counter from `total`; panics if there is no such counter (see `stat_u64`).
     pub fn total(&self, key: &str) -> u64 {
-        self.stats()["total"][key].as_u64().unwrap_or(0)
+        stat_u64(&self.stats(), &format!("/total/{key}"))
     }
 
     /// Polls until `total[key]` satisfies `pred`; returns the last value.
@@ -292,6 +292,36 @@ pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The value at JSON pointer `path` (`/backends/0/servers/0/state`) of a `/stats` document.
+/// Panics with the path and the document when it is missing: a renamed metric must fail the test
+/// that reads it, not read as 0 and pass every `== 0` check forever.
+pub fn stat<'j>(stats: &'j serde_json::Value, path: &str) -> &'j serde_json::Value {
+    stats
+        .pointer(path)
+        .unwrap_or_else(|| panic!("stats have no `{path}`:\n{stats:#}"))
+}
+
+/// The number at `path` of a `/stats` document; panics if missing or not a number.
+pub fn stat_u64(stats: &serde_json::Value, path: &str) -> u64 {
+    let v = stat(stats, path);
+    v.as_u64()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a number:\n{stats:#}"))
+}
+
+/// The string at `path` of a `/stats` document; panics if missing or not a string.
+pub fn stat_str<'j>(stats: &'j serde_json::Value, path: &str) -> &'j str {
+    let v = stat(stats, path);
+    v.as_str()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a string:\n{stats:#}"))
+}
+
+/// The boolean at `path` of a `/stats` document; panics if missing or not a boolean.
+pub fn stat_bool(stats: &serde_json::Value, path: &str) -> bool {
+    let v = stat(stats, path);
+    v.as_bool()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a boolean:\n{stats:#}"))
 }
 
 /// Minimal HTTP/1.0 GET; returns the body.
