@@ -262,7 +262,7 @@ impl Ringway {
                     })
                     .count()
             })
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("/proc/{}/fd: {e}", self.pid()))
     }
 
     pub fn rss_kib(&self) -> u64 {
@@ -282,16 +282,17 @@ impl Drop for Ringway {
     }
 }
 
+/// A `kB` field of /proc/PID/status. Panics when the process or the field is gone: a 0 would
+/// pass every "grew by at most" check.
 pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("/proc/{pid}/status has no {field}:\n{status}"))
 }
 
 /// The value at JSON pointer `path` (`/backends/0/servers/0/state`) of a `/stats` document.
