@@ -609,16 +609,57 @@ fn maxconn_queues_requests_beyond_the_limit_and_times_them_out_with_503() {
 
 #[test]
 fn queued_requests_are_served_in_order_when_a_slot_frees() {
-    let be = Httpd::spawn(|r| {
-        std::thread::sleep(Duration::from_millis(100));
+    const REQUESTS: usize = 12;
+    // `/q/0` holds the one slot (maxconn = 1) until every other request has queued behind it.
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&release);
+    let be = Httpd::spawn(move |r| {
+        if r.target == "/q/0" {
+            // Bounded: a failing test still ends.
+            let _ = poll(Duration::from_secs(20), || {
+                gate.load(Ordering::SeqCst).then_some(())
+            });
+        }
         Reply::Bytes(ok(&r.target))
     });
     let servers = [server(be.addr, ", maxconn = 1")];
-    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "queue_timeout = \"10s\""));
-    let bodies = get_many(rw.listen, 6, 2, "/q", None);
-    assert_eq!(bodies.len(), 12);
-    assert!(bodies.iter().all(|b| b == "/q"), "{bodies:?}");
-    assert!(rw.total("http_queued") >= 5);
+    // One shard: one queue, so the order of arrival is the order of the queue.
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "queue_timeout = \"20s\""));
+    let mut clients = Vec::new();
+    for i in 0..REQUESTS {
+        let addr = rw.listen;
+        clients.push(std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+            s.write_all(format!("GET /q/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+                .expect("write");
+            read_one(&mut s, &mut Vec::new())
+        }));
+        // Start the next one only once this one has its place: the first at the server, each
+        // other counted as queued.
+        if i == 0 {
+            let at_server = poll(Duration::from_secs(10), || {
+                (!be.requests().is_empty()).then_some(())
+            });
+            assert!(at_server.is_some(), "/q/0 never reached the server");
+        } else {
+            rw.wait_total("http_queued", Duration::from_secs(10), |n| n == i as u64);
+        }
+    }
+    assert_eq!(
+        stat_u64(&rw.stats(), "/backends/0/queue"),
+        REQUESTS as u64 - 1
+    );
+    release.store(true, Ordering::SeqCst);
+    let bodies: Vec<String> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let want: Vec<String> = (0..REQUESTS).map(|i| format!("/q/{i}")).collect();
+    assert_eq!(bodies, want, "each client gets its own response");
+    let order: Vec<String> = be.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(order, want, "the server sees the requests in queue order");
+    assert_eq!(rw.total("http_queue_timeouts"), 0);
 }
 
 #[test]
