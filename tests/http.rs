@@ -701,6 +701,8 @@ fn run_example(file: &str) -> (Ringway, Vec<Httpd>) {
     let text = std::fs::read_to_string(file).expect("example");
     let mut backends = Vec::new();
     let rw = Ringway::start_text(|l, a| {
+        // A start retried on new ports gets new backends too.
+        backends.clear();
         let mut out = String::new();
         let mut backend_name = String::new();
         for line in text.lines() {

@@ -123,6 +123,21 @@ pub struct Ringway {
     stderr_path: PathBuf,
 }
 
+/// How many times `Ringway::launch` starts ringway on fresh ports when a port it was given was
+/// taken between `free_port` and ringway's bind.
+const START_ATTEMPTS_MAX: u32 = 5;
+
+/// Why a start attempt did not become ready, when trying again on other ports can help.
+struct PortTaken(String);
+
+/// True when ringway's stderr says a bind failed because the address was in use: the admin
+/// listener's io error (`Address already in use`), the shard listener's own hint (`address in use
+/// by a process that did not set SO_REUSEPORT`), or the errno name.
+pub fn says_port_taken(stderr: &str) -> bool {
+    let e = stderr.to_ascii_lowercase();
+    e.contains("address already in use") || e.contains("address in use") || e.contains("eaddrinuse")
+}
+
 impl Ringway {
     pub fn start(servers: &[SocketAddr], o: &Opts) -> Ringway {
         Ringway::start_with(servers, o, |c| c)
@@ -132,75 +147,116 @@ impl Ringway {
     pub fn start_with(
         servers: &[SocketAddr],
         o: &Opts,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
         Ringway::launch(|l, a| config_text(l, a, servers, o), prepare)
     }
 
-    /// Starts ringway on a config built by `text(listen_port, admin_port)`.
-    pub fn start_text(text: impl FnOnce(u16, u16) -> String) -> Ringway {
+    /// Starts ringway on a config built by `text(listen_port, admin_port)`. `text` runs again
+    /// (with new ports) if a port was taken before ringway bound it; any other port it needs it
+    /// takes from `free_port` itself, so those are fresh on every attempt too.
+    pub fn start_text(text: impl FnMut(u16, u16) -> String) -> Ringway {
         Ringway::launch(text, |c| c)
     }
 
     /// As `start_text`; `prepare` may adjust the command (environment, wrappers).
     pub fn start_text_with(
-        text: impl FnOnce(u16, u16) -> String,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        text: impl FnMut(u16, u16) -> String,
+        prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
         Ringway::launch(text, prepare)
     }
 
     /// Writes the config into a scratch dir and runs ringway on it; stdout (the access log) goes
-    /// to `stdout.log`, stderr to `stderr.log` there.
+    /// to `stdout.log`, stderr to `stderr.log` there. `free_port` only says a port was free a
+    /// moment ago: when another process takes one before ringway binds it, this starts again on
+    /// new ports, up to `START_ATTEMPTS_MAX` times.
     fn launch(
-        text: impl FnOnce(u16, u16) -> String,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        mut text: impl FnMut(u16, u16) -> String,
+        mut prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
-        let dir = TempDir::new("rw");
-        let listen = free_port();
-        let admin = free_port();
-        let cfg = dir.write("ringway.toml", &text(listen, admin));
-        let stderr_path = dir.0.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
-        let mut cmd = Command::new(BIN);
-        // Tests run as root on CI machines; ringway refuses that without an explicit opt-in.
-        cmd.env("RINGWAY_ALLOW_ROOT", "1");
-        cmd.arg("run")
-            .arg("-c")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let child = prepare(&mut cmd).spawn().expect("spawn ringway");
-        let mut rw = Ringway {
-            child,
-            listen: format!("127.0.0.1:{listen}").parse().expect("addr"),
-            admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
-            dir,
-            stderr_path,
-        };
-        rw.wait_ready();
-        rw
+        let mut taken = Vec::new();
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let dir = TempDir::new("rw");
+            let listen = free_port();
+            let admin = free_port();
+            let cfg = dir.write("ringway.toml", &text(listen, admin));
+            let stderr_path = dir.0.join("stderr.log");
+            let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+            let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
+            let mut cmd = Command::new(BIN);
+            // Tests run as root on CI machines; ringway refuses that without an explicit opt-in.
+            cmd.env("RINGWAY_ALLOW_ROOT", "1");
+            cmd.arg("run")
+                .arg("-c")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr);
+            let child = prepare(&mut cmd).spawn().expect("spawn ringway");
+            let mut rw = Ringway {
+                child,
+                listen: format!("127.0.0.1:{listen}").parse().expect("addr"),
+                admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
+                dir,
+                stderr_path,
+            };
+            match rw.wait_ready() {
+                Ok(()) => return rw,
+                Err(PortTaken(why)) => {
+                    eprintln!(
+                        "ringway start attempt {attempt}: a port was taken, retrying on new ports: {why}"
+                    );
+                    taken.push(why);
+                }
+            }
+        }
+        panic!(
+            "ringway did not start in {START_ATTEMPTS_MAX} attempts, a port taken every time:\n{}",
+            taken.join("\n")
+        );
     }
 
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("stdout.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until ringway's own admin listener answers `/stats`. `Err` when ringway could not
+    /// have its ports: it exited because one was in use, or it listens on a port that another
+    /// process listens on too (ringway binds with SO_REUSEPORT, so another root process's
+    /// SO_REUSEPORT socket on the same port, such as a parallel test's ringway, does not fail the
+    /// bind: the kernel would split the connections between the two).
+    fn wait_ready(&mut self) -> Result<(), PortTaken> {
         let admin = self.admin;
-        let ready = poll(Duration::from_secs(20), || {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ringway exited during startup: {status}\n{}", self.stderr());
+                let stderr = self.stderr();
+                if says_port_taken(&stderr) {
+                    return Err(PortTaken(stderr));
+                }
+                panic!("ringway exited during startup: {status}\n{stderr}");
             }
-            http_get(admin, "/stats")
-                .ok()
-                .filter(|b| b.contains("\"per_shard\""))
-        });
-        assert!(ready.is_some(), "ringway not ready\n{}", self.stderr());
+            // Ask only once the admin port is ringway's: whoever took it first would answer (or
+            // hang) in its place.
+            if listen_ports(self.pid()).contains(&admin.port())
+                && http_get(admin, "/stats").is_ok_and(|b| b.contains("\"per_shard\""))
+            {
+                break;
+            }
+            assert!(Instant::now() < end, "ringway not ready\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // No probe connection to the listener: it would reach the test's backend. The admin
         // listener starts only after every shard has bound its listener and armed its accept.
+        let shared = shared_listen_ports(self.pid());
+        if shared.is_empty() {
+            Ok(())
+        } else {
+            Err(PortTaken(format!(
+                "another socket listens on port(s) {shared:?} too"
+            )))
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -279,6 +335,36 @@ impl Drop for Ringway {
         if std::thread::panicking() {
             eprintln!("--- ringway stderr ---\n{}", self.stderr());
         }
+    }
+}
+
+/// Runs `ringway run` on the config `text(port)` until it exits, for a start that must fail
+/// after binding `port` (at the privilege drop, say); stdin is closed, stdout and stderr
+/// captured. As `Ringway::launch`, it runs again on a new port when the port was taken before
+/// ringway bound it.
+pub fn run_until_exit(
+    mut text: impl FnMut(u16) -> String,
+    mut prepare: impl FnMut(&mut Command) -> &mut Command,
+) -> std::process::Output {
+    let mut attempt = 1;
+    loop {
+        let dir = TempDir::new("exit");
+        let cfg = dir.write("ringway.toml", &text(free_port()));
+        let mut cmd = Command::new(BIN);
+        cmd.env("RINGWAY_ALLOW_ROOT", "1")
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null());
+        let out = prepare(&mut cmd).output().expect("run ringway");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if attempt == START_ATTEMPTS_MAX || !says_port_taken(&stderr) {
+            return out;
+        }
+        eprintln!(
+            "ringway run attempt {attempt}: a port was taken, retrying on a new one: {stderr}"
+        );
+        attempt += 1;
     }
 }
 
@@ -496,8 +582,15 @@ pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Inodes of non-listening TCP sockets whose local port is `port` (from /proc/net/tcp{,6}).
-fn admin_connection_inodes(port: u16) -> Vec<String> {
+/// One row of /proc/net/tcp{,6}.
+struct TcpSocket {
+    local_port: u16,
+    listening: bool,
+    inode: String,
+}
+
+/// Every TCP socket of this network namespace (from /proc/net/tcp{,6}).
+fn tcp_sockets() -> Vec<TcpSocket> {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -509,16 +602,82 @@ fn admin_connection_inodes(port: u16) -> Vec<String> {
             else {
                 continue;
             };
-            let local_port = local
+            let Some(local_port) = local
                 .rsplit(':')
                 .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) && *state != "0A" {
-                out.push((*inode).to_string());
-            }
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            out.push(TcpSocket {
+                local_port,
+                // 0A: TCP_LISTEN.
+                listening: *state == "0A",
+                inode: (*inode).to_string(),
+            });
         }
     }
     out
+}
+
+/// Inodes of non-listening TCP sockets whose local port is `port`.
+fn admin_connection_inodes(port: u16) -> Vec<String> {
+    tcp_sockets()
+        .into_iter()
+        .filter(|s| s.local_port == port && !s.listening)
+        .map(|s| s.inode)
+        .collect()
+}
+
+/// Inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: i32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Ports on which process `pid` holds a listening socket.
+fn listen_ports(pid: i32) -> Vec<u16> {
+    let ours = socket_inodes(pid);
+    let mut ports: Vec<u16> = tcp_sockets()
+        .into_iter()
+        .filter(|s| s.listening && ours.contains(&s.inode))
+        .map(|s| s.local_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Ports on which process `pid` listens and a socket it does not hold listens too.
+fn shared_listen_ports(pid: i32) -> Vec<u16> {
+    let ours = socket_inodes(pid);
+    let listeners: Vec<TcpSocket> = tcp_sockets().into_iter().filter(|s| s.listening).collect();
+    let mut shared: Vec<u16> = listeners
+        .iter()
+        .filter(|s| !ours.contains(&s.inode))
+        .filter(|s| {
+            listeners
+                .iter()
+                .any(|o| o.local_port == s.local_port && ours.contains(&o.inode))
+        })
+        .map(|s| s.local_port)
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    shared
 }
 
 /// A WebSocket echo server (tungstenite) on an ephemeral port; runs until the test ends.
