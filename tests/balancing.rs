@@ -214,16 +214,25 @@ fn maglev_on_a_header_spreads_users_and_keeps_each_on_its_server() {
 }
 
 /// A backend that can be killed: its listener closes and open connections are dropped without
-/// an answer, as when the process dies.
+/// an answer, as when the process dies. Its port stays reserved (a second SO_REUSEPORT socket,
+/// bound but not listening) so `Httpd::spawn_on` can bring it back there.
 struct Killable {
     addr: SocketAddr,
     dead: Arc<AtomicBool>,
+    _reservation: socket2::Socket,
 }
 
 impl Killable {
     fn spawn(name: &'static str) -> Killable {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let reservation = reuseport_socket("127.0.0.1:0".parse().expect("addr"));
+        let addr = reservation
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address");
+        let socket = reuseport_socket(addr);
+        socket.listen(128).expect("listen");
+        let listener = TcpListener::from(socket);
         let dead = Arc::new(AtomicBool::new(false));
         let d = Arc::clone(&dead);
         listener.set_nonblocking(true).expect("nonblocking");
@@ -241,7 +250,11 @@ impl Killable {
                 }
             }
         });
-        Killable { addr, dead }
+        Killable {
+            addr,
+            dead,
+            _reservation: reservation,
+        }
     }
 
     fn kill(&self) {
@@ -306,13 +319,10 @@ fn a_server_killed_mid_run_fails_no_idempotent_request() {
 
 #[test]
 fn tcp_connects_are_retried_on_another_server() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let dead = DeadPort::new();
     let live = Backend::echo();
     let rw = Ringway::start(
-        &[dead, live.addr],
+        &[dead.addr, live.addr],
         &Opts {
             shards: 1,
             ..Opts::default()

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -387,11 +387,8 @@ fn idle_keep_alive_client_is_closed_after_http_keep_alive() {
 
 #[test]
 fn backend_refusing_connections_is_502_and_a_silent_backend_is_504() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
-    let rw = Ringway::start_text(|l, a| http_config(l, a, dead, "", "", ""));
+    let dead = DeadPort::new();
+    let rw = Ringway::start_text(|l, a| http_config(l, a, dead.addr, "", "", ""));
     let resp = raw(rw.listen, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(status_of(&resp), 502, "{resp}");
 

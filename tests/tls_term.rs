@@ -715,46 +715,18 @@ fn sslscan_sees_only_tls12_and_tls13_with_forward_secret_suites() {
     }
 }
 
-/// `openssl s_server -www` with a certificate from `ca` for `backend.test`, killed on drop.
-struct TlsServer {
-    addr: SocketAddr,
-    child: std::process::Child,
-}
+/// `openssl s_server -www` with a certificate from `ca` for `backend.test`.
+struct TlsServer;
 
 impl TlsServer {
-    fn start(ca: &TestCa) -> TlsServer {
+    fn start(ca: &TestCa) -> SServer {
         TlsServer::start_named(ca, "backend.test")
     }
 
     /// A server whose certificate is for (and has the subject CN) `name`.
-    fn start_named(ca: &TestCa, name: &str) -> TlsServer {
+    fn start_named(ca: &TestCa, name: &str) -> SServer {
         let (cert, key) = ca.leaf(name, name, &[name]);
-        let port = free_port();
-        let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-naccept", "1000", "-www", "-accept"])
-            .arg(port.to_string())
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl s_server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        assert!(
-            poll(Duration::from_secs(10), || TcpStream::connect(addr).ok()).is_some(),
-            "s_server did not start"
-        );
-        TlsServer { addr, child }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        SServer::start(&cert, &key)
     }
 }
 

@@ -53,6 +53,50 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT, not listening yet. Two such sockets of one
+/// user may share a port: a test can keep one bound (a reservation: the kernel hands the port to
+/// no one else, neither to `bind(:0)` nor as a connect's local port) while it closes and opens
+/// the one that listens.
+pub fn reuseport_socket(addr: SocketAddr) -> socket2::Socket {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.set_reuse_port(true).expect("SO_REUSEPORT");
+    s.bind(&addr.into())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    s
+}
+
+/// The address of a server that is down: a socket bound to an ephemeral port that never
+/// listens, so every connect to it is refused for as long as this lives, and no other process can
+/// take the port meanwhile (as it could after `free_port`).
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        socket.bind(&any.into()).expect("bind");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address");
+        DeadPort {
+            addr,
+            _socket: socket,
+        }
+    }
+}
+
 /// Polls `f` every 10 ms until it returns Some or `timeout` passes.
 pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
@@ -365,6 +409,70 @@ pub fn run_until_exit(
             "ringway run attempt {attempt}: a port was taken, retrying on a new one: {stderr}"
         );
         attempt += 1;
+    }
+}
+
+/// `openssl s_server -www` (a TLS backend that describes the session it served) on a port it
+/// picks itself: `-accept 127.0.0.1:0`, then the `ACCEPT 127.0.0.1:PORT` line it prints once
+/// listening. Killed on drop.
+pub struct SServer {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl SServer {
+    pub fn start(cert: &Path, key: &Path) -> SServer {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-naccept",
+                "1000",
+                "-www",
+                "-accept",
+                "127.0.0.1:0",
+            ])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let out = child.stdout.take().expect("s_server stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::BufReader::new(out);
+            let mut line = Vec::new();
+            while matches!(std::io::BufRead::read_until(&mut out, b'\n', &mut line), Ok(n) if n > 0)
+            {
+                let text = String::from_utf8_lossy(&line);
+                if let Some(addr) = text.trim().strip_prefix("ACCEPT ") {
+                    let _ = tx.send(addr.to_string());
+                    break;
+                }
+                line.clear();
+            }
+            // Drain the rest so s_server never blocks on a full pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("openssl s_server did not say which port it listens on");
+        };
+        SServer {
+            addr: addr.parse().expect("s_server ACCEPT address"),
+            child,
+        }
+    }
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
