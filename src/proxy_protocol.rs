@@ -75,14 +75,20 @@ pub fn parse_received(buf: &[u8]) -> Received {
         }
         return match ppp::v2::Header::try_from(buf) {
             Ok(h) => Received::Complete {
-                source: match h.addresses {
-                    ppp::v2::Addresses::IPv4(a) => {
+                // proxy-protocol.txt §2.2: LOCAL means "use the real connection endpoints and
+                // discard the protocol block including the family", even when one is present.
+                source: match (h.command, h.addresses) {
+                    (ppp::v2::Command::Local, _) => None,
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
                     }
-                    ppp::v2::Addresses::IPv6(a) => {
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
                     }
-                    _ => None,
+                    (
+                        ppp::v2::Command::Proxy,
+                        ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_),
+                    ) => None,
                 },
                 consumed_bytes: h.len(),
             },
@@ -218,6 +224,33 @@ mod tests {
             parse_received(long.as_bytes()),
             Received::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn received_v2_local_announces_no_client_even_with_addresses() {
+        // Version 2, LOCAL; TCP over IPv4, 12 address bytes (an upstream balancer's health
+        // check may fill them in); then the request.
+        let mut bytes = V2_PREFIX.to_vec();
+        bytes.extend_from_slice(&[0x20, 0x11, 0x00, 0x0c]);
+        bytes.extend_from_slice(&[203, 0, 113, 9, 10, 0, 0, 1, 0x15, 0xb3, 0x01, 0xbb]);
+        let len = bytes.len();
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            parse_received(&bytes),
+            Received::Complete {
+                source: None,
+                consumed_bytes: len
+            }
+        );
+        // The same block with PROXY announces its source.
+        bytes[12] = 0x21;
+        assert_eq!(
+            parse_received(&bytes),
+            Received::Complete {
+                source: Some(addr("203.0.113.9:5555")),
+                consumed_bytes: len
+            }
+        );
     }
 
     #[test]
