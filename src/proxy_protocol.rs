@@ -105,8 +105,15 @@ pub fn parse_received(buf: &[u8]) -> Received {
                 Received::Invalid("PROXY v1 line too long")
             };
         };
-        let Some(line) = buf.get(..end + 2).and_then(|l| std::str::from_utf8(l).ok()) else {
-            return Received::Invalid("PROXY v1 line is not text");
+        // proxy-protocol.txt §2.1: the line is US-ASCII. ppp 2.3.0 slices it two bytes past
+        // its first CR, which panics inside a multi-byte character ("\r\u{1c5}"), so nothing
+        // else may reach it.
+        let Some(line) = buf
+            .get(..end + 2)
+            .filter(|l| l.is_ascii())
+            .and_then(|l| std::str::from_utf8(l).ok())
+        else {
+            return Received::Invalid("PROXY v1 line is not ASCII");
         };
         return match ppp::v1::Header::try_from(line) {
             Ok(h) => Received::Complete {
@@ -217,6 +224,15 @@ mod tests {
         ));
         assert!(matches!(
             parse_received(b"PROXY TCP4 999.2.3.4 1.2.3.4 1 2\r\n"),
+            Received::Invalid(_)
+        ));
+        // A CR, then a two-byte character: ppp would slice inside it (found by fuzzing).
+        assert!(matches!(
+            parse_received("PROXY TCP4 \u{1c}\u{1c5}\0\r\u{1c5}\0\r&.&.5\r\n".as_bytes()),
+            Received::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_received("PROXY UNKNOWN \u{e9}\r\n".as_bytes()),
             Received::Invalid(_)
         ));
         let long = format!("PROXY {}", "1".repeat(200));
