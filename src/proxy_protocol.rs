@@ -75,14 +75,20 @@ pub fn parse_received(buf: &[u8]) -> Received {
         }
         return match ppp::v2::Header::try_from(buf) {
             Ok(h) => Received::Complete {
-                source: match h.addresses {
-                    ppp::v2::Addresses::IPv4(a) => {
+                // proxy-protocol.txt §2.2: LOCAL means "use the real connection endpoints and
+                // discard the protocol block including the family", even when one is present.
+                source: match (h.command, h.addresses) {
+                    (ppp::v2::Command::Local, _) => None,
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
                     }
-                    ppp::v2::Addresses::IPv6(a) => {
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
                     }
-                    _ => None,
+                    (
+                        ppp::v2::Command::Proxy,
+                        ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_),
+                    ) => None,
                 },
                 consumed_bytes: h.len(),
             },
@@ -99,8 +105,15 @@ pub fn parse_received(buf: &[u8]) -> Received {
                 Received::Invalid("PROXY v1 line too long")
             };
         };
-        let Some(line) = buf.get(..end + 2).and_then(|l| std::str::from_utf8(l).ok()) else {
-            return Received::Invalid("PROXY v1 line is not text");
+        // proxy-protocol.txt §2.1: the line is US-ASCII. ppp 2.3.0 slices it two bytes past
+        // its first CR, which panics inside a multi-byte character ("\r\u{1c5}"), so nothing
+        // else may reach it.
+        let Some(line) = buf
+            .get(..end + 2)
+            .filter(|l| l.is_ascii())
+            .and_then(|l| std::str::from_utf8(l).ok())
+        else {
+            return Received::Invalid("PROXY v1 line is not ASCII");
         };
         return match ppp::v1::Header::try_from(line) {
             Ok(h) => Received::Complete {
@@ -213,11 +226,47 @@ mod tests {
             parse_received(b"PROXY TCP4 999.2.3.4 1.2.3.4 1 2\r\n"),
             Received::Invalid(_)
         ));
+        // A CR, then a two-byte character: ppp would slice inside it (found by fuzzing).
+        assert!(matches!(
+            parse_received("PROXY TCP4 \u{1c}\u{1c5}\0\r\u{1c5}\0\r&.&.5\r\n".as_bytes()),
+            Received::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_received("PROXY UNKNOWN \u{e9}\r\n".as_bytes()),
+            Received::Invalid(_)
+        ));
         let long = format!("PROXY {}", "1".repeat(200));
         assert!(matches!(
             parse_received(long.as_bytes()),
             Received::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn received_v2_local_announces_no_client_even_with_addresses() {
+        // Version 2, LOCAL; TCP over IPv4, 12 address bytes (an upstream balancer's health
+        // check may fill them in); then the request.
+        let mut bytes = V2_PREFIX.to_vec();
+        bytes.extend_from_slice(&[0x20, 0x11, 0x00, 0x0c]);
+        bytes.extend_from_slice(&[203, 0, 113, 9, 10, 0, 0, 1, 0x15, 0xb3, 0x01, 0xbb]);
+        let len = bytes.len();
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            parse_received(&bytes),
+            Received::Complete {
+                source: None,
+                consumed_bytes: len
+            }
+        );
+        // The same block with PROXY announces its source.
+        bytes[12] = 0x21;
+        assert_eq!(
+            parse_received(&bytes),
+            Received::Complete {
+                source: Some(addr("203.0.113.9:5555")),
+                consumed_bytes: len
+            }
+        );
     }
 
     #[test]

@@ -214,16 +214,25 @@ fn maglev_on_a_header_spreads_users_and_keeps_each_on_its_server() {
 }
 
 /// A backend that can be killed: its listener closes and open connections are dropped without
-/// an answer, as when the process dies.
+/// an answer, as when the process dies. Its port stays reserved (a second SO_REUSEPORT socket,
+/// bound but not listening) so `Httpd::spawn_on` can bring it back there.
 struct Killable {
     addr: SocketAddr,
     dead: Arc<AtomicBool>,
+    _reservation: socket2::Socket,
 }
 
 impl Killable {
     fn spawn(name: &'static str) -> Killable {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let reservation = reuseport_socket("127.0.0.1:0".parse().expect("addr"));
+        let addr = reservation
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address");
+        let socket = reuseport_socket(addr);
+        socket.listen(128).expect("listen");
+        let listener = TcpListener::from(socket);
         let dead = Arc::new(AtomicBool::new(false));
         let d = Arc::clone(&dead);
         listener.set_nonblocking(true).expect("nonblocking");
@@ -241,7 +250,11 @@ impl Killable {
                 }
             }
         });
-        Killable { addr, dead }
+        Killable {
+            addr,
+            dead,
+            _reservation: reservation,
+        }
     }
 
     fn kill(&self) {
@@ -306,13 +319,10 @@ fn a_server_killed_mid_run_fails_no_idempotent_request() {
 
 #[test]
 fn tcp_connects_are_retried_on_another_server() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let dead = DeadPort::new();
     let live = Backend::echo();
     let rw = Ringway::start(
-        &[dead, live.addr],
+        &[dead.addr, live.addr],
         &Opts {
             shards: 1,
             ..Opts::default()
@@ -344,12 +354,7 @@ fn health_checks_mark_a_dead_server_down_and_back_up() {
     let servers = [server(a.addr, ""), server(b.addr, "")];
     let check = "type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 2, fall = 3";
     let rw = Ringway::start_text(|l, ad| config(l, ad, 2, &servers, &health_backend(check)));
-    let state = |rw: &Ringway| {
-        rw.stats()["backends"][0]["servers"][0]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let state = |rw: &Ringway| stat_str(&rw.stats(), "/backends/0/servers/0/state").to_string();
     assert_eq!(state(&rw), "UP");
     a.kill();
     let t = std::time::Instant::now();
@@ -363,10 +368,10 @@ fn health_checks_mark_a_dead_server_down_and_back_up() {
         "{:?}",
         t.elapsed()
     );
-    let checks = &rw.stats()["backends"][0]["servers"][0]["checks"];
+    let stats = rw.stats();
     assert!(
-        checks["checks_failed"].as_u64().unwrap_or(0) >= 3,
-        "{checks}"
+        stat_u64(&stats, "/backends/0/servers/0/checks/checks_failed") >= 3,
+        "{stats}"
     );
     // Every request now goes to b, without a retry.
     let bodies = get_many(rw.listen, 2, 20, "/", None);
@@ -407,7 +412,7 @@ fn backup_server_takes_over_only_when_every_primary_is_down() {
         b[0].starts_with("backup").then_some(())
     });
     assert!(switched.is_some());
-    assert_eq!(rw.stats()["backends"][0]["servers"][1]["backup"], true);
+    assert!(stat_bool(&rw.stats(), "/backends/0/servers/1/backup"));
 }
 
 #[test]
@@ -442,10 +447,7 @@ fn http_health_check_runs_once_per_server_whatever_the_shard_count() {
         r.header("user-agent").as_deref(),
         Some("ringway-health-check")
     );
-    assert_eq!(
-        rw.stats()["backends"][0]["servers"][0]["checks"]["up"],
-        true
-    );
+    assert!(stat_bool(&rw.stats(), "/backends/0/servers/0/checks/up"));
 }
 
 #[test]
@@ -462,10 +464,11 @@ fn http_health_check_with_a_bad_status_takes_the_server_down() {
     let check = "type = \"http\", path = \"/health\", interval = \"100ms\", fall = 2";
     let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, &health_backend(check)));
     let down = poll(Duration::from_secs(5), || {
-        (rw.stats()["backends"][0]["servers"][0]["state"] == "DOWN").then_some(())
+        (stat_str(&rw.stats(), "/backends/0/servers/0/state") == "DOWN").then_some(())
     });
     assert!(down.is_some());
-    let err = rw.stats()["backends"][0]["servers"][0]["checks"]["last_check_error"].to_string();
+    let stats = rw.stats();
+    let err = stat_str(&stats, "/backends/0/servers/0/checks/last_check_error");
     assert!(err.contains("status 503"), "{err}");
 }
 
@@ -583,10 +586,14 @@ fn maxconn_queues_requests_beyond_the_limit_and_times_them_out_with_503() {
     // While they wait: exactly 2 in flight at the backend, the rest queued (up to queue_max).
     let queued = poll(Duration::from_secs(5), || {
         let st = rw.stats();
-        (st["backends"][0]["queue"].as_u64() == Some(5)).then_some(st)
+        (stat_u64(&st, "/backends/0/queue") == 5).then_some(st)
     })
     .expect("5 queued");
-    assert_eq!(queued["backends"][0]["servers"][0]["active"], 2, "{queued}");
+    assert_eq!(
+        stat_u64(&queued, "/backends/0/servers/0/active"),
+        2,
+        "{queued}"
+    );
     let results: Vec<String> = handles
         .into_iter()
         .map(|h| h.join().expect("client"))
@@ -612,16 +619,57 @@ fn maxconn_queues_requests_beyond_the_limit_and_times_them_out_with_503() {
 
 #[test]
 fn queued_requests_are_served_in_order_when_a_slot_frees() {
-    let be = Httpd::spawn(|r| {
-        std::thread::sleep(Duration::from_millis(100));
+    const REQUESTS: usize = 12;
+    // `/q/0` holds the one slot (maxconn = 1) until every other request has queued behind it.
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&release);
+    let be = Httpd::spawn(move |r| {
+        if r.target == "/q/0" {
+            // Bounded: a failing test still ends.
+            let _ = poll(Duration::from_secs(20), || {
+                gate.load(Ordering::SeqCst).then_some(())
+            });
+        }
         Reply::Bytes(ok(&r.target))
     });
     let servers = [server(be.addr, ", maxconn = 1")];
-    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "queue_timeout = \"10s\""));
-    let bodies = get_many(rw.listen, 6, 2, "/q", None);
-    assert_eq!(bodies.len(), 12);
-    assert!(bodies.iter().all(|b| b == "/q"), "{bodies:?}");
-    assert!(rw.total("http_queued") >= 5);
+    // One shard: one queue, so the order of arrival is the order of the queue.
+    let rw = Ringway::start_text(|l, ad| config(l, ad, 1, &servers, "queue_timeout = \"20s\""));
+    let mut clients = Vec::new();
+    for i in 0..REQUESTS {
+        let addr = rw.listen;
+        clients.push(std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+            s.write_all(format!("GET /q/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+                .expect("write");
+            read_one(&mut s, &mut Vec::new())
+        }));
+        // Start the next one only once this one has its place: the first at the server, each
+        // other counted as queued.
+        if i == 0 {
+            let at_server = poll(Duration::from_secs(10), || {
+                (!be.requests().is_empty()).then_some(())
+            });
+            assert!(at_server.is_some(), "/q/0 never reached the server");
+        } else {
+            rw.wait_total("http_queued", Duration::from_secs(10), |n| n == i as u64);
+        }
+    }
+    assert_eq!(
+        stat_u64(&rw.stats(), "/backends/0/queue"),
+        REQUESTS as u64 - 1
+    );
+    release.store(true, Ordering::SeqCst);
+    let bodies: Vec<String> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let want: Vec<String> = (0..REQUESTS).map(|i| format!("/q/{i}")).collect();
+    assert_eq!(bodies, want, "each client gets its own response");
+    let order: Vec<String> = be.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(order, want, "the server sees the requests in queue order");
+    assert_eq!(rw.total("http_queue_timeouts"), 0);
 }
 
 #[test]
@@ -643,12 +691,7 @@ fn passive_health_ejects_a_server_returning_5xx_then_lets_it_back() {
             "passive = { failures = 3, backoff = \"1s\" }",
         )
     });
-    let state = |rw: &Ringway| {
-        rw.stats()["backends"][0]["servers"][0]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let state = |rw: &Ringway| stat_str(&rw.stats(), "/backends/0/servers/0/state").to_string();
     let ejected = poll(Duration::from_secs(5), || {
         let _ = get_many(rw.listen, 1, 4, "/", None);
         (state(&rw) == "DOWN").then_some(())

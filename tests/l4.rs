@@ -234,8 +234,8 @@ fn slow_reading_client_keeps_proxy_rss_bounded_with_copy() {
 
 #[test]
 fn backend_refused_closes_client_promptly_and_counts() {
-    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let rw = Ringway::start(&[dead], &Opts::default());
+    let dead = DeadPort::new();
+    let rw = Ringway::start(&[dead.addr], &Opts::default());
     let mut c = connect(rw.listen);
     let t = Instant::now();
     let mut buf = [0u8; 16];

@@ -167,7 +167,7 @@ fn starts_under_memlock_8mib_without_cap_ipc_lock() {
             .unwrap_or(u64::MAX);
         assert_eq!(cap_eff & (1 << 14), 0, "CAP_IPC_LOCK still effective");
     }
-    assert_eq!(rw.stats()["shards"].as_u64(), Some(2));
+    assert_eq!(stat_u64(&rw.stats(), "/shards"), 2);
     let mut c = connect(rw.listen);
     std::io::Write::write_all(&mut c, b"ok").expect("write");
     let mut buf = [0u8; 2];

@@ -142,24 +142,17 @@ fn root_without_a_user_is_refused_unless_allowed() {
         err.contains("refusing to run as root") && err.contains("user"),
         "{err}"
     );
-    // A user that does not exist: refused with the fix.
-    let dir = TempDir::new("user");
-    let cfg = dir.write(
-        "c.toml",
-        &format!(
-            "[global]\nuser = \"no-such-user-rw\"\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:{}\"\nbackend = \"b\"\n\
-             [[backend]]\nname = \"b\"\nservers = [ {{ address = \"127.0.0.1:9\" }} ]\n",
-            free_port()
-        ),
+    // A user that does not exist: refused with the fix (after binding: ringway binds as root,
+    // then switches user).
+    let out = run_until_exit(
+        |port| {
+            format!(
+                "[global]\nuser = \"no-such-user-rw\"\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:{port}\"\nbackend = \"b\"\n\
+                 [[backend]]\nname = \"b\"\nservers = [ {{ address = \"127.0.0.1:9\" }} ]\n"
+            )
+        },
+        |c| c.env_remove("RINGWAY_ALLOW_ROOT"),
     );
-    let out = Command::new(BIN)
-        .env_remove("RINGWAY_ALLOW_ROOT")
-        .arg("run")
-        .arg("-c")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -13,7 +13,7 @@ use common::*;
 /// An `openssl s_server` with a self-signed certificate for `cn`, killed on drop.
 struct TlsBackend {
     addr: SocketAddr,
-    child: Child,
+    _server: SServer,
     _dir: TempDir,
 }
 
@@ -43,35 +43,12 @@ impl TlsBackend {
             .status()
             .expect("openssl req");
         assert!(ok.success());
-        let port = free_port();
-        let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-naccept", "1000", "-accept"])
-            .arg(port.to_string())
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .arg("-www")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl s_server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let up = poll(Duration::from_secs(10), || TcpStream::connect(addr).ok());
-        assert!(up.is_some(), "s_server did not start");
+        let server = SServer::start(&cert, &key);
         TlsBackend {
-            addr,
-            child,
+            addr: server.addr,
+            _server: server,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

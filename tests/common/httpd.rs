@@ -74,15 +74,27 @@ impl Httpd {
     }
 
     pub fn spawn(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Httpd {
-        Httpd::spawn_on("127.0.0.1:0".parse().expect("addr"), handler)
+        Httpd::serve_on(
+            TcpListener::bind("127.0.0.1:0").expect("bind backend"),
+            handler,
+        )
     }
 
-    /// As `spawn`, on a given address (to bring a "dead" server back on its old port).
+    /// As `spawn`, on a given address: brings a "dead" server back on its old port, which the
+    /// dead server's test may still hold with a `reuseport_socket` reservation.
     pub fn spawn_on(
         addr: SocketAddr,
         handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
     ) -> Httpd {
-        let listener = TcpListener::bind(addr).expect("bind backend");
+        let socket = super::reuseport_socket(addr);
+        socket.listen(1024).expect("listen");
+        Httpd::serve_on(socket.into(), handler)
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Httpd {
         let addr = listener.local_addr().expect("addr");
         let conns = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));

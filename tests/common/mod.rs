@@ -53,6 +53,50 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT, not listening yet. Two such sockets of one
+/// user may share a port: a test can keep one bound (a reservation: the kernel hands the port to
+/// no one else, neither to `bind(:0)` nor as a connect's local port) while it closes and opens
+/// the one that listens.
+pub fn reuseport_socket(addr: SocketAddr) -> socket2::Socket {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.set_reuse_port(true).expect("SO_REUSEPORT");
+    s.bind(&addr.into())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    s
+}
+
+/// The address of a server that is down: a socket bound to an ephemeral port that never
+/// listens, so every connect to it is refused for as long as this lives, and no other process can
+/// take the port meanwhile (as it could after `free_port`).
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        socket.bind(&any.into()).expect("bind");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address");
+        DeadPort {
+            addr,
+            _socket: socket,
+        }
+    }
+}
+
 /// Polls `f` every 10 ms until it returns Some or `timeout` passes.
 pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
@@ -123,6 +167,21 @@ pub struct Ringway {
     stderr_path: PathBuf,
 }
 
+/// How many times `Ringway::launch` starts ringway on fresh ports when a port it was given was
+/// taken between `free_port` and ringway's bind.
+const START_ATTEMPTS_MAX: u32 = 5;
+
+/// Why a start attempt did not become ready, when trying again on other ports can help.
+struct PortTaken(String);
+
+/// True when ringway's stderr says a bind failed because the address was in use: the admin
+/// listener's io error (`Address already in use`), the shard listener's own hint (`address in use
+/// by a process that did not set SO_REUSEPORT`), or the errno name.
+pub fn says_port_taken(stderr: &str) -> bool {
+    let e = stderr.to_ascii_lowercase();
+    e.contains("address already in use") || e.contains("address in use") || e.contains("eaddrinuse")
+}
+
 impl Ringway {
     pub fn start(servers: &[SocketAddr], o: &Opts) -> Ringway {
         Ringway::start_with(servers, o, |c| c)
@@ -132,75 +191,116 @@ impl Ringway {
     pub fn start_with(
         servers: &[SocketAddr],
         o: &Opts,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
         Ringway::launch(|l, a| config_text(l, a, servers, o), prepare)
     }
 
-    /// Starts ringway on a config built by `text(listen_port, admin_port)`.
-    pub fn start_text(text: impl FnOnce(u16, u16) -> String) -> Ringway {
+    /// Starts ringway on a config built by `text(listen_port, admin_port)`. `text` runs again
+    /// (with new ports) if a port was taken before ringway bound it; any other port it needs it
+    /// takes from `free_port` itself, so those are fresh on every attempt too.
+    pub fn start_text(text: impl FnMut(u16, u16) -> String) -> Ringway {
         Ringway::launch(text, |c| c)
     }
 
     /// As `start_text`; `prepare` may adjust the command (environment, wrappers).
     pub fn start_text_with(
-        text: impl FnOnce(u16, u16) -> String,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        text: impl FnMut(u16, u16) -> String,
+        prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
         Ringway::launch(text, prepare)
     }
 
     /// Writes the config into a scratch dir and runs ringway on it; stdout (the access log) goes
-    /// to `stdout.log`, stderr to `stderr.log` there.
+    /// to `stdout.log`, stderr to `stderr.log` there. `free_port` only says a port was free a
+    /// moment ago: when another process takes one before ringway binds it, this starts again on
+    /// new ports, up to `START_ATTEMPTS_MAX` times.
     fn launch(
-        text: impl FnOnce(u16, u16) -> String,
-        prepare: impl FnOnce(&mut Command) -> &mut Command,
+        mut text: impl FnMut(u16, u16) -> String,
+        mut prepare: impl FnMut(&mut Command) -> &mut Command,
     ) -> Ringway {
-        let dir = TempDir::new("rw");
-        let listen = free_port();
-        let admin = free_port();
-        let cfg = dir.write("ringway.toml", &text(listen, admin));
-        let stderr_path = dir.0.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
-        let mut cmd = Command::new(BIN);
-        // Tests run as root on CI machines; ringway refuses that without an explicit opt-in.
-        cmd.env("RINGWAY_ALLOW_ROOT", "1");
-        cmd.arg("run")
-            .arg("-c")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let child = prepare(&mut cmd).spawn().expect("spawn ringway");
-        let mut rw = Ringway {
-            child,
-            listen: format!("127.0.0.1:{listen}").parse().expect("addr"),
-            admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
-            dir,
-            stderr_path,
-        };
-        rw.wait_ready();
-        rw
+        let mut taken = Vec::new();
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let dir = TempDir::new("rw");
+            let listen = free_port();
+            let admin = free_port();
+            let cfg = dir.write("ringway.toml", &text(listen, admin));
+            let stderr_path = dir.0.join("stderr.log");
+            let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+            let stdout = std::fs::File::create(dir.0.join("stdout.log")).expect("stdout file");
+            let mut cmd = Command::new(BIN);
+            // Tests run as root on CI machines; ringway refuses that without an explicit opt-in.
+            cmd.env("RINGWAY_ALLOW_ROOT", "1");
+            cmd.arg("run")
+                .arg("-c")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr);
+            let child = prepare(&mut cmd).spawn().expect("spawn ringway");
+            let mut rw = Ringway {
+                child,
+                listen: format!("127.0.0.1:{listen}").parse().expect("addr"),
+                admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
+                dir,
+                stderr_path,
+            };
+            match rw.wait_ready() {
+                Ok(()) => return rw,
+                Err(PortTaken(why)) => {
+                    eprintln!(
+                        "ringway start attempt {attempt}: a port was taken, retrying on new ports: {why}"
+                    );
+                    taken.push(why);
+                }
+            }
+        }
+        panic!(
+            "ringway did not start in {START_ATTEMPTS_MAX} attempts, a port taken every time:\n{}",
+            taken.join("\n")
+        );
     }
 
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("stdout.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until ringway's own admin listener answers `/stats`. `Err` when ringway could not
+    /// have its ports: it exited because one was in use, or it listens on a port that another
+    /// process listens on too (ringway binds with SO_REUSEPORT, so another root process's
+    /// SO_REUSEPORT socket on the same port, such as a parallel test's ringway, does not fail the
+    /// bind: the kernel would split the connections between the two).
+    fn wait_ready(&mut self) -> Result<(), PortTaken> {
         let admin = self.admin;
-        let ready = poll(Duration::from_secs(20), || {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ringway exited during startup: {status}\n{}", self.stderr());
+                let stderr = self.stderr();
+                if says_port_taken(&stderr) {
+                    return Err(PortTaken(stderr));
+                }
+                panic!("ringway exited during startup: {status}\n{stderr}");
             }
-            http_get(admin, "/stats")
-                .ok()
-                .filter(|b| b.contains("\"per_shard\""))
-        });
-        assert!(ready.is_some(), "ringway not ready\n{}", self.stderr());
+            // Ask only once the admin port is ringway's: whoever took it first would answer (or
+            // hang) in its place.
+            if listen_ports(self.pid()).contains(&admin.port())
+                && http_get(admin, "/stats").is_ok_and(|b| b.contains("\"per_shard\""))
+            {
+                break;
+            }
+            assert!(Instant::now() < end, "ringway not ready\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // No probe connection to the listener: it would reach the test's backend. The admin
         // listener starts only after every shard has bound its listener and armed its accept.
+        let shared = shared_listen_ports(self.pid());
+        if shared.is_empty() {
+            Ok(())
+        } else {
+            Err(PortTaken(format!(
+                "another socket listens on port(s) {shared:?} too"
+            )))
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -216,9 +316,9 @@ impl Ringway {
         serde_json::from_str(&body).expect("stats JSON")
     }
 
-    /// A counter from `total`.
+    /// A counter from `total`; panics if there is no such counter (see `stat_u64`).
     pub fn total(&self, key: &str) -> u64 {
-        self.stats()["total"][key].as_u64().unwrap_or(0)
+        stat_u64(&self.stats(), &format!("/total/{key}"))
     }
 
     /// Polls until `total[key]` satisfies `pred`; returns the last value.
@@ -262,7 +362,7 @@ impl Ringway {
                     })
                     .count()
             })
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("/proc/{}/fd: {e}", self.pid()))
     }
 
     pub fn rss_kib(&self) -> u64 {
@@ -282,16 +382,141 @@ impl Drop for Ringway {
     }
 }
 
+/// Runs `ringway run` on the config `text(port)` until it exits, for a start that must fail
+/// after binding `port` (at the privilege drop, say); stdin is closed, stdout and stderr
+/// captured. As `Ringway::launch`, it runs again on a new port when the port was taken before
+/// ringway bound it.
+pub fn run_until_exit(
+    mut text: impl FnMut(u16) -> String,
+    mut prepare: impl FnMut(&mut Command) -> &mut Command,
+) -> std::process::Output {
+    let mut attempt = 1;
+    loop {
+        let dir = TempDir::new("exit");
+        let cfg = dir.write("ringway.toml", &text(free_port()));
+        let mut cmd = Command::new(BIN);
+        cmd.env("RINGWAY_ALLOW_ROOT", "1")
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null());
+        let out = prepare(&mut cmd).output().expect("run ringway");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if attempt == START_ATTEMPTS_MAX || !says_port_taken(&stderr) {
+            return out;
+        }
+        eprintln!(
+            "ringway run attempt {attempt}: a port was taken, retrying on a new one: {stderr}"
+        );
+        attempt += 1;
+    }
+}
+
+/// `openssl s_server -www` (a TLS backend that describes the session it served) on a port it
+/// picks itself: `-accept 127.0.0.1:0`, then the `ACCEPT 127.0.0.1:PORT` line it prints once
+/// listening. Killed on drop.
+pub struct SServer {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl SServer {
+    pub fn start(cert: &Path, key: &Path) -> SServer {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-naccept",
+                "1000",
+                "-www",
+                "-accept",
+                "127.0.0.1:0",
+            ])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let out = child.stdout.take().expect("s_server stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::BufReader::new(out);
+            let mut line = Vec::new();
+            while matches!(std::io::BufRead::read_until(&mut out, b'\n', &mut line), Ok(n) if n > 0)
+            {
+                let text = String::from_utf8_lossy(&line);
+                if let Some(addr) = text.trim().strip_prefix("ACCEPT ") {
+                    let _ = tx.send(addr.to_string());
+                    break;
+                }
+                line.clear();
+            }
+            // Drain the rest so s_server never blocks on a full pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("openssl s_server did not say which port it listens on");
+        };
+        SServer {
+            addr: addr.parse().expect("s_server ACCEPT address"),
+            child,
+        }
+    }
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kB` field of /proc/PID/status. Panics when the process or the field is gone: a 0 would
+/// pass every "grew by at most" check.
 pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("/proc/{pid}/status has no {field}:\n{status}"))
+}
+
+/// The value at JSON pointer `path` (`/backends/0/servers/0/state`) of a `/stats` document.
+/// Panics with the path and the document when it is missing: a renamed metric must fail the test
+/// that reads it, not read as 0 and pass every `== 0` check forever.
+pub fn stat<'j>(stats: &'j serde_json::Value, path: &str) -> &'j serde_json::Value {
+    stats
+        .pointer(path)
+        .unwrap_or_else(|| panic!("stats have no `{path}`:\n{stats:#}"))
+}
+
+/// The number at `path` of a `/stats` document; panics if missing or not a number.
+pub fn stat_u64(stats: &serde_json::Value, path: &str) -> u64 {
+    let v = stat(stats, path);
+    v.as_u64()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a number:\n{stats:#}"))
+}
+
+/// The string at `path` of a `/stats` document; panics if missing or not a string.
+pub fn stat_str<'j>(stats: &'j serde_json::Value, path: &str) -> &'j str {
+    let v = stat(stats, path);
+    v.as_str()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a string:\n{stats:#}"))
+}
+
+/// The boolean at `path` of a `/stats` document; panics if missing or not a boolean.
+pub fn stat_bool(stats: &serde_json::Value, path: &str) -> bool {
+    let v = stat(stats, path);
+    v.as_bool()
+        .unwrap_or_else(|| panic!("stats `{path}` is {v}, not a boolean:\n{stats:#}"))
 }
 
 /// Minimal HTTP/1.0 GET; returns the body.
@@ -465,8 +690,15 @@ pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Inodes of non-listening TCP sockets whose local port is `port` (from /proc/net/tcp{,6}).
-fn admin_connection_inodes(port: u16) -> Vec<String> {
+/// One row of /proc/net/tcp{,6}.
+struct TcpSocket {
+    local_port: u16,
+    listening: bool,
+    inode: String,
+}
+
+/// Every TCP socket of this network namespace (from /proc/net/tcp{,6}).
+fn tcp_sockets() -> Vec<TcpSocket> {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -478,16 +710,82 @@ fn admin_connection_inodes(port: u16) -> Vec<String> {
             else {
                 continue;
             };
-            let local_port = local
+            let Some(local_port) = local
                 .rsplit(':')
                 .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) && *state != "0A" {
-                out.push((*inode).to_string());
-            }
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            out.push(TcpSocket {
+                local_port,
+                // 0A: TCP_LISTEN.
+                listening: *state == "0A",
+                inode: (*inode).to_string(),
+            });
         }
     }
     out
+}
+
+/// Inodes of non-listening TCP sockets whose local port is `port`.
+fn admin_connection_inodes(port: u16) -> Vec<String> {
+    tcp_sockets()
+        .into_iter()
+        .filter(|s| s.local_port == port && !s.listening)
+        .map(|s| s.inode)
+        .collect()
+}
+
+/// Inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: i32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Ports on which process `pid` holds a listening socket.
+fn listen_ports(pid: i32) -> Vec<u16> {
+    let ours = socket_inodes(pid);
+    let mut ports: Vec<u16> = tcp_sockets()
+        .into_iter()
+        .filter(|s| s.listening && ours.contains(&s.inode))
+        .map(|s| s.local_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Ports on which process `pid` listens and a socket it does not hold listens too.
+fn shared_listen_ports(pid: i32) -> Vec<u16> {
+    let ours = socket_inodes(pid);
+    let listeners: Vec<TcpSocket> = tcp_sockets().into_iter().filter(|s| s.listening).collect();
+    let mut shared: Vec<u16> = listeners
+        .iter()
+        .filter(|s| !ours.contains(&s.inode))
+        .filter(|s| {
+            listeners
+                .iter()
+                .any(|o| o.local_port == s.local_port && ours.contains(&o.inode))
+        })
+        .map(|s| s.local_port)
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    shared
 }
 
 /// A WebSocket echo server (tungstenite) on an ephemeral port; runs until the test ends.
