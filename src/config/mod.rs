@@ -1,8 +1,9 @@
 //! Owns: the validated configuration that every other module reads.
 //! Must not: do I/O beyond reading the config file, or know about sockets, rings or threads.
 //!
-//! Pipeline (STYLE.md §10): TOML text -> `file` (raw serde structs, `deny_unknown_fields`,
-//! spans kept) -> `validate` -> [`Config`]. `ringway check` runs exactly this.
+//! Pipeline (STYLE.md §10): TOML text -> `file` (the spanned TOML document read into raw structs,
+//! every unknown key and wrong type collected, spans kept) -> `validate` -> [`Config`].
+//! `ringway check` runs exactly this.
 
 pub mod file;
 pub mod units;
@@ -12,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use validate::{ConfigError, load_file, load_str};
+pub use validate::{Checked, ConfigError, Diagnostic, check_str, load_file, load_str, read_file};
 
 /// A fully validated configuration. Every reference (listener -> backend) is resolved to an index.
 #[derive(Debug, Clone, PartialEq)]

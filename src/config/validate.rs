@@ -2,11 +2,11 @@
 //! references between sections, and every error as `FILE:LINE:COLUMN: what is wrong`.
 //! Must not: do I/O beyond reading the one file; `ringway check` runs exactly this.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -74,17 +74,61 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const DEFAULT_RETRIES: i64 = 2;
 
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: name.clone(),
+/// Reads the config file: the one read this module does.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
         diagnostics: Vec::new(),
         io: Some(e.to_string()),
-    })?;
-    load_str(&text, &name)
+    })
 }
 
+/// Parses and validates the file, without reading the files it names (see [`check_str`]).
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_file(path)?;
+    load_str(&text, &path.display().to_string())
+}
+
+/// Parses and validates `text`, without reading the files it names (see [`check_str`]).
 pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigError> {
+    check_str(text, file_name).into_result(file_name)
+}
+
+/// What validation built and everything it found wrong, not yet turned into a `Result`: a later
+/// stage that reads the files the config names (`tls::resolve`) adds its diagnostics to these,
+/// so one run reports every problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// `None` only after a TOML syntax error; otherwise as much as could be built (complete
+    /// and usable only when `diagnostics` is empty).
+    pub config: Option<Config>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// The config when nothing is wrong; otherwise every diagnostic, in file order.
+    pub fn into_result(mut self, file_name: &str) -> Result<Config, ConfigError> {
+        if !self.diagnostics.is_empty() {
+            // Stable: two problems at one position keep the order they were found in.
+            self.diagnostics.sort_by_key(|d| (d.line, d.column));
+            return Err(ConfigError {
+                file: file_name.to_string(),
+                diagnostics: self.diagnostics,
+                io: None,
+            });
+        }
+        self.config.ok_or_else(|| ConfigError {
+            file: file_name.to_string(),
+            diagnostics: Vec::new(),
+            io: Some("no configuration".into()),
+        })
+    }
+}
+
+/// Parses `text` into a spanned TOML document and checks all of it: every unknown key, value of
+/// the wrong type or out of range, and every bad reference between sections is one diagnostic.
+/// Only a TOML syntax error stops early (there is no document to check then).
+pub fn check_str(text: &str, file_name: &str) -> Checked {
     let mut v = Validator {
         text,
         diagnostics: Vec::new(),
@@ -92,49 +136,27 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigError> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
+        rejected: HashSet::new(),
     };
-    let raw: FileConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = rewrite_toml_message(e.message());
-            v.error(span, message);
-            return Err(v.finish(file_name));
+    let read = match file::read(text) {
+        Ok(read) => read,
+        Err(syntax) => {
+            v.error(syntax.span, syntax.message);
+            return Checked {
+                config: None,
+                diagnostics: v.diagnostics,
+            };
         }
     };
-    let config = v.validate(raw);
-    match config {
-        Some(c) if v.diagnostics.is_empty() => Ok(c),
-        _ => Err(v.finish(file_name)),
+    for p in read.problems {
+        v.error(p.span, p.message);
     }
-}
-
-/// Makes serde's "unknown field `x`, expected one of ..." shorter and adds a did-you-mean.
-fn rewrite_toml_message(message: &str) -> String {
-    let first_line = message.lines().next().unwrap_or(message).trim();
-    if let Some(rest) = first_line.strip_prefix("unknown field `")
-        && let Some(end) = rest.find('`')
-    {
-        let field = &rest[..end];
-        let expected: Vec<&str> = first_line
-            .split("expected")
-            .nth(1)
-            .map(|e| e.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let candidates: Vec<&str> = if expected.is_empty() {
-            file::KNOWN_KEYS.to_vec()
-        } else {
-            expected.clone()
-        };
-        let mut out = format!("unknown field `{field}`");
-        if let Some(best) = did_you_mean(field, &candidates) {
-            out.push_str(&format!(", did you mean `{best}`?"));
-        } else if !expected.is_empty() {
-            out.push_str(&format!("; expected one of {}", expected.join(", ")));
-        }
-        return out;
+    v.rejected = read.rejected;
+    let config = v.validate(read.file);
+    Checked {
+        config: Some(config),
+        diagnostics: v.diagnostics,
     }
-    first_line.to_string()
 }
 
 /// The closest candidate within an edit distance of a third of the word (at least 2).
@@ -168,7 +190,9 @@ struct Validator<'t> {
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
     /// The config file's directory: relative certificate paths are taken from here.
-    base: std::path::PathBuf,
+    base: PathBuf,
+    /// Keys given with the wrong type (`file::ReadFile::rejected`): reported, not missing.
+    rejected: HashSet<(usize, &'static str)>,
 }
 
 impl Validator<'_> {
@@ -179,15 +203,6 @@ impl Validator<'_> {
             column,
             message: message.into(),
         });
-    }
-
-    fn finish(mut self, file_name: &str) -> ConfigError {
-        self.diagnostics.sort_by_key(|d| (d.line, d.column));
-        ConfigError {
-            file: file_name.to_string(),
-            diagnostics: self.diagnostics,
-            io: None,
-        }
     }
 
     fn duration(
@@ -283,11 +298,11 @@ impl Validator<'_> {
     fn required<'a, T>(
         &mut self,
         value: &'a Option<Spanned<T>>,
-        key: &str,
+        key: &'static str,
         table: &str,
         table_span: Range<usize>,
     ) -> Option<&'a Spanned<T>> {
-        if value.is_none() {
+        if value.is_none() && !self.rejected.contains(&(table_span.start, key)) {
             self.error(
                 table_span,
                 format!("{table} is missing required key `{key}`"),
@@ -296,7 +311,7 @@ impl Validator<'_> {
         value.as_ref()
     }
 
-    fn validate(&mut self, raw: FileConfig) -> Option<Config> {
+    fn validate(&mut self, raw: FileConfig) -> Config {
         let global = self.global(raw.global.as_ref());
         let timeouts = self.timeouts(raw.timeouts.as_ref());
         let backends = self.backends(&raw.backend);
@@ -308,33 +323,23 @@ impl Validator<'_> {
             .map(|(i, n)| (n.get_ref().as_str(), i))
             .collect();
         let listeners = self.listeners(&raw.listener, &backend_index, &raw.backend);
-        if raw.listener.is_empty() {
+        // `listener` of the wrong type was reported already.
+        if raw.listener.is_empty() && !self.rejected.contains(&(file::ROOT, "listener")) {
             self.error(
                 0..0,
                 "no [[listener]] defined: ringway would accept nothing",
             );
         }
-        Some(Config {
+        Config {
             global,
             timeouts,
             listeners,
             backends,
-        })
+        }
     }
 
     fn global(&mut self, g: Option<&Spanned<file::GlobalFile>>) -> Global {
-        let empty = file::GlobalFile {
-            shards: None,
-            drain_timeout: None,
-            admin: None,
-            recv_buffer_size: None,
-            recv_buffer_count: None,
-            pipe_pool_max: None,
-            pipe_size: None,
-            conns_per_shard_max: None,
-            user: None,
-            group: None,
-        };
+        let empty = file::GlobalFile::default();
         let g = g.map(|g| g.get_ref()).unwrap_or(&empty);
         let shards = match &g.shards {
             None => Shards::Auto,
@@ -1537,10 +1542,99 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
 
     #[test]
     fn unknown_key_names_position_and_suggests() {
-        let text = "[timeouts]\nconect = \"5s\"\n";
+        // Otherwise valid, so the unknown key is the only problem.
+        let text = "[timeouts]\nconect = \"5s\"\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\n\
+                    backend = \"b\"\n[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:2\" } ]\n";
         assert_eq!(
             errors(text),
             "t.toml:2:1: unknown field `conect`, did you mean `connect`?"
+        );
+    }
+
+    #[test]
+    fn every_error_of_every_section_is_reported_in_file_order() {
+        let text = "[timeouts]\nconnect = \"5s\"\nclient_idel = \"30s\"\n\n\
+                    [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\nbackend = \"ap\"\n\n\
+                    [[backend]]\nname = \"app\"\nidle_timeout = \"15 seconds\"\n\
+                    servers = [ { address = \"127.0.0.1:9001\" } ]\n";
+        let Err(e) = load_str(text, "t.toml") else {
+            panic!("accepted");
+        };
+        let found: Vec<(usize, usize, &str)> = e
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    3,
+                    1,
+                    "unknown field `client_idel`, did you mean `client_idle`?"
+                ),
+                (
+                    8,
+                    11,
+                    "listener `web` uses backend `ap`, which is not defined; did you mean `app`?"
+                ),
+                (
+                    12,
+                    16,
+                    "idle_timeout: `15 seconds` is not a duration: write a number with a unit, e.g. \"250ms\", \"5s\", \"2m\", \"1h\" or \"1m30s\""
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_everywhere_are_each_reported_once() {
+        let text = "[globl]\nshards = 2\n[timeouts]\nconnect = 5\n\
+                    [[listener]]\nname = \"a\"\nbind = 8080\nbackend = \"b\"\nx_real_ip = \"yes\"\n\
+                    [[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\", wieght = 2 }, 7 ]\n\
+                    health_check = { type = \"tcp\", rise = 2.5 }\n";
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "t.toml:1:2: unknown field `globl`, did you mean `global`?",
+                "t.toml:4:11: connect: expected a duration string with its unit, e.g. \"5s\" or \"250ms\", found integer `5`",
+                "t.toml:7:8: bind: expected a string, found integer `8080`",
+                "t.toml:9:13: x_real_ip: expected true or false, found string `\"yes\"`",
+                "t.toml:12:40: unknown field `wieght`, did you mean `weight`?",
+                "t.toml:12:54: servers: every element must be a table, found integer `7`",
+                "t.toml:13:39: rise: expected an integer, found float `2.5`",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_typo_of_a_required_key_is_not_also_called_missing() {
+        let e = errors(&GOOD.replace("name = \"app\"", "nmae = \"app\""));
+        assert!(
+            e.contains("t.toml:22:1: unknown field `nmae`, did you mean `name`?"),
+            "{e}"
+        );
+        assert!(!e.contains("missing required key `name`"), "{e}");
+    }
+
+    #[test]
+    fn a_rejected_top_level_key_does_not_hide_a_missing_key_of_the_first_table() {
+        // `[backend]` (one table, not [[backend]]) is refused; the listener at offset 0 still
+        // lacks its `backend`.
+        let e =
+            errors("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\n[backend]\nname = \"b\"\n");
+        assert!(
+            e.contains("t.toml:1:1: [[listener]] is missing required key `backend`"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "t.toml:4:1: backend: expected an array of [[backend]] tables, found a table"
+            ),
+            "{e}"
         );
     }
 
