@@ -1,6 +1,8 @@
 //! Owns: turning the raw file (`file.rs`) into a validated [`Config`]: defaults, ranges,
 //! references between sections, and every error as `FILE:LINE:COLUMN: what is wrong`.
-//! Must not: do I/O beyond reading the one file; `ringway check` runs exactly this.
+//! Must not: do I/O beyond reading the one file. Files the config names (certificates, keys,
+//! CAs, ticket keys) are only recorded here, with where each was written ([`Located`]), and read
+//! by `tls::resolve`; `ringway::load_config` runs both, which is what `ringway check` runs.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -15,7 +17,7 @@ use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
 use super::{
     AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
-    Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
+    Located, Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
 };
 use super::{CheckKind, HealthCheck};
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
@@ -73,6 +75,9 @@ pub const DEFAULT_IDLE_CONNS_MAX: i64 = 32;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const DEFAULT_RETRIES: i64 = 2;
+
+/// Debian's (and most distributions') CA bundle: `[backend.tls]` without `ca` verifies against it.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Reads the config file: the one read this module does.
 pub fn read_file(path: &Path) -> Result<String, ConfigError> {
@@ -203,6 +208,20 @@ impl Validator<'_> {
             column,
             message: message.into(),
         });
+    }
+
+    /// A path written in the file: relative to the file's directory, located where written.
+    fn path(&self, value: &Spanned<String>) -> Located<PathBuf> {
+        self.located(value.span(), self.base.join(value.get_ref()))
+    }
+
+    fn located<T>(&self, span: Range<usize>, value: T) -> Located<T> {
+        let (line, column) = line_column(self.text, span.start);
+        Located {
+            value,
+            line,
+            column,
+        }
     }
 
     fn duration(
@@ -884,8 +903,9 @@ impl Validator<'_> {
         })
     }
 
-    /// `[listener.tls]`: certificate files are read and checked here, so a missing file, a key
-    /// that does not match its certificate or a bad PEM is refused with its line.
+    /// `[listener.tls]`: the certificate and key paths are recorded with their locations;
+    /// `tls::resolve` reads them, so a missing file, a key that does not match its certificate
+    /// or a bad PEM is still refused with its line.
     fn tls_listener(&mut self, t: &Spanned<file::TlsFile>, mode: Mode) -> TlsListener {
         let span = t.span();
         let t = t.get_ref();
@@ -897,44 +917,28 @@ impl Validator<'_> {
                    names: Option<&Spanned<Vec<String>>>,
                    span: Range<usize>|
          -> Option<TlsCert> {
-            let cert = v.required(cert, "cert", "TLS certificate", span.clone())?;
-            let key = v.required(key, "key", "TLS certificate", span)?;
-            let cert_path = v.base.join(cert.get_ref());
-            let key_path = v.base.join(key.get_ref());
-            let found = match crate::tls::server::load_certified_key(&cert_path, &key_path) {
-                Ok(k) => k,
-                Err(e) => {
-                    let at = if matches!(e, crate::tls::server::TlsSetupError::Key { .. }) {
-                        key.span()
+            let cert = v.required(cert, "cert", "TLS certificate", span.clone());
+            let key = v.required(key, "key", "TLS certificate", span);
+            let names = names.map(|n| {
+                let mut out = Vec::new();
+                for name in n.get_ref() {
+                    let lower = name.to_ascii_lowercase();
+                    if valid_name_pattern(&lower) {
+                        out.push(lower);
                     } else {
-                        cert.span()
-                    };
-                    v.error(at, e.to_string());
-                    return None;
-                }
-            };
-            let names = match names {
-                Some(n) => {
-                    let mut out = Vec::new();
-                    for name in n.get_ref() {
-                        let lower = name.to_ascii_lowercase();
-                        if crate::tls::server::valid_name_pattern(&lower) {
-                            out.push(lower);
-                        } else {
-                            v.error(
-                                n.span(),
-                                format!("`{name}` is not a server name (write `example.com` or `*.example.com`)"),
-                            );
-                        }
+                        v.error(
+                            n.span(),
+                            format!("`{name}` is not a server name (write `example.com` or `*.example.com`)"),
+                        );
                     }
-                    out
                 }
-                None => found.names,
-            };
+                out
+            });
             Some(TlsCert {
-                cert: cert_path,
-                key: key_path,
-                names,
+                cert: v.path(cert?),
+                key: v.path(key?),
+                names_given: names.is_some(),
+                names: names.unwrap_or_default(),
             })
         };
         if (t.cert.is_some() || t.key.is_some())
@@ -1002,54 +1006,28 @@ impl Validator<'_> {
             ),
             session_cache: u32::try_from(session_cache).unwrap_or(20_000),
             tickets: t.tickets.as_ref().is_none_or(|v| *v.get_ref()),
-            ticket_rotate: self.duration(&t.ticket_rotate, "ticket_rotate", Duration::from_secs(3600)),
-            ticket_key_file: t.ticket_key_file.as_ref().and_then(|f| {
-                let path = self.base.join(f.get_ref());
-                match std::fs::read(&path) {
-                    Ok(b) if b.len() >= 32 => Some(path),
-                    Ok(_) => {
-                        self.error(f.span(), "ticket_key_file must hold at least 32 bytes of secret (e.g. `head -c 48 /dev/urandom > FILE`)");
-                        None
-                    }
-                    Err(e) => {
-                        self.error(f.span(), format!("ticket_key_file {}: {e}", path.display()));
-                        None
-                    }
-                }
-            }),
+            ticket_rotate: self.duration(
+                &t.ticket_rotate,
+                "ticket_rotate",
+                Duration::from_secs(3600),
+            ),
+            ticket_key_file: t.ticket_key_file.as_ref().map(|f| self.path(f)),
         }
     }
 
-    /// `[backend.tls]`: the CA file is read and checked here.
+    /// `[backend.tls]`: the CA path is recorded with its location (of the table, for the system
+    /// bundle); `tls::resolve` reads it.
     fn upstream_tls(&mut self, t: &Spanned<file::UpstreamTlsFile>) -> super::UpstreamTls {
         let span = t.span();
         let t = t.get_ref();
         let verify = t.verify.as_ref().is_none_or(|v| *v.get_ref());
         let ca = match &t.ca {
-            Some(c) => {
-                let path = self.base.join(c.get_ref());
-                if let Err(e) = crate::tls::upstream::load_roots(&path) {
-                    self.error(c.span(), e.to_string());
-                }
-                path
-            }
-            None => {
-                let path = std::path::PathBuf::from(crate::tls::upstream::SYSTEM_CA_BUNDLE);
-                if verify && crate::tls::upstream::load_roots(&path).is_err() {
-                    self.error(
-                        span,
-                        format!(
-                            "[backend.tls] needs `ca` (the system bundle {} is missing or empty)",
-                            path.display()
-                        ),
-                    );
-                }
-                path
-            }
+            Some(c) => self.path(c),
+            None => self.located(span, PathBuf::from(SYSTEM_CA_BUNDLE)),
         };
         let sni = t.sni.as_ref().and_then(|s| {
             let v = s.get_ref().to_ascii_lowercase();
-            if crate::tls::server::valid_name_pattern(&v) && !v.starts_with("*.") {
+            if valid_name_pattern(&v) && !v.starts_with("*.") {
                 Some(v)
             } else {
                 self.error(
@@ -1059,7 +1037,12 @@ impl Validator<'_> {
                 None
             }
         });
-        super::UpstreamTls { ca, sni, verify }
+        super::UpstreamTls {
+            ca_is_system: t.ca.is_none(),
+            ca,
+            sni,
+            verify,
+        }
     }
 
     /// Resolves a backend name; reports it (with a did-you-mean) when it is not defined.
@@ -1452,6 +1435,18 @@ fn parse_status_range(text: &str) -> Option<(u16, u16)> {
     ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
 }
 
+/// `example.com` or `*.example.com`: labels of letters, digits and hyphens.
+pub fn valid_name_pattern(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    !rest.is_empty()
+        && rest.len() <= 253
+        && rest.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// RFC 9110 §5.6.2 tchar.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -1694,14 +1689,24 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
     #[test]
     fn tls_and_detect_errors_point_at_the_key() {
         let base = "[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\" } ]\n";
-        let e = errors(&format!(
-            "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
-             [listener.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{base}"
-        ));
-        assert!(
-            e.contains("t.toml:7:8: certificate file /nonexistent/c.pem:"),
-            "{e}"
+        // Certificate paths are only recorded, with their location; tls::resolve reads them
+        // (its tests check "t.toml:7:8: certificate file /nonexistent/c.pem: ...").
+        let c = load_str(
+            &format!(
+                "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
+                 [listener.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{base}"
+            ),
+            "t.toml",
         );
+        let Ok(c) = c else { panic!("{c:?}") };
+        let Some(tls) = &c.listeners[0].tls else {
+            panic!("no tls")
+        };
+        let cert = &tls.certificates[0];
+        assert_eq!(cert.cert.value, PathBuf::from("/nonexistent/c.pem"));
+        assert_eq!((cert.cert.line, cert.cert.column), (7, 8));
+        assert_eq!((cert.key.line, cert.key.column), (8, 7));
+        assert!(!cert.names_given);
         let e = errors(&format!(
             "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
              tcp_backend = \"b\"\n[listener.tls]\nmin_version = \"1.0\"\n{base}"
@@ -1888,6 +1893,16 @@ servers = [ { address = "127.0.0.1:9002" } ]
         assert_eq!(line_column("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_column("ab\ncéd", 6), (2, 3));
         assert_eq!(line_column("", 10), (1, 1));
+    }
+
+    #[test]
+    fn name_patterns() {
+        assert!(valid_name_pattern("example.com"));
+        assert!(valid_name_pattern("*.example.com"));
+        assert!(!valid_name_pattern("*"));
+        assert!(!valid_name_pattern("a..b"));
+        assert!(!valid_name_pattern("a b"));
+        assert!(!valid_name_pattern("x.*.com"));
     }
 
     #[test]
