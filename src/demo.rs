@@ -7,13 +7,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 
 /// The demo configuration, shipped as examples/demo.toml.
 pub const DEMO_TOML: &str = include_str!("../examples/demo.toml");
 
 pub fn config() -> Result<Config, ConfigError> {
-    config::load_str(DEMO_TOML, "examples/demo.toml")
+    crate::load_config_str(DEMO_TOML, "examples/demo.toml")
 }
 
 /// Starts the demo backends: every server of every backend in the demo config gets a tiny server

@@ -28,3 +28,24 @@ pub mod timer;
 pub mod tls;
 pub mod tune;
 pub mod upstream;
+
+use std::path::Path;
+
+/// Loads a config file the way `ringway check`, `ringway run` (and reload) need it: parse and
+/// validate (`config`, no I/O beyond this one file), then read the certificate, key and CA
+/// files it names (`tls::resolve`). Every problem of both steps comes back together, in file
+/// order, as `FILE:LINE:COLUMN: message`.
+pub fn load_config(path: &Path) -> Result<config::Config, config::ConfigError> {
+    let text = config::read_file(path)?;
+    load_config_str(&text, &path.display().to_string())
+}
+
+/// [`load_config`] on text already read; `file_name` names it in errors, and relative paths in
+/// it are taken from its directory.
+pub fn load_config_str(text: &str, file_name: &str) -> Result<config::Config, config::ConfigError> {
+    let mut checked = config::check_str(text, file_name);
+    if let Some(c) = checked.config.as_mut() {
+        checked.diagnostics.extend(tls::resolve::read_files(c));
+    }
+    checked.into_result(file_name)
+}

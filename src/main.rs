@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config } => match ringway::load_config(&config) {
             Ok(c) => {
                 print!("{}", summary(&config.display().to_string(), &c));
                 ExitCode::SUCCESS
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { config, allow_root } => match Config::load(&config) {
+        Command::Run { config, allow_root } => match ringway::load_config(&config) {
             Ok(c) => {
                 // SAFETY: geteuid has no preconditions.
                 if unsafe { libc::geteuid() } == 0 && c.global.user.is_none() && !allow_root {
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::Tune {
             action: TuneAction::Check { config, json },
         } => {
-            let cfg = match config.as_deref().map(Config::load).transpose() {
+            let cfg = match config.as_deref().map(ringway::load_config).transpose() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");

@@ -1,8 +1,11 @@
 //! Owns: the validated configuration that every other module reads.
-//! Must not: do I/O beyond reading the config file, or know about sockets, rings or threads.
+//! Must not: do I/O beyond reading the config file, or know about sockets, rings, threads or
+//! TLS (a pure leaf: nothing here imports `tls`, `shard` or `control`).
 //!
-//! Pipeline (STYLE.md §10): TOML text -> `file` (raw serde structs, `deny_unknown_fields`,
-//! spans kept) -> `validate` -> [`Config`]. `ringway check` runs exactly this.
+//! Pipeline (STYLE.md §10): TOML text -> `file` (the spanned TOML document read into raw structs,
+//! every unknown key and wrong type collected, spans kept) -> `validate` -> [`Config`]. Paths of
+//! files the config names are [`Located`]; `tls::resolve` reads those files, and
+//! `ringway::load_config` runs all of it: that is what `ringway check` runs.
 
 pub mod diff;
 pub mod file;
@@ -10,10 +13,42 @@ pub mod units;
 pub mod validate;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::{ConfigError, load_file, load_str};
+pub use validate::{
+    Checked, ConfigError, Diagnostic, SYSTEM_CA_BUNDLE, check_str, load_file, load_str, read_file,
+};
+
+/// A value from the config file with where it was written (1-based line, column in
+/// characters), for checks made after validation that must still point at `file:line:column`:
+/// `tls::resolve` reads the certificate, key and CA files at these paths. Derefs to the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl<T> Located<T> {
+    /// A diagnostic at this value's location.
+    pub fn diagnostic(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }
+    }
+}
+
+impl<T> Deref for Located<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
 
 /// A fully validated configuration. Every reference (listener -> backend) is resolved to an index.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,11 +132,13 @@ pub enum TlsVersion {
 /// One certificate chain and key of a TLS-terminating listener.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsCert {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-    /// Lower-case server names, exact or `*.` wildcard (from the certificate's DNS SANs unless
-    /// given).
+    pub cert: Located<PathBuf>,
+    pub key: Located<PathBuf>,
+    /// Lower-case server names, exact or `*.` wildcard: as given, or (`names_given` false) the
+    /// certificate's DNS SANs, filled in by `tls::resolve` when it reads the certificate.
     pub names: Vec<String>,
+    /// `names` was written in the file.
+    pub names_given: bool,
 }
 
 /// `[listener.tls]`: TLS termination.
@@ -120,8 +157,8 @@ pub struct TlsListener {
     pub tickets: bool,
     pub ticket_rotate: Duration,
     /// 32+ bytes of secret from which ticket keys are derived (share it between ringway
-    /// processes or across restarts); default: random per process.
-    pub ticket_key_file: Option<std::path::PathBuf>,
+    /// processes or across restarts); default: random per process. Read by `tls::resolve`.
+    pub ticket_key_file: Option<Located<PathBuf>>,
 }
 
 /// Where a listener's access log goes.
@@ -240,8 +277,12 @@ pub struct Backend {
 /// `[backend.tls]`: ringway is a TLS client of the servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTls {
-    /// CA certificates (PEM) the servers' chains must lead to.
-    pub ca: std::path::PathBuf,
+    /// CA certificates (PEM) the servers' chains must lead to: the `ca` file, or the system
+    /// bundle ([`SYSTEM_CA_BUNDLE`], located at the `[backend.tls]` header). Read by
+    /// `tls::resolve`.
+    pub ca: Located<PathBuf>,
+    /// No `ca` was given: `ca` is the system bundle.
+    pub ca_is_system: bool,
     /// Name sent as SNI and checked against the certificate; `None`: the server's IP address.
     pub sni: Option<String>,
     /// Verify the servers' certificates (default true).
@@ -327,6 +368,8 @@ impl Config {
         }
     }
 
+    /// Parses and validates the file without reading the certificate files it names;
+    /// `ringway::load_config` does both.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         load_file(path)
     }

@@ -1,12 +1,14 @@
 //! Owns: turning the raw file (`file.rs`) into a validated [`Config`]: defaults, ranges,
 //! references between sections, and every error as `FILE:LINE:COLUMN: what is wrong`.
-//! Must not: do I/O beyond reading the one file; `ringway check` runs exactly this.
+//! Must not: do I/O beyond reading the one file. Files the config names (certificates, keys,
+//! CAs, ticket keys) are only recorded here, with where each was written ([`Located`]), and read
+//! by `tls::resolve`; `ringway::load_config` runs both, which is what `ringway check` runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -15,7 +17,7 @@ use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
 use super::{
     AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
-    Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
+    Located, Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
 };
 use super::{CheckKind, HealthCheck};
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
@@ -74,17 +76,64 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
 pub const DEFAULT_RETRIES: i64 = 2;
 
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: name.clone(),
+/// Debian's (and most distributions') CA bundle: `[backend.tls]` without `ca` verifies against it.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Reads the config file: the one read this module does.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
         diagnostics: Vec::new(),
         io: Some(e.to_string()),
-    })?;
-    load_str(&text, &name)
+    })
 }
 
+/// Parses and validates the file, without reading the files it names (see [`check_str`]).
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_file(path)?;
+    load_str(&text, &path.display().to_string())
+}
+
+/// Parses and validates `text`, without reading the files it names (see [`check_str`]).
 pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigError> {
+    check_str(text, file_name).into_result(file_name)
+}
+
+/// What validation built and everything it found wrong, not yet turned into a `Result`: a later
+/// stage that reads the files the config names (`tls::resolve`) adds its diagnostics to these,
+/// so one run reports every problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// `None` only after a TOML syntax error; otherwise as much as could be built (complete
+    /// and usable only when `diagnostics` is empty).
+    pub config: Option<Config>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// The config when nothing is wrong; otherwise every diagnostic, in file order.
+    pub fn into_result(mut self, file_name: &str) -> Result<Config, ConfigError> {
+        if !self.diagnostics.is_empty() {
+            // Stable: two problems at one position keep the order they were found in.
+            self.diagnostics.sort_by_key(|d| (d.line, d.column));
+            return Err(ConfigError {
+                file: file_name.to_string(),
+                diagnostics: self.diagnostics,
+                io: None,
+            });
+        }
+        self.config.ok_or_else(|| ConfigError {
+            file: file_name.to_string(),
+            diagnostics: Vec::new(),
+            io: Some("no configuration".into()),
+        })
+    }
+}
+
+/// Parses `text` into a spanned TOML document and checks all of it: every unknown key, value of
+/// the wrong type or out of range, and every bad reference between sections is one diagnostic.
+/// Only a TOML syntax error stops early (there is no document to check then).
+pub fn check_str(text: &str, file_name: &str) -> Checked {
     let mut v = Validator {
         text,
         diagnostics: Vec::new(),
@@ -92,49 +141,27 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigError> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
+        rejected: HashSet::new(),
     };
-    let raw: FileConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = rewrite_toml_message(e.message());
-            v.error(span, message);
-            return Err(v.finish(file_name));
+    let read = match file::read(text) {
+        Ok(read) => read,
+        Err(syntax) => {
+            v.error(syntax.span, syntax.message);
+            return Checked {
+                config: None,
+                diagnostics: v.diagnostics,
+            };
         }
     };
-    let config = v.validate(raw);
-    match config {
-        Some(c) if v.diagnostics.is_empty() => Ok(c),
-        _ => Err(v.finish(file_name)),
+    for p in read.problems {
+        v.error(p.span, p.message);
     }
-}
-
-/// Makes serde's "unknown field `x`, expected one of ..." shorter and adds a did-you-mean.
-fn rewrite_toml_message(message: &str) -> String {
-    let first_line = message.lines().next().unwrap_or(message).trim();
-    if let Some(rest) = first_line.strip_prefix("unknown field `")
-        && let Some(end) = rest.find('`')
-    {
-        let field = &rest[..end];
-        let expected: Vec<&str> = first_line
-            .split("expected")
-            .nth(1)
-            .map(|e| e.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let candidates: Vec<&str> = if expected.is_empty() {
-            file::KNOWN_KEYS.to_vec()
-        } else {
-            expected.clone()
-        };
-        let mut out = format!("unknown field `{field}`");
-        if let Some(best) = did_you_mean(field, &candidates) {
-            out.push_str(&format!(", did you mean `{best}`?"));
-        } else if !expected.is_empty() {
-            out.push_str(&format!("; expected one of {}", expected.join(", ")));
-        }
-        return out;
+    v.rejected = read.rejected;
+    let config = v.validate(read.file);
+    Checked {
+        config: Some(config),
+        diagnostics: v.diagnostics,
     }
-    first_line.to_string()
 }
 
 /// The closest candidate within an edit distance of a third of the word (at least 2).
@@ -168,7 +195,9 @@ struct Validator<'t> {
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
     /// The config file's directory: relative certificate paths are taken from here.
-    base: std::path::PathBuf,
+    base: PathBuf,
+    /// Keys given with the wrong type (`file::ReadFile::rejected`): reported, not missing.
+    rejected: HashSet<(usize, &'static str)>,
 }
 
 impl Validator<'_> {
@@ -181,12 +210,17 @@ impl Validator<'_> {
         });
     }
 
-    fn finish(mut self, file_name: &str) -> ConfigError {
-        self.diagnostics.sort_by_key(|d| (d.line, d.column));
-        ConfigError {
-            file: file_name.to_string(),
-            diagnostics: self.diagnostics,
-            io: None,
+    /// A path written in the file: relative to the file's directory, located where written.
+    fn path(&self, value: &Spanned<String>) -> Located<PathBuf> {
+        self.located(value.span(), self.base.join(value.get_ref()))
+    }
+
+    fn located<T>(&self, span: Range<usize>, value: T) -> Located<T> {
+        let (line, column) = line_column(self.text, span.start);
+        Located {
+            value,
+            line,
+            column,
         }
     }
 
@@ -283,11 +317,11 @@ impl Validator<'_> {
     fn required<'a, T>(
         &mut self,
         value: &'a Option<Spanned<T>>,
-        key: &str,
+        key: &'static str,
         table: &str,
         table_span: Range<usize>,
     ) -> Option<&'a Spanned<T>> {
-        if value.is_none() {
+        if value.is_none() && !self.rejected.contains(&(table_span.start, key)) {
             self.error(
                 table_span,
                 format!("{table} is missing required key `{key}`"),
@@ -296,7 +330,7 @@ impl Validator<'_> {
         value.as_ref()
     }
 
-    fn validate(&mut self, raw: FileConfig) -> Option<Config> {
+    fn validate(&mut self, raw: FileConfig) -> Config {
         let global = self.global(raw.global.as_ref());
         let timeouts = self.timeouts(raw.timeouts.as_ref());
         let backends = self.backends(&raw.backend);
@@ -308,33 +342,23 @@ impl Validator<'_> {
             .map(|(i, n)| (n.get_ref().as_str(), i))
             .collect();
         let listeners = self.listeners(&raw.listener, &backend_index, &raw.backend);
-        if raw.listener.is_empty() {
+        // `listener` of the wrong type was reported already.
+        if raw.listener.is_empty() && !self.rejected.contains(&(file::ROOT, "listener")) {
             self.error(
                 0..0,
                 "no [[listener]] defined: ringway would accept nothing",
             );
         }
-        Some(Config {
+        Config {
             global,
             timeouts,
             listeners,
             backends,
-        })
+        }
     }
 
     fn global(&mut self, g: Option<&Spanned<file::GlobalFile>>) -> Global {
-        let empty = file::GlobalFile {
-            shards: None,
-            drain_timeout: None,
-            admin: None,
-            recv_buffer_size: None,
-            recv_buffer_count: None,
-            pipe_pool_max: None,
-            pipe_size: None,
-            conns_per_shard_max: None,
-            user: None,
-            group: None,
-        };
+        let empty = file::GlobalFile::default();
         let g = g.map(|g| g.get_ref()).unwrap_or(&empty);
         let shards = match &g.shards {
             None => Shards::Auto,
@@ -879,8 +903,9 @@ impl Validator<'_> {
         })
     }
 
-    /// `[listener.tls]`: certificate files are read and checked here, so a missing file, a key
-    /// that does not match its certificate or a bad PEM is refused with its line.
+    /// `[listener.tls]`: the certificate and key paths are recorded with their locations;
+    /// `tls::resolve` reads them, so a missing file, a key that does not match its certificate
+    /// or a bad PEM is still refused with its line.
     fn tls_listener(&mut self, t: &Spanned<file::TlsFile>, mode: Mode) -> TlsListener {
         let span = t.span();
         let t = t.get_ref();
@@ -892,44 +917,28 @@ impl Validator<'_> {
                    names: Option<&Spanned<Vec<String>>>,
                    span: Range<usize>|
          -> Option<TlsCert> {
-            let cert = v.required(cert, "cert", "TLS certificate", span.clone())?;
-            let key = v.required(key, "key", "TLS certificate", span)?;
-            let cert_path = v.base.join(cert.get_ref());
-            let key_path = v.base.join(key.get_ref());
-            let found = match crate::tls::server::load_certified_key(&cert_path, &key_path) {
-                Ok(k) => k,
-                Err(e) => {
-                    let at = if matches!(e, crate::tls::server::TlsSetupError::Key { .. }) {
-                        key.span()
+            let cert = v.required(cert, "cert", "TLS certificate", span.clone());
+            let key = v.required(key, "key", "TLS certificate", span);
+            let names = names.map(|n| {
+                let mut out = Vec::new();
+                for name in n.get_ref() {
+                    let lower = name.to_ascii_lowercase();
+                    if valid_name_pattern(&lower) {
+                        out.push(lower);
                     } else {
-                        cert.span()
-                    };
-                    v.error(at, e.to_string());
-                    return None;
-                }
-            };
-            let names = match names {
-                Some(n) => {
-                    let mut out = Vec::new();
-                    for name in n.get_ref() {
-                        let lower = name.to_ascii_lowercase();
-                        if crate::tls::server::valid_name_pattern(&lower) {
-                            out.push(lower);
-                        } else {
-                            v.error(
-                                n.span(),
-                                format!("`{name}` is not a server name (write `example.com` or `*.example.com`)"),
-                            );
-                        }
+                        v.error(
+                            n.span(),
+                            format!("`{name}` is not a server name (write `example.com` or `*.example.com`)"),
+                        );
                     }
-                    out
                 }
-                None => found.names,
-            };
+                out
+            });
             Some(TlsCert {
-                cert: cert_path,
-                key: key_path,
-                names,
+                cert: v.path(cert?),
+                key: v.path(key?),
+                names_given: names.is_some(),
+                names: names.unwrap_or_default(),
             })
         };
         if (t.cert.is_some() || t.key.is_some())
@@ -997,54 +1006,28 @@ impl Validator<'_> {
             ),
             session_cache: u32::try_from(session_cache).unwrap_or(20_000),
             tickets: t.tickets.as_ref().is_none_or(|v| *v.get_ref()),
-            ticket_rotate: self.duration(&t.ticket_rotate, "ticket_rotate", Duration::from_secs(3600)),
-            ticket_key_file: t.ticket_key_file.as_ref().and_then(|f| {
-                let path = self.base.join(f.get_ref());
-                match std::fs::read(&path) {
-                    Ok(b) if b.len() >= 32 => Some(path),
-                    Ok(_) => {
-                        self.error(f.span(), "ticket_key_file must hold at least 32 bytes of secret (e.g. `head -c 48 /dev/urandom > FILE`)");
-                        None
-                    }
-                    Err(e) => {
-                        self.error(f.span(), format!("ticket_key_file {}: {e}", path.display()));
-                        None
-                    }
-                }
-            }),
+            ticket_rotate: self.duration(
+                &t.ticket_rotate,
+                "ticket_rotate",
+                Duration::from_secs(3600),
+            ),
+            ticket_key_file: t.ticket_key_file.as_ref().map(|f| self.path(f)),
         }
     }
 
-    /// `[backend.tls]`: the CA file is read and checked here.
+    /// `[backend.tls]`: the CA path is recorded with its location (of the table, for the system
+    /// bundle); `tls::resolve` reads it.
     fn upstream_tls(&mut self, t: &Spanned<file::UpstreamTlsFile>) -> super::UpstreamTls {
         let span = t.span();
         let t = t.get_ref();
         let verify = t.verify.as_ref().is_none_or(|v| *v.get_ref());
         let ca = match &t.ca {
-            Some(c) => {
-                let path = self.base.join(c.get_ref());
-                if let Err(e) = crate::tls::upstream::load_roots(&path) {
-                    self.error(c.span(), e.to_string());
-                }
-                path
-            }
-            None => {
-                let path = std::path::PathBuf::from(crate::tls::upstream::SYSTEM_CA_BUNDLE);
-                if verify && crate::tls::upstream::load_roots(&path).is_err() {
-                    self.error(
-                        span,
-                        format!(
-                            "[backend.tls] needs `ca` (the system bundle {} is missing or empty)",
-                            path.display()
-                        ),
-                    );
-                }
-                path
-            }
+            Some(c) => self.path(c),
+            None => self.located(span, PathBuf::from(SYSTEM_CA_BUNDLE)),
         };
         let sni = t.sni.as_ref().and_then(|s| {
             let v = s.get_ref().to_ascii_lowercase();
-            if crate::tls::server::valid_name_pattern(&v) && !v.starts_with("*.") {
+            if valid_name_pattern(&v) && !v.starts_with("*.") {
                 Some(v)
             } else {
                 self.error(
@@ -1054,7 +1037,12 @@ impl Validator<'_> {
                 None
             }
         });
-        super::UpstreamTls { ca, sni, verify }
+        super::UpstreamTls {
+            ca_is_system: t.ca.is_none(),
+            ca,
+            sni,
+            verify,
+        }
     }
 
     /// Resolves a backend name; reports it (with a did-you-mean) when it is not defined.
@@ -1447,6 +1435,18 @@ fn parse_status_range(text: &str) -> Option<(u16, u16)> {
     ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
 }
 
+/// `example.com` or `*.example.com`: labels of letters, digits and hyphens.
+pub fn valid_name_pattern(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    !rest.is_empty()
+        && rest.len() <= 253
+        && rest.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// RFC 9110 §5.6.2 tchar.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -1537,10 +1537,99 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
 
     #[test]
     fn unknown_key_names_position_and_suggests() {
-        let text = "[timeouts]\nconect = \"5s\"\n";
+        // Otherwise valid, so the unknown key is the only problem.
+        let text = "[timeouts]\nconect = \"5s\"\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\n\
+                    backend = \"b\"\n[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:2\" } ]\n";
         assert_eq!(
             errors(text),
             "t.toml:2:1: unknown field `conect`, did you mean `connect`?"
+        );
+    }
+
+    #[test]
+    fn every_error_of_every_section_is_reported_in_file_order() {
+        let text = "[timeouts]\nconnect = \"5s\"\nclient_idel = \"30s\"\n\n\
+                    [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\nbackend = \"ap\"\n\n\
+                    [[backend]]\nname = \"app\"\nidle_timeout = \"15 seconds\"\n\
+                    servers = [ { address = \"127.0.0.1:9001\" } ]\n";
+        let Err(e) = load_str(text, "t.toml") else {
+            panic!("accepted");
+        };
+        let found: Vec<(usize, usize, &str)> = e
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    3,
+                    1,
+                    "unknown field `client_idel`, did you mean `client_idle`?"
+                ),
+                (
+                    8,
+                    11,
+                    "listener `web` uses backend `ap`, which is not defined; did you mean `app`?"
+                ),
+                (
+                    12,
+                    16,
+                    "idle_timeout: `15 seconds` is not a duration: write a number with a unit, e.g. \"250ms\", \"5s\", \"2m\", \"1h\" or \"1m30s\""
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_everywhere_are_each_reported_once() {
+        let text = "[globl]\nshards = 2\n[timeouts]\nconnect = 5\n\
+                    [[listener]]\nname = \"a\"\nbind = 8080\nbackend = \"b\"\nx_real_ip = \"yes\"\n\
+                    [[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\", wieght = 2 }, 7 ]\n\
+                    health_check = { type = \"tcp\", rise = 2.5 }\n";
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "t.toml:1:2: unknown field `globl`, did you mean `global`?",
+                "t.toml:4:11: connect: expected a duration string with its unit, e.g. \"5s\" or \"250ms\", found integer `5`",
+                "t.toml:7:8: bind: expected a string, found integer `8080`",
+                "t.toml:9:13: x_real_ip: expected true or false, found string `\"yes\"`",
+                "t.toml:12:40: unknown field `wieght`, did you mean `weight`?",
+                "t.toml:12:54: servers: every element must be a table, found integer `7`",
+                "t.toml:13:39: rise: expected an integer, found float `2.5`",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_typo_of_a_required_key_is_not_also_called_missing() {
+        let e = errors(&GOOD.replace("name = \"app\"", "nmae = \"app\""));
+        assert!(
+            e.contains("t.toml:22:1: unknown field `nmae`, did you mean `name`?"),
+            "{e}"
+        );
+        assert!(!e.contains("missing required key `name`"), "{e}");
+    }
+
+    #[test]
+    fn a_rejected_top_level_key_does_not_hide_a_missing_key_of_the_first_table() {
+        // `[backend]` (one table, not [[backend]]) is refused; the listener at offset 0 still
+        // lacks its `backend`.
+        let e =
+            errors("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\n[backend]\nname = \"b\"\n");
+        assert!(
+            e.contains("t.toml:1:1: [[listener]] is missing required key `backend`"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "t.toml:4:1: backend: expected an array of [[backend]] tables, found a table"
+            ),
+            "{e}"
         );
     }
 
@@ -1600,14 +1689,24 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
     #[test]
     fn tls_and_detect_errors_point_at_the_key() {
         let base = "[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\" } ]\n";
-        let e = errors(&format!(
-            "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
-             [listener.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{base}"
-        ));
-        assert!(
-            e.contains("t.toml:7:8: certificate file /nonexistent/c.pem:"),
-            "{e}"
+        // Certificate paths are only recorded, with their location; tls::resolve reads them
+        // (its tests check "t.toml:7:8: certificate file /nonexistent/c.pem: ...").
+        let c = load_str(
+            &format!(
+                "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
+                 [listener.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n{base}"
+            ),
+            "t.toml",
         );
+        let Ok(c) = c else { panic!("{c:?}") };
+        let Some(tls) = &c.listeners[0].tls else {
+            panic!("no tls")
+        };
+        let cert = &tls.certificates[0];
+        assert_eq!(cert.cert.value, PathBuf::from("/nonexistent/c.pem"));
+        assert_eq!((cert.cert.line, cert.cert.column), (7, 8));
+        assert_eq!((cert.key.line, cert.key.column), (8, 7));
+        assert!(!cert.names_given);
         let e = errors(&format!(
             "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
              tcp_backend = \"b\"\n[listener.tls]\nmin_version = \"1.0\"\n{base}"
@@ -1794,6 +1893,16 @@ servers = [ { address = "127.0.0.1:9002" } ]
         assert_eq!(line_column("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_column("ab\ncéd", 6), (2, 3));
         assert_eq!(line_column("", 10), (1, 1));
+    }
+
+    #[test]
+    fn name_patterns() {
+        assert!(valid_name_pattern("example.com"));
+        assert!(valid_name_pattern("*.example.com"));
+        assert!(!valid_name_pattern("*"));
+        assert!(!valid_name_pattern("a..b"));
+        assert!(!valid_name_pattern("a b"));
+        assert!(!valid_name_pattern("x.*.com"));
     }
 
     #[test]

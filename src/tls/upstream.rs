@@ -17,7 +17,7 @@ use super::server::TlsSetupError;
 use crate::config::UpstreamTls;
 
 /// Debian's (and most distributions') CA bundle, used when `ca` is not given.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub use crate::config::SYSTEM_CA_BUNDLE;
 
 /// Reads every certificate of a PEM file into a root store.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
