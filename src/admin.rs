@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::control::Shards;
+use crate::bus::Shards;
 
 pub async fn serve(listener: tokio::net::TcpListener, shards: Arc<Shards>) {
     loop {

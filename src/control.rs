@@ -6,9 +6,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::bus::Shards;
 use crate::config::Config;
+use crate::plan::{PlanError, Planner};
 use crate::shard::{self, BootError, ShardExit, ShardHandle, ShardMsg, listener::ListenError};
-use crate::stats::{ShardReport, ShardStats, StatsReport};
+use crate::stats::ShardStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -18,6 +20,8 @@ pub enum StartError {
     Boot(#[from] BootError),
     #[error("{0}")]
     Environment(String),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
     #[error("admin listener {addr}: {source}")]
     Admin {
         addr: std::net::SocketAddr,
@@ -34,64 +38,8 @@ pub struct Summary {
     pub drained_in: Duration,
 }
 
-/// The shards as the control thread sees them.
-pub struct Shards {
-    handles: Vec<ShardHandle>,
-    started: Instant,
-    /// Health check results (control thread only), shown in /stats.
-    checks: crate::health::CheckTable,
-}
-
-impl Shards {
-    /// Sends a message built by `msg` to every shard (state changes every shard must see).
-    pub fn broadcast(&self, msg: impl Fn() -> ShardMsg) {
-        for h in &self.handles {
-            if h.send(msg()).is_err() {
-                tracing::warn!(
-                    shard = h.id,
-                    "shard queue full or gone; state change not delivered"
-                );
-            }
-        }
-    }
-
-    /// As `broadcast`, to every shard but `except` (best effort: a full queue drops the message).
-    pub fn broadcast_except(&self, except: usize, msg: impl Fn() -> ShardMsg) {
-        for h in self.handles.iter().filter(|h| h.id != except) {
-            let _ = h.send(msg());
-        }
-    }
-
-    /// Asks every shard for its counters and merges them (on demand; nothing is kept centrally).
-    pub async fn report(&self) -> StatsReport {
-        let mut waits = Vec::with_capacity(self.handles.len());
-        for h in &self.handles {
-            let (tx, rx) = tokio::sync::oneshot::channel::<ShardReport>();
-            if h.send(ShardMsg::Stats { reply: tx }).is_ok() {
-                waits.push(rx);
-            }
-        }
-        let mut reports = Vec::with_capacity(waits.len());
-        for rx in waits {
-            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
-                reports.push(r);
-            }
-        }
-        let mut report =
-            StatsReport::from_shards(reports, self.started.elapsed().as_millis() as u64);
-        if let Ok(table) = self.checks.lock() {
-            for (b, servers) in report.backends.iter_mut().enumerate() {
-                for (s, server) in servers.servers.iter_mut().enumerate() {
-                    server.checks = table.get(b).and_then(|t| t.get(s)).cloned().flatten();
-                }
-            }
-        }
-        report
-    }
-}
-
-/// Binds every listener for every shard, boots the shards, then serves signals and admin until a
-/// SIGTERM/SIGINT drain completes.
+/// Binds every listener for every shard, boots the shards on the boot plan, then serves signals
+/// and admin until a SIGTERM/SIGINT drain completes.
 pub fn run(config: Config) -> Result<Summary, StartError> {
     crate::startup::check_kernel().map_err(StartError::Environment)?;
     crate::startup::ignore_sigpipe();
@@ -131,30 +79,48 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         }
     }
 
+    // Boot = the plan from nothing, the same path a reload takes.
+    let mut planner = Planner::new();
+    let mut plans = Vec::with_capacity(shard_count);
+    for fds in &per_shard {
+        match planner.boot(&config, fds) {
+            Ok(ops) => plans.push(ops),
+            Err(e) => {
+                close_all(&per_shard);
+                return Err(StartError::Plan(e));
+            }
+        }
+    }
+
     let started_lines = Arc::new(Mutex::new(Vec::new()));
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(shard::EVENTS_MAX);
     let mut handles = Vec::with_capacity(shard_count);
-    let mut remaining = per_shard.into_iter();
+    let timeouts = crate::session::TimeoutsMs::from_config(&config.timeouts);
+    let mut plans = plans.into_iter();
     for id in 0..shard_count {
-        let listeners = remaining.next().unwrap_or_default();
+        let ops = plans.next().unwrap_or_default();
         let cpu = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-        match shard::spawn(
+        let boot = shard::Boot {
             id,
+            shard_count,
             cpu,
-            Arc::clone(&config),
-            listeners,
-            Arc::clone(&started_lines),
-            events_tx.clone(),
-        ) {
+            global: config.global.clone(),
+            timeouts,
+            ops,
+        };
+        match shard::spawn(boot, Arc::clone(&started_lines), events_tx.clone()) {
             Ok(h) => handles.push(h),
             Err(e) => {
-                let rest: Vec<_> = remaining.collect();
-                close_all(&rest);
+                // The plans not handed to a shard still own their sockets.
+                for ops in plans {
+                    close_plan(ops);
+                }
                 stop_shards(&mut handles, Instant::now());
                 return Err(e.into());
             }
         }
     }
+    drop(events_tx);
     if let Ok(lines) = started_lines.lock() {
         for l in lines.iter() {
             tracing::debug!("{l}");
@@ -162,11 +128,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     }
 
     let joins: Vec<_> = handles.iter_mut().filter_map(|h| h.join.take()).collect();
-    let shards = Arc::new(Shards {
-        handles,
-        started: Instant::now(),
-        checks: crate::health::new_table(&config),
-    });
+    let shards = Shards::new(handles, crate::health::new_table());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -185,15 +147,15 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         .map(|l| format!("{}={}", l.name, l.bind))
         .collect();
     let control_shards = Arc::clone(&shards);
-    let check_config = Arc::clone(&config);
     let outcome = runtime.block_on(async move {
         let shards = control_shards;
-        crate::health::spawn_checks(&check_config, &shards, &shards.checks);
-        tokio::spawn(crate::health::shard_events(
-            Arc::clone(&check_config),
-            Arc::clone(&shards),
-            events_rx,
+        tokio::spawn(Arc::clone(&shards).flusher());
+        let mut checks = crate::health::Checks::default();
+        checks.sync(crate::health::targets(&config, &planner.registry), &shards);
+        let passive: crate::health::PassiveTable = Arc::new(Mutex::new(
+            crate::health::passive_table(&config, &planner.registry),
         ));
+        tokio::spawn(shard_events(Arc::clone(&shards), Arc::clone(&passive), events_rx));
         let admin_task = match admin {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => Some(tokio::spawn(crate::admin::serve(
@@ -223,11 +185,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         );
         crate::startup::sd_notify("STOPPING=1");
         let drain_started = Instant::now();
-        for h in &shards.handles {
-            let _ = h.send(ShardMsg::Drain {
-                deadline: drain_started + drain_timeout,
-            });
-        }
+        shards.drain(drain_started + drain_timeout);
         // The admin listener keeps answering while shards drain. A second stop signal closes
         // what is left at once.
         let mut join_all = tokio::task::spawn_blocking(move || {
@@ -240,15 +198,14 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             exits = &mut join_all => exits.unwrap_or_default(),
             again = signals.next_stop() => {
                 tracing::info!(signal = again, "second stop signal: closing remaining connections now");
-                for h in &shards.handles {
-                    let _ = h.send(ShardMsg::Drain { deadline: Instant::now() });
-                }
+                shards.drain(Instant::now());
                 join_all.await.unwrap_or_default()
             }
         };
         if let Some(t) = admin_task {
             t.abort();
         }
+        drop(checks);
         Ok::<_, StartError>((drain_started, exits))
     });
     drop(runtime);
@@ -259,9 +216,36 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     }
     Ok(Summary {
         stats: total,
-        uptime: shards.started.elapsed(),
+        uptime: shards.started().elapsed(),
         drained_in: drain_started.elapsed(),
     })
+}
+
+/// Events from shards, on the control thread: passive-health ejections and TLS session copies.
+async fn shard_events(
+    shards: Arc<Shards>,
+    passive: crate::health::PassiveTable,
+    mut events: tokio::sync::mpsc::Receiver<shard::ShardEvent>,
+) {
+    let ejected = Arc::default();
+    while let Some(event) = events.recv().await {
+        match event {
+            shard::ShardEvent::Eject { backend, server } => {
+                crate::health::eject(&passive, &ejected, &shards, backend, server)
+            }
+            shard::ShardEvent::TlsSessions {
+                from,
+                listener,
+                entries,
+            } => {
+                let entries = Arc::new(entries);
+                shards.broadcast_except(from, || ShardMsg::TlsSessions {
+                    listener,
+                    entries: Arc::clone(&entries),
+                });
+            }
+        }
+    }
 }
 
 /// SIGTERM/SIGINT stop ringway; SIGHUP (reload) is logged and ignored until reload exists, so
@@ -309,9 +293,7 @@ fn stop_and_join(
     joins: Vec<std::thread::JoinHandle<ShardExit>>,
     deadline: Instant,
 ) {
-    for h in &shards.handles {
-        let _ = h.send(ShardMsg::Drain { deadline });
-    }
+    shards.drain(deadline);
     for j in joins {
         let _ = j.join();
     }
@@ -331,6 +313,15 @@ fn stop_shards(handles: &mut [ShardHandle], deadline: Instant) {
 fn close_all(per_shard: &[Vec<(usize, std::os::fd::RawFd)>]) {
     for fds in per_shard {
         for &(_, fd) in fds {
+            shard::close_fd(fd);
+        }
+    }
+}
+
+/// Closes the listening sockets of a plan no shard took.
+fn close_plan(ops: Vec<shard::ShardOp>) {
+    for op in ops {
+        if let shard::ShardOp::PutListener { fd: Some(fd), .. } = op {
             shard::close_fd(fd);
         }
     }

@@ -5,14 +5,16 @@
 //! Must not: touch shard state directly; the rise/fall logic ([`Tracker`]) is pure and takes
 //! check results in, state changes out.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{CheckKind, Config, HealthCheck};
-use crate::control::Shards;
-use crate::shard::ShardMsg;
+use crate::bus::Shards;
+use crate::config::{CheckKind, Config, HealthCheck, Passive};
+use crate::ids::{BackendId, Registry, ServerId};
+pub use crate::stats::CheckStats;
 
 /// Consecutive results in, UP/DOWN transitions out (HAProxy `rise`/`fall`). Servers start UP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,94 +57,119 @@ impl Tracker {
     }
 }
 
-/// What /stats shows of one server's checks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CheckStats {
-    pub checks_passed: u64,
-    pub checks_failed: u64,
-    /// Why the last failed check failed (empty when the last check passed).
-    pub last_check_error: String,
-    pub transitions: u64,
-    pub up: bool,
+/// Check results per (backend name, server name); written by the check tasks and read by the
+/// admin listener, both on the control thread.
+pub type CheckTable = Arc<Mutex<HashMap<(String, String), CheckStats>>>;
+
+pub fn new_table() -> CheckTable {
+    Arc::default()
 }
 
-/// Per backend, per server; written by the check tasks and read by the admin listener, both on
-/// the control thread.
-pub type CheckTable = Arc<Mutex<Vec<Vec<Option<CheckStats>>>>>;
-
-pub fn new_table(config: &Config) -> CheckTable {
-    Arc::new(Mutex::new(
-        config
-            .backends
-            .iter()
-            .map(|b| {
-                b.servers
-                    .iter()
-                    .map(|_| {
-                        b.health_check.as_ref().map(|_| CheckStats {
-                            up: true,
-                            ..CheckStats::default()
-                        })
-                    })
-                    .collect()
-            })
-            .collect(),
-    ))
+/// One server to check, with the ids shards know it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub backend: BackendId,
+    pub server: ServerId,
+    pub backend_name: String,
+    pub server_name: String,
+    pub addr: SocketAddr,
+    pub check: HealthCheck,
 }
 
-/// Starts one check task per server of every backend that has `health_check`.
-pub fn spawn_checks(config: &Config, shards: &Arc<Shards>, table: &CheckTable) {
-    for (b, backend) in config.backends.iter().enumerate() {
-        let Some(hc) = &backend.health_check else {
+/// Every server of `config` that has active checks.
+pub fn targets(config: &Config, registry: &Registry) -> Vec<Target> {
+    let mut out = Vec::new();
+    for b in &config.backends {
+        let (Some(hc), Some(bid)) = (&b.health_check, registry.find_backend(&b.name)) else {
             continue;
         };
-        for (s, server) in backend.servers.iter().enumerate() {
-            let task = CheckTask {
-                backend: b,
-                server: s,
-                backend_name: backend.name.clone(),
-                server_name: server.name.clone(),
-                addr: server.address,
-                check: hc.clone(),
-                shards: Arc::clone(shards),
-                table: Arc::clone(table),
+        for s in &b.servers {
+            let Some(sid) = registry.find_server(bid, &s.name) else {
+                continue;
             };
-            tokio::spawn(task.run());
+            out.push(Target {
+                backend: bid,
+                server: sid,
+                backend_name: b.name.clone(),
+                server_name: s.name.clone(),
+                addr: s.address,
+                check: hc.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The running check tasks: exactly one per checked server.
+#[derive(Default)]
+pub struct Checks {
+    running: Vec<(Target, tokio::task::AbortHandle)>,
+}
+
+impl Checks {
+    /// Starts tasks for new targets and stops those of targets that went away or changed (must
+    /// run inside the control runtime). Boot is a sync from nothing.
+    pub fn sync(&mut self, targets: Vec<Target>, shards: &Arc<Shards>) {
+        let table = Arc::clone(&shards.checks);
+        self.running.retain(|(t, h)| {
+            let keep = targets.contains(t);
+            if !keep {
+                h.abort();
+                if let Ok(mut table) = table.lock() {
+                    table.remove(&(t.backend_name.clone(), t.server_name.clone()));
+                }
+            }
+            keep
+        });
+        for t in targets {
+            if self.running.iter().any(|(r, _)| *r == t) {
+                continue;
+            }
+            if let Ok(mut table) = table.lock() {
+                table.insert(
+                    (t.backend_name.clone(), t.server_name.clone()),
+                    CheckStats {
+                        up: true,
+                        ..CheckStats::default()
+                    },
+                );
+            }
+            let task = CheckTask {
+                target: t.clone(),
+                shards: Arc::clone(shards),
+            };
+            let handle = tokio::spawn(task.run()).abort_handle();
+            self.running.push((t, handle));
         }
     }
 }
 
 struct CheckTask {
-    backend: usize,
-    server: usize,
-    backend_name: String,
-    server_name: String,
-    addr: SocketAddr,
-    check: HealthCheck,
+    target: Target,
     shards: Arc<Shards>,
-    table: CheckTable,
 }
 
 impl CheckTask {
     async fn run(self) {
-        let mut tracker = Tracker::new(self.check.rise, self.check.fall);
-        let mut ticker = tokio::time::interval(self.check.interval);
+        let t = &self.target;
+        let mut tracker = Tracker::new(t.check.rise, t.check.fall);
+        let mut ticker = tokio::time::interval(t.check.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let key = (t.backend_name.clone(), t.server_name.clone());
         loop {
             ticker.tick().await;
             let result = match tokio::time::timeout(
-                self.check.timeout,
-                check_once(self.addr, &self.check.kind),
+                t.check.timeout,
+                check_once(t.addr, &t.check.kind),
             )
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(format!("timeout after {:?}", self.check.timeout)),
+                Err(_) => Err(format!("timeout after {:?}", t.check.timeout)),
             };
             let changed = tracker.record(result.is_ok());
-            if let Ok(mut t) = self.table.lock()
-                && let Some(Some(stats)) =
-                    t.get_mut(self.backend).and_then(|b| b.get_mut(self.server))
+            if let Ok(mut table) = self.shards.checks.lock()
+                && let Some(stats) = table.get_mut(&key)
             {
                 match &result {
                     Ok(()) => {
@@ -161,85 +188,89 @@ impl CheckTask {
             }
             if let Some(up) = changed {
                 tracing::warn!(
-                    backend = %self.backend_name,
-                    server = %self.server_name,
+                    backend = %t.backend_name,
+                    server = %t.server_name,
                     state = if up { "UP" } else { "DOWN" },
                     reason = %result.as_ref().err().map_or("checks pass", String::as_str),
                     "server state changed"
                 );
-                self.shards.broadcast(|| ShardMsg::ServerHealth {
-                    backend: self.backend,
-                    server: self.server,
-                    up,
-                });
+                self.shards.broadcast_health(t.backend, t.server, up);
             }
         }
     }
 }
 
-/// Events from shards, on the control thread.
-/// - Passive health: a shard saw `passive.failures` consecutive failures from a server. Mark it
-///   DOWN on every shard, and UP again after `passive.backoff` (active checks, if configured,
-///   take it down again if it is still failing). One ejection per server at a time.
-/// - TLS sessions a shard created: copied to every other shard's session cache.
-pub async fn shard_events(
-    config: Arc<Config>,
-    shards: Arc<Shards>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::shard::ShardEvent>,
+/// What passive health needs to know of a backend (names for logs, the backoff).
+#[derive(Debug, Clone)]
+pub struct PassiveInfo {
+    pub backend_name: String,
+    pub passive: Option<Passive>,
+    pub servers: HashMap<ServerId, String>,
+}
+
+/// Passive health settings by backend id, refreshed when the configuration changes.
+pub type PassiveTable = Arc<Mutex<HashMap<BackendId, PassiveInfo>>>;
+
+pub fn passive_table(config: &Config, registry: &Registry) -> HashMap<BackendId, PassiveInfo> {
+    config
+        .backends
+        .iter()
+        .filter_map(|b| {
+            let id = registry.find_backend(&b.name)?;
+            Some((
+                id,
+                PassiveInfo {
+                    backend_name: b.name.clone(),
+                    passive: b.passive,
+                    servers: b
+                        .servers
+                        .iter()
+                        .filter_map(|s| Some((registry.find_server(id, &s.name)?, s.name.clone())))
+                        .collect(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Passive health: a shard saw `passive.failures` consecutive failures from a server. Mark it DOWN
+/// on every shard, and UP again after `passive.backoff` (active checks, if configured, take it
+/// down again if it is still failing). One ejection per server at a time.
+pub fn eject(
+    table: &PassiveTable,
+    ejected: &Arc<Mutex<HashSet<(BackendId, ServerId)>>>,
+    shards: &Arc<Shards>,
+    backend: BackendId,
+    server: ServerId,
 ) {
-    let ejected: Arc<Mutex<std::collections::HashSet<(usize, usize)>>> = Arc::default();
-    while let Some(event) = events.recv().await {
-        let (backend, server) = match event {
-            crate::shard::ShardEvent::Eject { backend, server } => (backend, server),
-            crate::shard::ShardEvent::TlsSessions {
-                from,
-                listener,
-                entries,
-            } => {
-                let entries = Arc::new(entries);
-                shards.broadcast_except(from, || ShardMsg::TlsSessions {
-                    listener,
-                    entries: Arc::clone(&entries),
-                });
-                continue;
-            }
-        };
-        let Some(b) = config.backends.get(backend) else {
-            continue;
-        };
-        let (Some(passive), Some(s)) = (b.passive, b.servers.get(server)) else {
-            continue;
-        };
-        if let Ok(mut set) = ejected.lock()
-            && !set.insert((backend, server))
-        {
-            continue;
-        }
-        tracing::warn!(
-            backend = %b.name,
-            server = %s.name,
-            backoff_ms = passive.backoff.as_millis() as u64,
-            "server ejected after consecutive failures"
-        );
-        shards.broadcast(|| ShardMsg::ServerHealth {
-            backend,
-            server,
-            up: false,
-        });
-        let (shards, ejected, name) = (Arc::clone(&shards), Arc::clone(&ejected), s.name.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(passive.backoff).await;
-            tracing::info!(server = %name, "ejection over; server back in rotation");
-            shards.broadcast(|| ShardMsg::ServerHealth {
-                backend,
-                server,
-                up: true,
-            });
-            if let Ok(mut set) = ejected.lock() {
-                set.remove(&(backend, server));
-            }
-        });
+    let info = table.lock().ok().and_then(|t| t.get(&backend).cloned());
+    let Some(info) = info else {
+        return;
+    };
+    let (Some(passive), Some(name)) = (info.passive, info.servers.get(&server).cloned()) else {
+        return;
+    };
+    if let Ok(mut set) = ejected.lock()
+        && !set.insert((backend, server))
+    {
+        return;
     }
+    tracing::warn!(
+        backend = %info.backend_name,
+        server = %name,
+        backoff_ms = passive.backoff.as_millis() as u64,
+        "server ejected after consecutive failures"
+    );
+    shards.broadcast_health(backend, server, false);
+    let (shards, ejected) = (Arc::clone(shards), Arc::clone(ejected));
+    tokio::spawn(async move {
+        tokio::time::sleep(passive.backoff).await;
+        tracing::info!(server = %name, "ejection over; server back in rotation");
+        shards.broadcast_health(backend, server, true);
+        if let Ok(mut set) = ejected.lock() {
+            set.remove(&(backend, server));
+        }
+    });
 }
 
 /// One check: a TCP connect, or an HTTP request whose status must be in the expected range.

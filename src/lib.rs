@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod balancer;
+pub mod bus;
 pub mod config;
 pub mod control;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod http1;
 pub mod ids;
 pub mod pipes;
+pub mod plan;
 pub mod proxy_protocol;
 pub mod router;
 pub mod session;

@@ -162,6 +162,8 @@ pub fn drop_privileges(user: &str, group: Option<&str>) -> Result<(u32, u32), St
 
 fn lookup_user(name: &str) -> Result<(u32, u32), String> {
     let cname = std::ffi::CString::new(name).map_err(|_| format!("user `{name}`: bad name"))?;
+    // SAFETY: `passwd` is a plain C struct of integers and pointers; all-zero (null pointers) is
+    // a valid value, and getpwnam_r overwrites it before anything reads it.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 16 * 1024];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
@@ -186,6 +188,7 @@ fn lookup_user(name: &str) -> Result<(u32, u32), String> {
 
 fn lookup_group(name: &str) -> Result<u32, String> {
     let cname = std::ffi::CString::new(name).map_err(|_| format!("group `{name}`: bad name"))?;
+    // SAFETY: as for `passwd` above: a plain C struct for which all-zero is valid.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 16 * 1024];
     let mut result: *mut libc::group = std::ptr::null_mut();

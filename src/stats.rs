@@ -142,7 +142,18 @@ pub struct ServerStats {
     pub status: StatusCounts,
     /// Health check results (filled by the control thread; absent without `health_check`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub checks: Option<crate::health::CheckStats>,
+    pub checks: Option<CheckStats>,
+}
+
+/// What /stats shows of one server's active health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CheckStats {
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    /// Why the last failed check failed (empty when the last check passed).
+    pub last_check_error: String,
+    pub transitions: u64,
+    pub up: bool,
 }
 
 impl ServerStats {
@@ -230,34 +241,46 @@ pub struct StatsReport {
 }
 
 impl StatsReport {
+    /// Sums the shards' reports. Backends and servers are matched by name (every shard lists the
+    /// same ones, in file order, but a reload may reach one shard before another).
     pub fn from_shards(mut reports: Vec<ShardReport>, uptime_ms: u64) -> StatsReport {
         reports.sort_by_key(|r| r.shard);
         let mut total = ShardStats::default();
         let mut backends: Vec<BackendStats> = Vec::new();
         for r in &reports {
             total.merge(&r.stats);
-            for (i, b) in r.backends.iter().enumerate() {
-                if backends.len() <= i {
-                    backends.push(BackendStats {
-                        name: b.name.clone(),
-                        queue: 0,
-                        servers: b
-                            .servers
-                            .iter()
-                            .map(|s| ServerStats {
+            for b in &r.backends {
+                let i = match backends.iter().position(|x| x.name == b.name) {
+                    Some(i) => i,
+                    None => {
+                        backends.push(BackendStats {
+                            name: b.name.clone(),
+                            queue: 0,
+                            servers: Vec::new(),
+                        });
+                        backends.len() - 1
+                    }
+                };
+                let Some(sum) = backends.get_mut(i) else {
+                    continue;
+                };
+                sum.queue += b.queue;
+                for s in &b.servers {
+                    let j = match sum.servers.iter().position(|x| x.name == s.name) {
+                        Some(j) => j,
+                        None => {
+                            sum.servers.push(ServerStats {
                                 name: s.name.clone(),
                                 address: s.address.clone(),
                                 state: s.state.clone(),
                                 backup: s.backup,
                                 ..ServerStats::default()
-                            })
-                            .collect(),
-                    });
-                }
-                if let Some(sum) = backends.get_mut(i) {
-                    sum.queue += b.queue;
-                    for (sum, s) in sum.servers.iter_mut().zip(&b.servers) {
-                        sum.merge(s);
+                            });
+                            sum.servers.len() - 1
+                        }
+                    };
+                    if let Some(x) = sum.servers.get_mut(j) {
+                        x.merge(s);
                     }
                 }
             }

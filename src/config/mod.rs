@@ -24,12 +24,22 @@ pub use validate::{
 /// A value from the config file with where it was written (1-based line, column in
 /// characters), for checks made after validation that must still point at `file:line:column`:
 /// `tls::resolve` reads the certificate, key and CA files at these paths. Derefs to the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Two located values are equal when their values are: where a line moved in the file is not a
+/// change of configuration (`config::diff`).
+#[derive(Debug, Clone)]
 pub struct Located<T> {
     pub value: T,
     pub line: usize,
     pub column: usize,
 }
+
+impl<T: PartialEq> PartialEq for Located<T> {
+    fn eq(&self, other: &Located<T>) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Located<T> {}
 
 impl<T> Located<T> {
     /// A diagnostic at this value's location.

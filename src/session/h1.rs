@@ -167,6 +167,8 @@ struct Exchange {
     log: Option<Box<LogFields>>,
     /// The driver is splicing the body of this direction (0 request, 1 response).
     splicing: [bool; 2],
+    /// The driver cannot splice this direction (a TLS side): it copies.
+    no_splice: [bool; 2],
     /// The last server this exchange was sent to.
     server: Option<ServerId>,
 }
@@ -431,6 +433,7 @@ impl H1Session {
             resp_bytes: 0,
             log,
             splicing: [false; 2],
+            no_splice: [false; 2],
             server: None,
         });
         let backend_cfg = route.and_then(|b| env.backend(b));
@@ -749,7 +752,7 @@ impl H1Session {
         if tunnel {
             ex.req_body = Body::Done;
             ex.req_done = true;
-            ex.resp = Resp::Tunnel(Tunnel::new());
+            ex.resp = Resp::Tunnel(Tunnel::new(cfg.splice));
             env.stats().http_tunnels += 1;
             return true;
         }
@@ -993,6 +996,7 @@ impl H1Session {
                     resp_bytes: 0,
                     log,
                     splicing: [false; 2],
+                    no_splice: [false; 2],
                     server: None,
                 })
             }
@@ -1115,11 +1119,15 @@ impl H1Session {
         let Phase::Exchange(ex) = &self.phase else {
             return None;
         };
-        if mode == SpliceMode::Off || ex.splicing[dir] || !matches!(ex.up, Up::Open { .. }) {
+        if mode == SpliceMode::Off
+            || ex.splicing[dir]
+            || !matches!(ex.up, Up::Open { .. })
+            || (ex.no_splice[dir] && !matches!(ex.resp, Resp::Tunnel(_)))
+        {
             return None;
         }
         let body = match (&ex.resp, dir) {
-            (Resp::Tunnel(t), _) => return t.splice_want(w, dir, mode),
+            (Resp::Tunnel(t), _) => return t.splice_want(w, dir),
             (_, CLIENT) if !ex.req_done => &ex.req_body,
             (Resp::Body(b), UPSTREAM) => b,
             _ => return None,
@@ -1148,10 +1156,11 @@ impl H1Session {
 
     /// The driver could not get a pipe: this direction keeps copying.
     pub fn on_splice_refused(&mut self, dir: usize) {
-        if let Phase::Exchange(ex) = &mut self.phase
-            && let Resp::Tunnel(t) = &mut ex.resp
-        {
-            t.on_splice_refused(dir);
+        if let Phase::Exchange(ex) = &mut self.phase {
+            match &mut ex.resp {
+                Resp::Tunnel(t) => t.on_splice_refused(dir),
+                _ => ex.no_splice[dir] = true,
+            }
         }
     }
 

@@ -211,7 +211,19 @@ impl TcpSession {
         }
     }
 
-    pub fn on_upstream(&mut self, w: &mut Wire, env: &mut impl Env, ev: UpstreamEvent) {
+    pub fn on_upstream(
+        &mut self,
+        w: &mut Wire,
+        env: &mut impl Env,
+        cfg: &TcpCfg,
+        ev: UpstreamEvent,
+    ) {
+        if let (Phase::Tunnel(_), UpstreamEvent::Failed(e)) = (self.phase, ev) {
+            // The server reset the tunnel: nothing more can flow; close both sides.
+            tracing::debug!(error = %e, "server connection failed");
+            self.close(Term::ServerError);
+            return;
+        }
         let Phase::Connecting { server, .. } = self.phase else {
             return;
         };
@@ -221,7 +233,7 @@ impl TcpSession {
                 env.outcome(backend, server, Outcome::Connected);
                 let now = env.now_ms();
                 w.active_ms = [now, now];
-                self.phase = Phase::Tunnel(Tunnel::new());
+                self.phase = Phase::Tunnel(Tunnel::new(cfg.splice));
             }
             UpstreamEvent::Failed(e) => self.connect_failed(w, env, server, e),
         }
@@ -304,9 +316,9 @@ impl TcpSession {
         }
     }
 
-    pub fn splice_want(&self, w: &Wire, dir: usize, mode: SpliceMode) -> Option<u64> {
+    pub fn splice_want(&self, w: &Wire, dir: usize) -> Option<u64> {
         match &self.phase {
-            Phase::Tunnel(t) => t.splice_want(w, dir, mode),
+            Phase::Tunnel(t) => t.splice_want(w, dir),
             _ => None,
         }
     }
@@ -383,7 +395,7 @@ mod tests {
         w.rx[CLIENT].extend_from_slice(b"early bytes");
         s.progress(&mut w, &mut env, &cfg);
         assert_eq!(w.tx[UPSTREAM], b"", "nothing goes out before the connect");
-        s.on_upstream(&mut w, &mut env, UpstreamEvent::Connected);
+        s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
         s.progress(&mut w, &mut env, &cfg);
         assert_eq!(w.tx[UPSTREAM], b"early bytes");
         w.eof = [true, true];
@@ -405,6 +417,7 @@ mod tests {
         s.on_upstream(
             &mut w,
             &mut env,
+            &cfg,
             UpstreamEvent::Failed(UpstreamError::Connect(111)),
         );
         assert_eq!(
@@ -424,6 +437,7 @@ mod tests {
         s.on_upstream(
             &mut w,
             &mut env,
+            &cfg,
             UpstreamEvent::Failed(UpstreamError::Connect(111)),
         );
         let last = drain(&mut s);

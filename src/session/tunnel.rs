@@ -8,8 +8,9 @@ use super::{QUEUED_MAX, Wire};
 use crate::config::SpliceMode;
 
 /// Both directions of a tunnel. Direction `d` reads side `d` and writes side `1 - d`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tunnel {
+    mode: SpliceMode,
     /// Direction `d` is being spliced by the driver (its wire buffers stay empty meanwhile).
     splicing: [bool; 2],
     /// Direction `d` may not splice any more (a pipe could not be had): copy.
@@ -17,8 +18,13 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    pub fn new() -> Tunnel {
-        Tunnel::default()
+    /// `mode`: when a direction may switch to splice (the listener's `splice`).
+    pub fn new(mode: SpliceMode) -> Tunnel {
+        Tunnel {
+            mode,
+            splicing: [false; 2],
+            no_splice: [false; 2],
+        }
     }
 
     /// Moves what each side sent towards the other, as far as backpressure allows, and asks for
@@ -48,9 +54,11 @@ impl Tunnel {
         changed
     }
 
-    /// Whether the driver should read side `side` now (its bytes have somewhere to go).
+    /// Whether the driver should read side `side` now (its bytes have somewhere to go, and it
+    /// is not about to switch to splice).
     pub fn wants_read(&self, w: &Wire, side: usize) -> bool {
         !self.splicing[side]
+            && self.splice_want(w, side).is_none()
             && !w.eof[side]
             && w.rx[side].is_empty()
             && w.queued(1 - side) < QUEUED_MAX
@@ -64,7 +72,8 @@ impl Tunnel {
     /// Direction `dir` may move by splice(2) from now on (returns the bytes to read: until EOF).
     /// Only once its copy path is quiet, so bytes never overtake each other: nothing received
     /// and unforwarded, nothing queued towards the destination, no EOF yet.
-    pub fn splice_want(&self, w: &Wire, dir: usize, mode: SpliceMode) -> Option<u64> {
+    pub fn splice_want(&self, w: &Wire, dir: usize) -> Option<u64> {
+        let mode = self.mode;
         let bulk = w.bulk[dir] || mode == SpliceMode::Always;
         let quiet = w.rx[dir].is_empty() && w.flushed(1 - dir) && !w.eof[dir];
         (mode != SpliceMode::Off
@@ -112,7 +121,7 @@ mod tests {
 
     #[test]
     fn bytes_cross_and_half_closes_are_forwarded_one_way_at_a_time() {
-        let mut t = Tunnel::new();
+        let mut t = Tunnel::new(SpliceMode::Auto);
         let mut w = Wire::default();
         w.rx[0].extend_from_slice(b"ping");
         assert!(t.progress(&mut w));
@@ -141,7 +150,7 @@ mod tests {
 
     #[test]
     fn backpressure_stops_reading_a_side_whose_bytes_cannot_go_anywhere() {
-        let t = Tunnel::new();
+        let t = Tunnel::new(SpliceMode::Auto);
         let mut w = Wire::default();
         w.in_flight[1] = QUEUED_MAX;
         assert!(!t.wants_read(&w, 0));
@@ -157,25 +166,28 @@ mod tests {
 
     #[test]
     fn splice_only_once_the_copy_path_is_quiet() {
-        let mut t = Tunnel::new();
+        let mut t = Tunnel::new(SpliceMode::Auto);
         let mut w = Wire::default();
-        assert_eq!(t.splice_want(&w, 1, SpliceMode::Auto), None, "not bulk yet");
+        assert_eq!(t.splice_want(&w, 1), None, "not bulk yet");
+        assert!(t.wants_read(&w, 1));
         w.bulk[1] = true;
         w.tx[0].extend_from_slice(b"head");
-        assert_eq!(
-            t.splice_want(&w, 1, SpliceMode::Auto),
-            None,
-            "bytes still queued"
-        );
+        assert_eq!(t.splice_want(&w, 1), None, "bytes still queued");
         w.tx[0].clear();
-        assert_eq!(t.splice_want(&w, 1, SpliceMode::Off), None);
-        assert_eq!(t.splice_want(&w, 1, SpliceMode::Auto), Some(u64::MAX));
+        assert_eq!(Tunnel::new(SpliceMode::Off).splice_want(&w, 1), None);
+        assert_eq!(t.splice_want(&w, 1), Some(u64::MAX));
+        assert!(
+            !t.wants_read(&w, 1),
+            "the recv stops so the splice can start"
+        );
         t.on_splice_started(1);
         assert!(!t.wants_read(&w, 1));
         t.on_splice_done(&mut w, 1);
         assert!(w.eof[1] && w.shut[0]);
-        assert_eq!(t.splice_want(&w, 0, SpliceMode::Always), Some(u64::MAX));
+        let mut t = Tunnel::new(SpliceMode::Always);
+        assert_eq!(t.splice_want(&w, 0), Some(u64::MAX));
         t.on_splice_refused(0);
-        assert_eq!(t.splice_want(&w, 0, SpliceMode::Always), None);
+        assert_eq!(t.splice_want(&w, 0), None);
+        assert!(t.wants_read(&w, 0), "no pipe: keep copying");
     }
 }

@@ -1,115 +1,86 @@
 //! Owns: connections of `mode = "detect"` listeners until their protocol is known: waits (up to
-//! `peek_timeout`) for the first bytes, peeks them without consuming (MSG_PEEK), classifies
-//! them with `crate::detect`, and hands the untouched socket to the TLS, HTTP or TCP path.
+//! `peek_timeout`) for the first bytes, peeks them without consuming (MSG_PEEK), classifies them
+//! with `crate::detect`, and turns the entry into a client connection of the right kind (TLS
+//! terminated into HTTP, TLS passed through, plain HTTP, raw TCP) on the untouched socket.
 //! Must not: consume client bytes or proxy anything itself.
 
-use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use io_uring::{opcode, types};
 
-use super::ring::{Completion, Op, OpKind};
-use super::{Shard, close_fd};
-use crate::config::SpliceMode;
+use super::driver::Shard;
+use super::listener::ListenerCfg;
+use super::ring::{Completion, Op, Tag};
+use super::{Conn, sys};
 use crate::detect::{Detected, Protocol, classify, classify_final};
-use crate::timer::TimerKey;
 
-/// Timer keys of connections being detected carry this bit.
-pub(super) const DETECT_TIMER_BIT: u32 = 1 << 29;
 /// Enough for a method token and its space, or a TLS record header.
 const PEEK_BYTES: usize = 32;
 
-/// A detect listener as this shard runs it.
-pub(super) struct DetectListenerSlot {
-    /// Index into `http_listeners` (plain HTTP clients).
-    pub http: usize,
-    /// Index into `tls_listeners` (TLS termination; decrypted clients go to `http`).
-    pub tls: Option<usize>,
-    /// TLS passthrough backend (when not terminating).
-    pub tls_backend: Option<usize>,
-    /// Everything else.
-    pub tcp_backend: Option<usize>,
-    pub splice: SpliceMode,
-    pub peek_ms: u64,
-}
-
 pub(super) struct DetectConn {
-    fd: RawFd,
-    listener: usize,
-    opened_ms: u64,
+    pub fd: i32,
+    pub cfg: Arc<ListenerCfg>,
+    pub opened_ms: u64,
     /// A POLLIN is in flight.
-    polling: bool,
+    pub polling: bool,
     /// The deadline passed while polling: decide with what is there once the poll is cancelled.
-    expired: bool,
-    /// Bytes so far could still be HTTP: poll again on the next tick (POLLIN would fire at once).
-    wait_tick: bool,
-}
-
-pub(super) struct DetectSlot {
-    generation: u32,
-    conn: Option<DetectConn>,
+    pub expired: bool,
+    /// Bytes so far could still be HTTP: look again on the next tick (POLLIN would fire at once).
+    pub wait_tick: bool,
 }
 
 impl Shard {
-    fn dconn(&mut self, slot: u32) -> Option<&mut DetectConn> {
-        self.detect_slots.get_mut(slot as usize)?.conn.as_mut()
-    }
-
-    pub(super) fn open_detect(&mut self, fd: RawFd, listener: usize) {
+    pub(super) fn open_detect(&mut self, fd: i32, cfg: Arc<ListenerCfg>) {
+        let peek_ms = cfg.detect.as_ref().map_or(5_000, |d| d.peek_ms);
         let conn = DetectConn {
             fd,
-            listener,
-            opened_ms: self.now_ms,
+            cfg,
+            opened_ms: self.world.now_ms,
             polling: false,
             expired: false,
             wait_tick: false,
         };
-        let slot = if let Some(slot) = self.free_detect_slots.pop()
-            && let Some(s) = self.detect_slots.get_mut(slot as usize)
-        {
-            s.conn = Some(conn);
-            slot
-        } else {
-            self.detect_slots.push(DetectSlot {
-                generation: 0,
-                conn: Some(conn),
-            });
-            (self.detect_slots.len() - 1) as u32
-        };
-        self.detect_pending += 1;
-        self.detect_arm_poll(slot);
-        let peek_ms = self
-            .detect_listeners
-            .get(listener)
-            .map_or(5_000, |l| l.peek_ms);
-        let Some(s) = self.detect_slots.get(slot as usize) else {
+        let Some(key) = self.slab.insert(Conn::Detect(conn)) else {
+            self.world.stats.rejected += 1;
+            sys::close(fd);
             return;
         };
-        let key = TimerKey {
-            slot: slot | DETECT_TIMER_BIT,
-            generation: s.generation,
-        };
-        self.timers.insert(key, self.now_ms.saturating_add(peek_ms));
+        self.world.stats.active += 1;
+        self.detect_pending += 1;
+        self.detect_arm_poll(key.slot);
+        self.timers.insert(
+            crate::timer::TimerKey {
+                slot: key.slot,
+                generation: key.generation,
+            },
+            self.world.now_ms.saturating_add(peek_ms),
+        );
     }
 
     fn detect_arm_poll(&mut self, slot: u32) {
-        let Some(d) = self.dconn(slot) else {
+        let Some(Conn::Detect(d)) = self.slab.get_mut(slot) else {
             return;
         };
         d.polling = true;
         d.wait_tick = false;
-        let entry = opcode::PollAdd::new(types::Fd(d.fd), libc::POLLIN as u32)
-            .build()
-            .user_data(Op::new(OpKind::DetectPoll, slot, 0).encode());
-        self.ring.push(entry);
+        self.ring.push(
+            opcode::PollAdd::new(types::Fd(d.fd), libc::POLLIN as u32)
+                .build()
+                .user_data(Tag::new(Op::PollIn, slot).encode()),
+        );
     }
 
-    pub(super) fn on_detect_completion(&mut self, op: Op, c: Completion) {
-        let slot = op.slot;
-        let Some(d) = self.dconn(slot) else {
+    pub(super) fn on_detect_completion(&mut self, tag: Tag, c: Completion) {
+        let slot = tag.slot;
+        let draining = self.world.draining;
+        let Some(Conn::Detect(d)) = self.slab.get_mut(slot) else {
             return;
         };
+        if tag.op != Op::PollIn {
+            return;
+        }
         d.polling = false;
-        if c.result < 0 && c.result != -libc::ECANCELED {
+        if draining || (c.result < 0 && c.result != -libc::ECANCELED) {
             self.detect_finish(slot, None);
             return;
         }
@@ -119,32 +90,20 @@ impl Shard {
 
     /// Peeks what the client sent and decides, or waits for more.
     fn detect_look(&mut self, slot: u32, last_chance: bool) {
-        let Some(d) = self.dconn(slot) else {
+        let Some(Conn::Detect(d)) = self.slab.get_mut(slot) else {
             return;
         };
         let mut buf = [0u8; PEEK_BYTES];
-        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe {
-            libc::recv(
-                d.fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        let bytes = if n > 0 { &buf[..n as usize] } else { &[][..] };
-        if n == 0 {
-            // The client closed before saying anything we could route.
-            self.detect_finish(slot, None);
-            return;
-        }
-        if n < 0 {
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if errno != libc::EAGAIN && errno != libc::EWOULDBLOCK {
+        let n = match sys::peek(d.fd, &mut buf) {
+            sys::Peeked::Bytes(n) => n,
+            sys::Peeked::Empty => 0,
+            // The client closed (or failed) before saying anything we could route.
+            sys::Peeked::Eof | sys::Peeked::Error(_) => {
                 self.detect_finish(slot, None);
                 return;
             }
-        }
+        };
+        let bytes = buf.get(..n).unwrap_or_default();
         if last_chance {
             let p = classify_final(bytes);
             self.detect_finish(slot, Some(p));
@@ -157,27 +116,16 @@ impl Shard {
         }
     }
 
-    /// A poll finished while draining: the connection is closed undecided.
-    pub(super) fn on_detect_drained(&mut self, slot: u32) {
-        if let Some(d) = self.dconn(slot) {
-            d.polling = false;
-        }
-        self.detect_finish(slot, None);
-    }
-
     /// Every timer tick: connections whose bytes so far were undecided look again.
     pub(super) fn detect_on_tick(&mut self) {
         if self.detect_pending == 0 {
             return;
         }
-        for slot in 0..self.detect_slots.len() as u32 {
-            let waiting = self
-                .detect_slots
-                .get(slot as usize)
-                .and_then(|s| s.conn.as_ref())
-                .is_some_and(|d| d.wait_tick && !d.polling);
+        for slot in self.slab.slots() {
+            let waiting =
+                matches!(self.slab.get(slot), Some(Conn::Detect(d)) if d.wait_tick && !d.polling);
             if waiting {
-                if let Some(d) = self.dconn(slot) {
+                if let Some(Conn::Detect(d)) = self.slab.get_mut(slot) {
                     d.wait_tick = false;
                 }
                 self.detect_look(slot, false);
@@ -185,24 +133,28 @@ impl Shard {
         }
     }
 
-    pub(super) fn on_detect_timer(&mut self, key: TimerKey) {
-        let slot = key.slot & !DETECT_TIMER_BIT;
-        let Some(s) = self.detect_slots.get_mut(slot as usize) else {
+    pub(super) fn on_detect_timer(&mut self, slot: u32) {
+        let now = self.world.now_ms;
+        let Some(Conn::Detect(d)) = self.slab.get_mut(slot) else {
             return;
         };
-        if s.generation != key.generation {
+        let peek_ms = d.cfg.detect.as_ref().map_or(5_000, |x| x.peek_ms);
+        if now < d.opened_ms.saturating_add(peek_ms) {
+            let generation = self.slab.key(slot).map_or(0, |k| k.generation);
+            self.timers.insert(
+                crate::timer::TimerKey { slot, generation },
+                now.saturating_add(peek_ms),
+            );
             return;
         }
-        let Some(d) = s.conn.as_mut() else {
-            return;
-        };
         d.expired = true;
         if d.polling {
             // Decide when the cancelled poll completes (the kernel must let go of it first).
-            let entry = opcode::PollRemove::new(Op::new(OpKind::DetectPoll, slot, 0).encode())
-                .build()
-                .user_data(Op::new(OpKind::Cancel, slot, 0).encode());
-            self.ring.push(entry);
+            self.ring.push(
+                opcode::PollRemove::new(Tag::new(Op::PollIn, slot).encode())
+                    .build()
+                    .user_data(Tag::new(Op::Cancel, slot).encode()),
+            );
         } else {
             self.detect_look(slot, true);
         }
@@ -210,79 +162,78 @@ impl Shard {
 
     /// Hands the socket to the path for `protocol` (or closes it when that has no destination).
     fn detect_finish(&mut self, slot: u32, protocol: Option<Protocol>) {
-        let Some(s) = self.detect_slots.get_mut(slot as usize) else {
+        let Some(Conn::Detect(d)) = self.slab.get(slot) else {
             return;
         };
-        let Some(d) = s.conn.take() else {
+        if d.polling {
+            return;
+        }
+        let Some(Conn::Detect(d)) = self.slab.remove(slot) else {
             return;
         };
-        s.generation = s.generation.wrapping_add(1);
-        self.free_detect_slots.push(slot);
         self.detect_pending = self.detect_pending.saturating_sub(1);
-        let Some(l) = self.detect_listeners.get(d.listener) else {
-            close_fd(d.fd);
-            return;
-        };
-        let (http, tls, tls_backend, tcp_backend, splice) =
-            (l.http, l.tls, l.tls_backend, l.tcp_backend, l.splice);
-        tracing::debug!(shard = self.id, protocol = ?protocol, waited_ms = self.now_ms.saturating_sub(d.opened_ms), "protocol detected");
+        self.world.stats.active = self.world.stats.active.saturating_sub(1);
+        let cfg = d.cfg;
+        tracing::debug!(shard = self.world.shard, protocol = ?protocol, waited_ms = self.world.now_ms.saturating_sub(d.opened_ms), "protocol detected");
+        let (tls_backend, tcp_backend) = cfg
+            .detect
+            .as_ref()
+            .map_or((None, None), |x| (x.tls_backend, x.tcp_backend));
         match protocol {
-            Some(Protocol::Http) => match super::peer_addr(d.fd) {
-                Some(peer) => {
-                    self.stats.detect_http += 1;
-                    self.open_http(d.fd, http, peer, false);
-                }
-                None => close_fd(d.fd),
-            },
-            Some(Protocol::Tls) if tls.is_some() || tls_backend.is_some() => {
-                self.stats.detect_tls += 1;
-                match (tls, tls_backend) {
-                    (Some(t), _) => self.open_tls(d.fd, t),
-                    (None, Some(b)) => {
-                        self.open_conn(d.fd, b, splice, super::conn::Intake::direct(None))
-                    }
-                    (None, None) => close_fd(d.fd),
-                }
+            Some(Protocol::Http) => {
+                self.world.stats.detect_http += 1;
+                self.open_client(d.fd, &cfg, super::driver::ClientKind::Http { tls: false });
+            }
+            Some(Protocol::Tls) if cfg.tls.is_some() => {
+                self.world.stats.detect_tls += 1;
+                self.open_client(d.fd, &cfg, super::driver::ClientKind::Http { tls: true });
+            }
+            Some(Protocol::Tls) if tls_backend.is_some() => {
+                self.world.stats.detect_tls += 1;
+                self.open_client(
+                    d.fd,
+                    &cfg,
+                    super::driver::ClientKind::Tcp {
+                        backend: tls_backend,
+                    },
+                );
             }
             Some(Protocol::Other) if tcp_backend.is_some() => {
-                self.stats.detect_other += 1;
-                match tcp_backend {
-                    Some(b) => self.open_conn(d.fd, b, splice, super::conn::Intake::direct(None)),
-                    None => close_fd(d.fd),
-                }
+                self.world.stats.detect_other += 1;
+                self.open_client(
+                    d.fd,
+                    &cfg,
+                    super::driver::ClientKind::Tcp {
+                        backend: tcp_backend,
+                    },
+                );
             }
             Some(Protocol::Tls) | Some(Protocol::Other) | None => {
-                self.stats.detect_rejected += 1;
-                close_fd(d.fd);
+                self.world.stats.detect_rejected += 1;
+                self.world.stats.closed += 1;
+                sys::close(d.fd);
             }
         }
     }
 
     /// Drain: connections still undecided are closed.
     pub(super) fn detect_close_all(&mut self) {
-        for slot in 0..self.detect_slots.len() as u32 {
-            let polling = self
-                .detect_slots
-                .get(slot as usize)
-                .and_then(|s| s.conn.as_ref())
-                .map(|d| d.polling);
-            match polling {
-                Some(false) => self.detect_finish(slot, None),
-                Some(true) => {
-                    if let Some(d) = self
-                        .detect_slots
-                        .get_mut(slot as usize)
-                        .and_then(|s| s.conn.as_mut())
-                    {
-                        d.expired = true;
-                    }
-                    let entry =
-                        opcode::PollRemove::new(Op::new(OpKind::DetectPoll, slot, 0).encode())
-                            .build()
-                            .user_data(Op::new(OpKind::Cancel, slot, 0).encode());
-                    self.ring.push(entry);
+        for slot in self.slab.slots() {
+            let polling = match self.slab.get_mut(slot) {
+                Some(Conn::Detect(d)) => {
+                    d.expired = true;
+                    d.polling
                 }
-                None => {}
+                _ => continue,
+            };
+            if polling {
+                self.ring.push(
+                    opcode::PollRemove::new(Tag::new(Op::PollIn, slot).encode())
+                        .build()
+                        .user_data(Tag::new(Op::Cancel, slot).encode()),
+                );
+            } else {
+                self.detect_finish(slot, None);
             }
         }
     }

@@ -59,3 +59,54 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<RawFd, ListenErro
     socket.listen(backlog).map_err(other)?;
     Ok(socket.into_raw_fd())
 }
+
+/// TLS termination on a listener, as one shard runs it.
+#[derive(Clone)]
+pub struct TlsListenerCfg {
+    /// This shard's own configuration (own session cache and ticketer instance).
+    pub config: std::sync::Arc<rustls::ServerConfig>,
+    /// The session cache inside `config` (for replication to the other shards).
+    pub cache: Option<std::sync::Arc<crate::tls::server::ShardSessionCache>>,
+    pub handshake_ms: u64,
+    /// A PROXY header comes before the ClientHello.
+    pub accept_proxy: bool,
+}
+
+impl std::fmt::Debug for TlsListenerCfg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListenerCfg")
+            .field("handshake_ms", &self.handshake_ms)
+            .field("accept_proxy", &self.accept_proxy)
+            .finish()
+    }
+}
+
+/// `mode = "detect"`: where each kind of client goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectCfg {
+    /// TLS clients passed through untouched (when the listener does not terminate TLS).
+    pub tls_backend: Option<crate::ids::BackendId>,
+    /// Neither HTTP nor TLS (or silence): raw TCP.
+    pub tcp_backend: Option<crate::ids::BackendId>,
+    pub peek_ms: u64,
+}
+
+/// One listener's configuration as a shard holds it (a per-shard copy). Connections keep the
+/// `Arc` they were accepted with; HTTP connections take the listener's current one for each new
+/// request, so a reload reaches keep-alive clients too.
+#[derive(Debug, Clone)]
+pub struct ListenerCfg {
+    pub id: crate::ids::ListenerId,
+    pub name: String,
+    pub bind: SocketAddr,
+    /// HTTP clients (mode http, and detect's HTTP and decrypted TLS clients).
+    pub http: Option<crate::session::h1::H1Cfg>,
+    /// Plain HTTP listeners: a PROXY header comes first.
+    pub http_accept_proxy: bool,
+    /// TCP clients (mode tcp; detect's TCP and TLS passthrough clients use it with their backend).
+    pub tcp: Option<crate::session::tcp::TcpCfg>,
+    pub tls: Option<TlsListenerCfg>,
+    pub detect: Option<DetectCfg>,
+    pub access_log: crate::config::AccessLog,
+    pub access_log_format: crate::config::AccessLogFormat,
+}

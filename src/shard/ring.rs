@@ -1,5 +1,6 @@
 //! Owns: one shard's io_uring instance, its provided-buffer ring, and the encoding of what each
-//! in-flight operation is (`user_data`). This is the unsafe-heavy file of the data plane.
+//! in-flight operation is (`user_data`: an op and a slot). This is the unsafe-heavy file of the
+//! data plane.
 //! Must not: know about connections or protocols; it moves SQEs in and CQEs out.
 //!
 //! Ring flags: SINGLE_ISSUER|DEFER_TASKRUN (Linux >= 6.1): completions are produced only when
@@ -7,112 +8,86 @@
 //! queued during the turn and reaps the completions. Older kernels fall back to COOP_TASKRUN.
 
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{IoUring, squeue, types};
 
-/// What a completion belongs to. Packed into the SQE's `user_data`:
-/// bits 0..8 = kind, bit 8 = direction, bits 16..48 = slot (connection or listener index).
+/// What an operation is. Together with a slot it is packed into the SQE's `user_data`
+/// (bits 0..8 the op, bits 32..64 the slot); what the slot holds (a listener, a client connection,
+/// an upstream connection) is the driver's business, not the ring's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub enum Op {
+    /// Multishot accept; slot = listener id.
     Accept,
-    ControlWake,
+    /// The control eventfd read.
+    Wake,
+    /// The periodic (multishot) timeout that wakes the loop for timers.
+    Tick,
+    /// An AsyncCancel / PollRemove request; its own completion carries nothing we need.
+    Cancel,
     Connect,
+    /// Multishot recv into the buffer ring.
     Recv,
     Send,
     PollIn,
     PollOut,
-    /// An AsyncCancel request; its own completion carries nothing we need.
-    Cancel,
-    /// The shard's periodic (multishot) timeout: wakes the loop for timers.
-    Tick,
-    /// Ops of HTTP connections (`shard/http.rs`); `dir` is the side: 0 client, 1 backend.
-    HttpConnect,
-    HttpRecv,
-    HttpSend,
-    HttpPollIn,
-    HttpPollOut,
-    /// Ops of TLS-terminated connections (`shard/tls.rs`); `dir`: 0 client, 1 plaintext side.
-    TlsRecv,
-    TlsSend,
-    /// Connect of a TLS bridge to an upstream server.
-    TlsConnect,
-    /// POLLIN on a detect listener's new connection (`shard/detect.rs`).
-    DetectPoll,
+    /// Completes at once (an upstream connection that needs no connect).
+    Nop,
 }
 
-impl OpKind {
+impl Op {
     fn code(self) -> u64 {
         match self {
-            OpKind::Accept => 1,
-            OpKind::ControlWake => 2,
-            OpKind::Connect => 3,
-            OpKind::Recv => 4,
-            OpKind::Send => 5,
-            OpKind::PollIn => 6,
-            OpKind::PollOut => 7,
-            OpKind::Cancel => 8,
-            OpKind::Tick => 9,
-            OpKind::HttpConnect => 10,
-            OpKind::HttpRecv => 11,
-            OpKind::HttpSend => 12,
-            OpKind::HttpPollIn => 13,
-            OpKind::HttpPollOut => 14,
-            OpKind::TlsRecv => 15,
-            OpKind::TlsSend => 16,
-            OpKind::DetectPoll => 17,
-            OpKind::TlsConnect => 18,
+            Op::Accept => 1,
+            Op::Wake => 2,
+            Op::Tick => 3,
+            Op::Cancel => 4,
+            Op::Connect => 5,
+            Op::Recv => 6,
+            Op::Send => 7,
+            Op::PollIn => 8,
+            Op::PollOut => 9,
+            Op::Nop => 10,
         }
     }
 
-    fn from_code(code: u64) -> Option<OpKind> {
+    fn from_code(code: u64) -> Option<Op> {
         Some(match code {
-            1 => OpKind::Accept,
-            2 => OpKind::ControlWake,
-            3 => OpKind::Connect,
-            4 => OpKind::Recv,
-            5 => OpKind::Send,
-            6 => OpKind::PollIn,
-            7 => OpKind::PollOut,
-            8 => OpKind::Cancel,
-            9 => OpKind::Tick,
-            10 => OpKind::HttpConnect,
-            11 => OpKind::HttpRecv,
-            12 => OpKind::HttpSend,
-            13 => OpKind::HttpPollIn,
-            14 => OpKind::HttpPollOut,
-            15 => OpKind::TlsRecv,
-            16 => OpKind::TlsSend,
-            17 => OpKind::DetectPoll,
-            18 => OpKind::TlsConnect,
+            1 => Op::Accept,
+            2 => Op::Wake,
+            3 => Op::Tick,
+            4 => Op::Cancel,
+            5 => Op::Connect,
+            6 => Op::Recv,
+            7 => Op::Send,
+            8 => Op::PollIn,
+            9 => Op::PollOut,
+            10 => Op::Nop,
             _ => return None,
         })
     }
 }
 
+/// An op and the slot it belongs to, as carried in `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Op {
-    pub kind: OpKind,
-    pub dir: usize,
+pub struct Tag {
+    pub op: Op,
     pub slot: u32,
 }
 
-impl Op {
-    pub fn new(kind: OpKind, slot: u32, dir: usize) -> Op {
-        Op { kind, dir, slot }
+impl Tag {
+    pub fn new(op: Op, slot: u32) -> Tag {
+        Tag { op, slot }
     }
 
     pub fn encode(self) -> u64 {
-        self.kind.code() | (((self.dir & 1) as u64) << 8) | (u64::from(self.slot) << 16)
+        self.op.code() | (u64::from(self.slot) << 32)
     }
 
-    pub fn decode(user_data: u64) -> Option<Op> {
-        let kind = OpKind::from_code(user_data & 0xff)?;
-        Some(Op {
-            kind,
-            dir: ((user_data >> 8) & 1) as usize,
-            slot: ((user_data >> 16) & 0xffff_ffff) as u32,
+    pub fn decode(user_data: u64) -> Option<Tag> {
+        Some(Tag {
+            op: Op::from_code(user_data & 0xff)?,
+            slot: (user_data >> 32) as u32,
         })
     }
 }
@@ -389,44 +364,29 @@ impl Drop for BufRing {
     }
 }
 
-/// Sets an fd to non-blocking close-on-exec use for a peer socket; TCP_NODELAY because the proxy
-/// forwards whatever it has at once and must not add Nagle delay on top of the peer's own.
-pub fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `one` for the given length only.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn op_roundtrips_through_user_data() {
-        for kind in [
-            OpKind::Accept,
-            OpKind::ControlWake,
-            OpKind::Connect,
-            OpKind::Recv,
-            OpKind::Send,
-            OpKind::PollIn,
-            OpKind::PollOut,
-            OpKind::Cancel,
-            OpKind::Tick,
+    fn tag_roundtrips_through_user_data() {
+        for op in [
+            Op::Accept,
+            Op::Wake,
+            Op::Tick,
+            Op::Cancel,
+            Op::Connect,
+            Op::Recv,
+            Op::Send,
+            Op::PollIn,
+            Op::PollOut,
+            Op::Nop,
         ] {
-            for dir in 0..2 {
-                let op = Op::new(kind, 0xdead_beef, dir);
-                assert_eq!(Op::decode(op.encode()), Some(op));
+            for slot in [0, 1, 0xdead_beef, u32::MAX] {
+                let t = Tag::new(op, slot);
+                assert_eq!(Tag::decode(t.encode()), Some(t));
             }
         }
-        assert_eq!(Op::decode(0), None);
+        assert_eq!(Tag::decode(0), None);
     }
 }

@@ -161,6 +161,9 @@ pub struct BackendCfg {
     /// Consecutive failures that eject a server (0 = passive health off).
     pub passive_failures: u32,
     pub tls: Option<UpstreamTlsCfg>,
+    /// Changes whenever the TLS settings do (0: plain TCP): part of the pool's reuse key, so a
+    /// reload that changes them never reuses a connection made with the old ones.
+    pub tls_generation: u32,
 }
 
 impl BackendCfg {
@@ -214,6 +217,8 @@ pub struct Backend {
     /// Sessions waiting for a server under its maxconn, oldest first.
     pub queue: VecDeque<Key>,
     pub pool: Pool,
+    /// The TLS generation pooled connections must have to be reused.
+    pub tls_generation: u32,
     shard: usize,
     shard_count: usize,
 }
@@ -230,17 +235,19 @@ impl Backend {
             servers: Vec::new(),
             queue: VecDeque::new(),
             pool: Pool::default(),
+            tls_generation: 0,
             shard,
             shard_count: shard_count.max(1),
         };
-        b.update(cfg);
+        b.update(cfg, &mut Vec::new());
         b
     }
 
     /// Takes a new configuration of the same backend: servers that still exist keep their health,
-    /// open-connection counts and counters; new ones start UP; removed ones are gone (their
-    /// pooled connections are the caller's to close: [`Backend::pool`] no longer lists them).
-    pub fn update(&mut self, cfg: BackendCfg) {
+    /// open-connection counts and counters; new ones start UP; removed ones are gone, and their
+    /// pooled connections (and any made with other TLS settings) are put in `stale` for the
+    /// caller to close.
+    pub fn update(&mut self, cfg: BackendCfg, stale: &mut Vec<Key>) {
         let old_views = std::mem::take(&mut self.views);
         let old_servers = std::mem::take(&mut self.servers);
         let old_ids: Vec<ServerId> = self.cfg.servers.iter().map(|s| s.id).collect();
@@ -282,7 +289,8 @@ impl Backend {
         // The algorithms' state (round-robin weights, the Maglev table) is over positions.
         self.algo = algorithm(&cfg, self.shard);
         let live: Vec<ServerId> = cfg.servers.iter().map(|s| s.id).collect();
-        self.pool.retain_servers(&live);
+        self.tls_generation = cfg.tls_generation;
+        self.pool.take_stale(&live, cfg.tls_generation, stale);
         self.cfg = cfg;
     }
 
@@ -475,6 +483,7 @@ pub(crate) fn test_backend(id: u32, servers: &[(u32, &str)]) -> BackendCfg {
         idle_timeout_ms: 15_000,
         passive_failures: 0,
         tls: None,
+        tls_generation: 0,
     }
 }
 
@@ -488,7 +497,7 @@ mod tests {
         b.count_active(ServerId(11), true);
         b.set_up(ServerId(10), false);
         b.outcome(ServerId(11), Outcome::Response(200));
-        b.update(test_backend(1, &[(11, "b"), (12, "c")]));
+        b.update(test_backend(1, &[(11, "b"), (12, "c")]), &mut Vec::new());
         let r = b.report();
         assert_eq!(r.servers.len(), 2);
         assert_eq!(r.servers[0].name, "b");

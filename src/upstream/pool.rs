@@ -117,12 +117,6 @@ impl Pool {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Drops keys of removed servers that hold nothing (their connections were taken out).
-    pub fn retain_servers(&mut self, live: &[ServerId]) {
-        self.idle
-            .retain(|(k, l)| live.contains(&k.server) || !l.is_empty());
-    }
 }
 
 #[cfg(test)]
