@@ -81,7 +81,7 @@ pub struct Shards {
     backlogs: Mutex<Vec<Backlog>>,
     flush_wanted: tokio::sync::Notify,
     /// Health check results (control thread only), shown in /stats.
-    pub checks: crate::health::CheckTable,
+    pub checks: crate::stats::CheckTable,
 }
 
 fn deliver(h: &ShardHandle, msg: ShardMsg) -> Sent {
@@ -93,7 +93,7 @@ fn deliver(h: &ShardHandle, msg: ShardMsg) -> Sent {
 }
 
 impl Shards {
-    pub fn new(handles: Vec<ShardHandle>, checks: crate::health::CheckTable) -> Arc<Shards> {
+    pub fn new(handles: Vec<ShardHandle>, checks: crate::stats::CheckTable) -> Arc<Shards> {
         let backlogs = handles.iter().map(|_| Backlog::default()).collect();
         Arc::new(Shards {
             handles,

@@ -128,7 +128,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     }
 
     let joins: Vec<_> = handles.iter_mut().filter_map(|h| h.join.take()).collect();
-    let shards = Shards::new(handles, crate::health::new_table());
+    let shards = Shards::new(handles, crate::stats::CheckTable::default());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

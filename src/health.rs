@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::bus::Shards;
 use crate::config::{CheckKind, Config, HealthCheck, Passive};
 use crate::ids::{BackendId, Registry, ServerId};
-pub use crate::stats::CheckStats;
+pub use crate::stats::{CheckStats, CheckTable};
 
 /// Consecutive results in, UP/DOWN transitions out (HAProxy `rise`/`fall`). Servers start UP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +55,6 @@ impl Tracker {
             None
         }
     }
-}
-
-/// Check results per (backend name, server name); written by the check tasks and read by the
-/// admin listener, both on the control thread.
-pub type CheckTable = Arc<Mutex<HashMap<(String, String), CheckStats>>>;
-
-pub fn new_table() -> CheckTable {
-    Arc::default()
 }
 
 /// One server to check, with the ids shards know it by.

@@ -145,6 +145,11 @@ pub struct ServerStats {
     pub checks: Option<CheckStats>,
 }
 
+/// Check results per (backend name, server name); written by the check tasks and read by the
+/// admin listener, both on the control thread (never by a shard).
+pub type CheckTable =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), CheckStats>>>;
+
 /// What /stats shows of one server's active health checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CheckStats {

@@ -17,7 +17,7 @@ use super::ring::{BufRing, Completion, Op, Ring, Tag, TaskRun};
 use super::slab::{Key, Slab};
 use super::stream::{Proto, StreamConn};
 use super::transport::Tls;
-use super::{BootError, Conn, EventSender, ShardEvent, ShardMsg, ShardOp, sys};
+use super::{BootError, Conn, EventSender, ShardEvent, ShardMsg, sys};
 use crate::access_log::Sink;
 use crate::balancer::Candidates;
 use crate::ids::{BackendId, IdMap, ListenerId, ServerId};
@@ -149,11 +149,11 @@ pub struct Shard {
     pub(super) idle_cache: Vec<Box<StreamConn>>,
     pub(super) detect_pending: usize,
     epoch: Instant,
-    drain_deadline_ms: Option<u64>,
+    pub(super) drain_deadline_ms: Option<u64>,
     conns_max: usize,
     events: EventSender,
-    shard_count: usize,
-    expire_buf: Vec<Key>,
+    pub(super) shard_count: usize,
+    pub(super) expire_buf: Vec<Key>,
 }
 
 impl Shard {
@@ -235,115 +235,7 @@ impl Shard {
 
     // ---- configuration -------------------------------------------------------------------------
 
-    /// Applies configuration changes between loop turns (boot is the same path from nothing).
-    pub(super) fn apply(&mut self, ops: Vec<ShardOp>) -> Result<(), BootError> {
-        for op in ops {
-            match op {
-                ShardOp::PutBackend(cfg) => self.put_backend(*cfg),
-                ShardOp::RemoveBackend(id) => self.remove_backend(id),
-                ShardOp::PutListener { cfg, fd } => self.put_listener(cfg, fd)?,
-                ShardOp::RemoveListener(id) => self.remove_listener(id),
-                ShardOp::SetTimeouts(t) => self.world.timeouts = t,
-            }
-        }
-        Ok(())
-    }
-
-    fn put_backend(&mut self, cfg: BackendCfg) {
-        let (shard, count) = (self.world.shard, self.shard_count);
-        let mut stale = std::mem::take(&mut self.expire_buf);
-        match self.world.backends.get_mut(&cfg.id) {
-            Some(b) => b.update(cfg, &mut stale),
-            None => {
-                let b = Backend::new(cfg, shard, count);
-                self.world.backends.insert(b.cfg.id, b);
-            }
-        }
-        for k in stale.drain(..) {
-            self.close_upstream(k.slot);
-            self.try_free_upstream(k.slot);
-        }
-        self.expire_buf = stale;
-    }
-
-    fn remove_backend(&mut self, id: BackendId) {
-        let Some(mut b) = self.world.backends.remove(&id) else {
-            return;
-        };
-        let mut pooled = Vec::new();
-        b.pool.take_all(&mut pooled);
-        // Removed from the map first, so closing does not put anything back.
-        for k in pooled {
-            if let Some(Conn::Upstream(u)) = self.slab.get_key_mut(k) {
-                u.state = super::stream::UpState::Open;
-            }
-            self.close_upstream(k.slot);
-            self.try_free_upstream(k.slot);
-        }
-        // Requests waiting in its queue get their 503 from their own deadline; wake them now.
-        for k in b.queue.drain(..) {
-            self.world.queued = self.world.queued.saturating_sub(1);
-            self.on_dequeued(k);
-        }
-    }
-
-    fn put_listener(&mut self, cfg: Arc<ListenerCfg>, fd: Option<i32>) -> Result<(), BootError> {
-        if let Some(l) = self.listeners.get_mut(&cfg.id) {
-            l.cfg = cfg;
-            if let Some(fd) = fd {
-                sys::close(fd);
-            }
-            return Ok(());
-        }
-        let Some(fd) = fd else {
-            return Ok(());
-        };
-        let sink = Sink::open(&cfg.access_log, cfg.access_log_format).map_err(|source| {
-            BootError::AccessLog {
-                shard: self.world.shard,
-                listener: cfg.name.clone(),
-                source,
-            }
-        })?;
-        let id = cfg.id;
-        self.listeners.insert(
-            id,
-            ListenerSlot {
-                fd,
-                cfg,
-                accepting: false,
-                closed: false,
-                paused: false,
-                removing: false,
-                sink,
-            },
-        );
-        if !self.world.draining {
-            self.arm_accept(id);
-        }
-        Ok(())
-    }
-
-    fn remove_listener(&mut self, id: ListenerId) {
-        let Some(l) = self.listeners.get_mut(&id) else {
-            return;
-        };
-        l.removing = true;
-        if l.accepting {
-            self.ring.push(
-                opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
-                    .build()
-                    .user_data(Tag::new(Op::Cancel, id.0).encode()),
-            );
-        } else if !l.closed {
-            l.closed = true;
-            sys::close(l.fd);
-        }
-    }
-
-    // ---- the loop ------------------------------------------------------------------------------
-
-    fn arm_accept(&mut self, id: ListenerId) {
+    pub(super) fn arm_accept(&mut self, id: ListenerId) {
         let Some(l) = self.listeners.get_mut(&id) else {
             return;
         };
@@ -751,98 +643,6 @@ impl Shard {
                     listener: *id,
                     entries,
                 });
-            }
-        }
-    }
-
-    fn start_drain(&mut self, deadline: Instant) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let deadline_ms = self.world.now_ms + left.as_millis() as u64;
-        if let Some(current) = self.drain_deadline_ms {
-            // A later Drain (second stop signal) can only bring the deadline forward.
-            self.drain_deadline_ms = Some(current.min(deadline_ms));
-            if deadline_ms <= self.world.now_ms {
-                self.close_all_for_drain();
-            }
-            return;
-        }
-        self.drain_deadline_ms = Some(deadline_ms);
-        self.world.draining = true;
-        let ids: Vec<ListenerId> = self.listeners.keys().copied().collect();
-        for id in ids {
-            if let Some(l) = self.listeners.get_mut(&id) {
-                if l.accepting {
-                    self.ring.push(
-                        opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
-                            .build()
-                            .user_data(Tag::new(Op::Cancel, id.0).encode()),
-                    );
-                } else if !l.closed {
-                    l.closed = true;
-                    sys::close(l.fd);
-                }
-            }
-        }
-        self.close_pools();
-        self.close_idle_for_drain();
-        self.detect_close_all();
-        if deadline_ms <= self.world.now_ms {
-            self.close_all_for_drain();
-        }
-        tracing::debug!(
-            shard = self.world.shard,
-            active = self.world.stats.active,
-            "draining"
-        );
-    }
-
-    fn close_pools(&mut self) {
-        let mut out = Vec::new();
-        for b in self.world.backends.values_mut() {
-            b.pool.take_all(&mut out);
-        }
-        for k in out {
-            self.close_upstream(k.slot);
-            self.try_free_upstream(k.slot);
-        }
-    }
-
-    /// During a drain, idle keep-alive clients (between requests) are closed at once, as nginx
-    /// and HAProxy do; requests in flight finish.
-    fn close_idle_for_drain(&mut self) {
-        for slot in self.slab.slots() {
-            match self.slab.get(slot) {
-                Some(Conn::Idle(_)) => self.free_idle(slot, Term::Drain),
-                Some(Conn::Stream(c)) => {
-                    let idle = match &c.proto {
-                        Proto::H1(s) => {
-                            s.is_idle(&c.wire) || (s.requests() == 0 && c.wire.rx[0].is_empty())
-                        }
-                        Proto::Tcp(_) => false,
-                    };
-                    let handshaking = c.tls.as_ref().is_some_and(|t| t.is_handshaking());
-                    if (idle && c.upstream.is_none()) || handshaking {
-                        self.abort_stream(slot, Term::Drain);
-                    }
-                }
-                Some(Conn::Upstream(_)) | Some(Conn::Detect(_)) | None => {}
-            }
-        }
-    }
-
-    fn close_all_for_drain(&mut self) {
-        for slot in self.slab.slots() {
-            match self.slab.get(slot) {
-                Some(Conn::Stream(c)) if !c.sock.closing => {
-                    self.world.stats.drain_closed += 1;
-                    self.abort_stream(slot, Term::Drain);
-                }
-                Some(Conn::Idle(_)) => self.free_idle(slot, Term::Drain),
-                Some(Conn::Upstream(_)) => {
-                    self.close_upstream(slot);
-                    self.try_free_upstream(slot);
-                }
-                Some(Conn::Stream(_)) | Some(Conn::Detect(_)) | None => {}
             }
         }
     }

@@ -13,15 +13,20 @@
 //! `Shard::boot` (on the shard thread: pin, ring, buffer ring) -> `apply` of the boot plan (the
 //! same path a reload takes) -> `run` (one submit_and_wait per turn) -> drain -> exit.
 
+mod apply;
 mod detect;
+mod drain;
 mod driver;
+mod idle;
 pub mod listener;
 pub mod ring;
 pub mod slab;
 mod sock;
 mod stream;
+mod sync;
 pub mod sys;
 mod transport;
+mod upstream_conn;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
