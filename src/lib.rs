@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod adopt;
 pub mod balancer;
 pub mod config;
 pub mod control;
