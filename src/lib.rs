@@ -28,4 +28,5 @@ pub mod stats;
 pub mod timer;
 pub mod tls;
 pub mod tune;
+pub mod upgrade;
 pub mod upstream;
