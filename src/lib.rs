@@ -21,6 +21,7 @@ pub mod ids;
 pub mod pipes;
 pub mod proxy_protocol;
 pub mod router;
+pub mod sd_listen;
 pub mod session;
 pub mod shard;
 pub mod startup;
