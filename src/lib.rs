@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod adopt;
 pub mod balancer;
 pub mod bus;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod pipes;
 pub mod plan;
 pub mod proxy_protocol;
 pub mod router;
+pub mod sd_listen;
 pub mod session;
 pub mod shard;
 pub mod startup;
@@ -29,6 +31,7 @@ pub mod stats;
 pub mod timer;
 pub mod tls;
 pub mod tune;
+pub mod upgrade;
 pub mod upstream;
 
 use std::path::Path;
