@@ -17,6 +17,7 @@ pub mod detect;
 pub mod health;
 pub mod http1;
 pub mod ids;
+pub mod latency;
 pub mod pipes;
 pub mod proxy_protocol;
 pub mod router;
