@@ -18,6 +18,7 @@ pub mod health;
 pub mod http1;
 pub mod ids;
 pub mod latency;
+pub mod metrics;
 pub mod pipes;
 pub mod proxy_protocol;
 pub mod router;
