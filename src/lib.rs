@@ -19,6 +19,8 @@ pub mod detect;
 pub mod health;
 pub mod http1;
 pub mod ids;
+pub mod latency;
+pub mod metrics;
 pub mod pipes;
 pub mod plan;
 pub mod proxy_protocol;
