@@ -850,3 +850,63 @@ fn slow_client_on_a_large_chunked_response_keeps_rss_bounded() {
         "RSS grew from {base} KiB to {peak} KiB"
     );
 }
+
+/// RFC 9112 §7.1/§6.3 and §2.3: an HTTP/1.0 client cannot take chunked framing. A chunked
+/// response is de-chunked (extensions and trailers dropped) and sent close-delimited, and a
+/// keep-alive 1.0 client is closed after it; an HTTP/1.1 client on the same listener still gets
+/// the chunks verbatim and keeps its connection.
+#[test]
+fn http_1_0_clients_get_chunked_responses_dechunked_and_close_delimited() {
+    let be = Httpd::spawn(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\n\r\n\
+              5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let rw = start(&be);
+    for request in [
+        &b"GET /a HTTP/1.0\r\n\r\n"[..],
+        b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(rw.listen).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.write_all(request).expect("write");
+        let mut out = Vec::new();
+        // The response ends with the connection: read_to_end returns only when ringway closes.
+        s.read_to_end(&mut out).expect("read until close");
+        let text = String::from_utf8_lossy(&out);
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(head.contains("X-App: 1"), "{text}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{text}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("content-length"),
+            "{text}"
+        );
+        assert!(head.contains("Connection: close"), "{text}");
+        assert_eq!(
+            body, "hello, world",
+            "data only, no chunk framing or trailer"
+        );
+    }
+    // HTTP/1.1 on the same listener: the same response passes verbatim, the connection stays.
+    let mut c = Client::connect(rw.listen);
+    let end = b"0\r\nX-Trailer: t\r\n\r\n";
+    for _ in 0..2 {
+        c.send(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut got = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while !got.ends_with(end) {
+            let n = c.s.read(&mut tmp).expect("read");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&tmp[..n]);
+        }
+        let resp = String::from_utf8_lossy(&got);
+        assert!(resp.contains("Transfer-Encoding: chunked"), "{resp}");
+        assert!(resp.contains("5;ext=1\r\nhello\r\n"), "verbatim: {resp}");
+    }
+}
