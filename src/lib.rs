@@ -1,11 +1,18 @@
 //! ringway: an io_uring, thread-per-core load balancer and reverse proxy.
 //!
-//! Module map (dependencies point inward; pure leaves never touch sockets, clocks or rings):
-//! - pure: [`config`], [`http1`], [`router`], [`balancer`], [`timer`], [`stats`] (plain counters and their merge).
-//! - shard data plane: [`shard`] (one pinned thread per core: ring driver, listener, connections),
-//!   [`pipes`] (per-shard pipe pool for splice(2)).
-//! - control plane: [`control`] (signals, admin listener, talks to shards by message), [`admin`].
-//! - edges: [`startup`] (environment checks and explained failures), [`demo`].
+//! Module map (dependencies point inward; pure leaves never touch sockets, clocks or rings; see
+//! docs/architecture.md):
+//! - pure: [`config`] (and `config::diff`), [`http1`], [`router`], [`balancer`], [`session`]
+//!   (sans-IO HTTP/1.1 and TCP sessions), [`upstream`] (per-shard backends, pools, errors),
+//!   [`ids`], [`timer`], [`stats`], [`latency`] (per-shard HDR histograms), [`metrics`]
+//!   (Prometheus exposition), [`detect`], [`proxy_protocol`].
+//! - shard data plane: [`shard`] (one pinned thread per core: the io_uring driver, its slab of
+//!   connections, TLS inline), [`pipes`] (per-shard pipe pool for splice(2)).
+//! - control plane: [`control`] (startup, signals, drain), [`plan`] (config -> per-shard ops),
+//!   [`bus`] (messages to and from shards), [`admin`], [`health`], [`tls`] (certificate loading and
+//!   rustls configurations), [`upgrade`], [`sd_listen`] and [`adopt`] (inheriting listening
+//!   sockets from an old ringway or from systemd).
+//! - edges: [`startup`] (environment checks and explained failures), [`tune`], [`demo`].
 
 pub mod access_log;
 pub mod admin;

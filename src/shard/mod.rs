@@ -236,7 +236,16 @@ pub fn spawn(
                         ));
                     }
                     let _ = boot_tx.send(Ok(()));
-                    shard.run();
+                    // A panic on a shard is a bug. A shard that died would leave its listening
+                    // sockets open and its clients hanging while the process looks alive, so the
+                    // whole process stops instead and the service manager restarts it
+                    // (tuning/ringway.service: Restart=on-failure).
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.run()))
+                        .is_err()
+                    {
+                        tracing::error!(shard = id, "shard panicked; ringway aborts");
+                        std::process::abort();
+                    }
                     ShardExit {
                         id: shard.id(),
                         stats: shard.stats(),
