@@ -1,13 +1,13 @@
 //! Owns: one shard — a thread pinned to one CPU that runs its own io_uring ring, buffer ring,
-//! pipe pool, listeners, connections, backends, timers and counters ([`driver`]).
+//! pipe pool, listeners, connections, backends, timers and counters (`driver`).
 //! Must not: share any of that with another shard. The control thread reaches a shard only by a
 //! message on a bounded queue plus a write to the shard's eventfd, which the ring reads.
 //!
-//! Layout: [`driver`] is the loop and everything all connections share (accept, dispatch by slot,
-//! timers, apply, drain); [`stream`] drives client connections (a session over a plain or TLS
-//! transport) and their upstream connections; [`detect`] holds connections whose protocol is not
-//! known yet; [`sock`] is one socket's ring state; [`transport`] is TLS inline; [`ring`] the
-//! io_uring wrapper; [`slab`] the one bounded connection table; [`sys`] every plain syscall.
+//! Layout: `driver` is the loop and everything all connections share (accept, dispatch by slot,
+//! timers, apply, drain); `stream` drives client connections (a session over a plain or TLS
+//! transport) and their upstream connections; `detect` holds connections whose protocol is not
+//! known yet; `sock` is one socket's ring state; `transport` is TLS inline; `ring` the
+//! io_uring wrapper; `slab` the one bounded connection table; `sys` every plain syscall.
 //!
 //! Life of a shard: `spawn` (on the control thread: listening sockets are already bound) ->
 //! `Shard::boot` (on the shard thread: pin, ring, buffer ring) -> `apply` of the boot plan (the
