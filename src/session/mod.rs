@@ -239,6 +239,10 @@ impl Intents {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 #[cfg(test)]

@@ -669,14 +669,22 @@ impl Shard {
             };
             match self.slab.get_key_mut(k) {
                 Some(Conn::Stream(_)) => self.on_stream_timer(k.slot),
-                Some(Conn::Idle(_)) => match self.idle_deadline(k.slot) {
-                    Some(d) if now >= d => {
-                        self.world.stats.idle_timeouts += 1;
-                        self.free_idle(k.slot, Term::Timeout);
+                Some(Conn::Idle(i)) => {
+                    i.timer_at = None;
+                    match self.idle_deadline(k.slot) {
+                        Some(d) if now >= d => {
+                            self.world.stats.idle_timeouts += 1;
+                            self.free_idle(k.slot, Term::Timeout);
+                        }
+                        Some(d) => {
+                            self.timers.insert(key, d);
+                            if let Some(Conn::Idle(i)) = self.slab.get_key_mut(k) {
+                                i.timer_at = Some(d);
+                            }
+                        }
+                        None => {}
                     }
-                    Some(d) => self.timers.insert(key, d),
-                    None => {}
-                },
+                }
                 Some(Conn::Detect(_)) => self.on_detect_timer(k.slot),
                 Some(Conn::Upstream(_)) | None => {}
             }

@@ -73,10 +73,24 @@ impl Shard {
         let Some(Conn::Idle(i)) = self.slab.get_mut(slot) else {
             return;
         };
-        let (cfg, peer, requests, opened) = (Arc::clone(&i.cfg), i.peer, i.requests, i.opened_ms);
-        let session = H1Session::resume(peer, requests, now);
+        let (cfg, peer, requests, opened, timer_at) = (
+            Arc::clone(&i.cfg),
+            i.peer,
+            i.requests,
+            i.opened_ms,
+            i.timer_at,
+        );
         let conn = match self.idle_cache.pop() {
             Some(mut b) => {
+                let proto =
+                    match std::mem::replace(&mut b.proto, Proto::H1(H1Session::resume(peer, 0, 0)))
+                    {
+                        Proto::H1(mut s) => {
+                            s.reuse(peer, requests, now);
+                            Proto::H1(s)
+                        }
+                        Proto::Tcp(_) => Proto::H1(H1Session::resume(peer, requests, now)),
+                    };
                 let mut wire = std::mem::take(&mut b.wire);
                 for v in wire.rx.iter_mut().chain(wire.tx.iter_mut()) {
                     v.clear();
@@ -92,13 +106,13 @@ impl Shard {
                         active_ms: [now, now],
                         ..Wire::default()
                     },
-                    proto: Proto::H1(session),
+                    proto,
                     cfg,
                     peer,
                     upstream: None,
                     splice: [None, None],
                     closing: None,
-                    timer_at: None,
+                    timer_at,
                     queued: false,
                     again: false,
                     opened_ms: opened,
@@ -112,13 +126,13 @@ impl Shard {
                     active_ms: [now, now],
                     ..Wire::default()
                 },
-                proto: Proto::H1(session),
+                proto: Proto::H1(H1Session::resume(peer, requests, now)),
                 cfg,
                 peer,
                 upstream: None,
                 splice: [None, None],
                 closing: None,
-                timer_at: None,
+                timer_at,
                 queued: false,
                 again: false,
                 opened_ms: opened,
@@ -159,29 +173,15 @@ impl Shard {
 
     /// An HTTP client between requests with nothing buffered becomes a compact idle entry.
     pub(super) fn compact_if_idle(&mut self, slot: u32) {
-        let now = self.world.now_ms;
         let Some(c) = self.stream(slot) else {
             return;
         };
+        if !c.may_compact() || c.queued || c.again {
+            return;
+        }
         let Proto::H1(s) = &c.proto else {
             return;
         };
-        let idle = s.is_idle(&c.wire)
-            && c.tls.is_none()
-            && c.upstream.is_none()
-            && c.closing.is_none()
-            && c.splice.iter().all(Option::is_none)
-            && c.wire.tx[CLIENT].is_empty()
-            && c.sock.idle_send()
-            && !c.sock.poll_in
-            && !c.sock.poll_out
-            && !c.sock.closing
-            && !c.sock.eof
-            && !c.queued
-            && !c.again;
-        if !idle {
-            return;
-        }
         let idle = IdleHttp {
             fd: c.sock.fd,
             inflight: c.sock.inflight,
@@ -189,10 +189,13 @@ impl Shard {
             cfg: Arc::clone(&c.cfg),
             peer: s.client,
             requests: s.requests(),
-            since_ms: c.wire.active_ms[CLIENT].max(now.min(c.wire.active_ms[CLIENT])),
+            since_ms: c.wire.active_ms[CLIENT],
             opened_ms: c.opened_ms,
+            timer_at: None,
         };
-        let generation = self.slab.key(slot).map_or(0, |k| k.generation);
+        let Some(key) = self.slab.key(slot) else {
+            return;
+        };
         if let Some(entry) = self.slab.get_mut(slot) {
             let old = std::mem::replace(entry, Conn::Idle(idle));
             if let Conn::Stream(mut b) = old
@@ -213,13 +216,19 @@ impl Shard {
                 self.idle_cache.push(b);
             }
         }
-        // The keep-alive deadline of the idle entry.
-        let deadline = now.saturating_add(self.world.timeouts.http_keep_alive);
-        let _ = deadline;
-        self.timers.insert(
-            crate::timer::TimerKey { slot, generation },
-            self.idle_deadline(slot).unwrap_or(now),
-        );
+        // The keep-alive deadline of the compact entry.
+        if let Some(deadline) = self.idle_deadline(slot) {
+            self.timers.insert(
+                crate::timer::TimerKey {
+                    slot,
+                    generation: key.generation,
+                },
+                deadline,
+            );
+            if let Some(Conn::Idle(i)) = self.slab.get_mut(slot) {
+                i.timer_at = Some(deadline);
+            }
+        }
     }
 
     pub(super) fn idle_deadline(&self, slot: u32) -> Option<u64> {

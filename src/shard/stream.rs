@@ -92,7 +92,13 @@ pub(super) struct IdleHttp {
     pub requests: u32,
     pub since_ms: u64,
     pub opened_ms: u64,
+    /// The earliest deadline already in the timer wheel for this slot.
+    pub timer_at: Option<u64>,
 }
+
+/// An HTTP client idle this long between requests (nothing buffered, nothing in flight) takes the
+/// compact form; busier keep-alive clients never pay for the switch.
+pub(super) const COMPACT_AFTER_MS: u64 = 1_000;
 
 impl Proto {
     pub(super) fn wants_read(&self, w: &Wire, side: usize, cfg: &ListenerCfg) -> bool {
@@ -174,7 +180,32 @@ impl StreamConn {
             .and_then(|_| self.cfg.tls.as_ref())
             .map(|l| self.opened_ms.saturating_add(l.handshake_ms));
         let closing = self.closing.map(|(_, until)| until);
-        [session, handshake, closing].into_iter().flatten().min()
+        let compact = self
+            .may_compact()
+            .then(|| self.wire.active_ms[CLIENT].saturating_add(COMPACT_AFTER_MS));
+        [session, handshake, closing, compact]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Between requests with nothing buffered or in flight, over a plain transport: the
+    /// connection could take the compact idle form.
+    pub(super) fn may_compact(&self) -> bool {
+        let Proto::H1(s) = &self.proto else {
+            return false;
+        };
+        s.is_idle(&self.wire)
+            && self.tls.is_none()
+            && self.upstream.is_none()
+            && self.closing.is_none()
+            && self.splice.iter().all(Option::is_none)
+            && self.wire.tx[CLIENT].is_empty()
+            && self.sock.idle_send()
+            && !self.sock.poll_in
+            && !self.sock.poll_out
+            && !self.sock.closing
+            && !self.sock.eof
     }
 
     pub(super) fn splice_event(&mut self, world: &mut World, dir: usize, ev: SpliceEv) {
@@ -384,7 +415,6 @@ impl Shard {
         self.sync_io(slot);
         self.schedule_timer(slot);
         self.try_free_stream(slot);
-        self.compact_if_idle(slot);
     }
 
     fn apply_intent(&mut self, slot: u32, intent: Intent) {
@@ -515,6 +545,10 @@ impl Shard {
             return;
         };
         c.timer_at = None;
+        if c.may_compact() && now >= c.wire.active_ms[CLIENT].saturating_add(COMPACT_AFTER_MS) {
+            self.compact_if_idle(slot);
+            return;
+        }
         if let Some((_, until)) = c.closing {
             if now >= until {
                 self.begin_close_stream(slot);

@@ -155,10 +155,10 @@ impl H1Session {
         env.stats().http_local_responses += 1;
         self.phase = Phase::Exchange(ex);
         self.log(env, term);
-        self.phase = Phase::Linger {
+        self.set_phase(Phase::Linger {
             until_ms: now + LINGER_MS,
             discarded: 0,
-        };
+        });
         w.shut[CLIENT] = true;
     }
 
@@ -201,7 +201,7 @@ impl H1Session {
             {
                 self.intents.push(Intent::Dequeue { backend });
             }
-            self.phase = Phase::Closed;
+            self.set_phase(Phase::Closed);
             self.intents.push(Intent::Close(term));
         }
     }

@@ -273,7 +273,7 @@ impl H1Session {
         self.intents.push(Intent::Release { reusable });
         w.reset_upstream(env.now_ms());
         if keep_client {
-            self.phase = Phase::Head { started_ms: None };
+            self.set_phase(Phase::Head { started_ms: None });
             w.active_ms[CLIENT] = env.now_ms();
         } else {
             self.close(Term::Done);

@@ -213,6 +213,8 @@ pub struct H1Session {
     /// The encoded head of the current request while it can be replayed (kept across requests
     /// for its capacity).
     replay: Vec<u8>,
+    /// The last exchange's box, reused by the next request (no allocation per request).
+    spare: Option<Box<Exchange>>,
 }
 
 impl H1Session {
@@ -228,6 +230,7 @@ impl H1Session {
             opened_ms: now_ms,
             intents: Intents::default(),
             replay: Vec::new(),
+            spare: None,
         }
     }
 
@@ -236,6 +239,35 @@ impl H1Session {
         H1Session {
             requests,
             ..H1Session::new(client, false, false, now_ms)
+        }
+    }
+
+    /// Makes this (finished) session the one of a keep-alive connection that was idle in compact
+    /// form, keeping its buffers' and queues' capacity.
+    pub fn reuse(&mut self, client: SocketAddr, requests: u32, now_ms: u64) {
+        let mut intents = std::mem::take(&mut self.intents);
+        intents.clear();
+        let mut replay = std::mem::take(&mut self.replay);
+        replay.clear();
+        let spare =
+            self.spare
+                .take()
+                .or_else(|| match std::mem::replace(&mut self.phase, Phase::Closed) {
+                    Phase::Exchange(ex) => Some(ex),
+                    _ => None,
+                });
+        *self = H1Session {
+            intents,
+            replay,
+            spare,
+            ..H1Session::resume(client, requests, now_ms)
+        };
+    }
+
+    /// Moves to `phase`, keeping the box of an exchange that ends for the next one.
+    fn set_phase(&mut self, phase: Phase) {
+        if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, phase) {
+            self.spare = Some(ex);
         }
     }
 
@@ -410,7 +442,7 @@ impl H1Session {
             (Framing::Length(n), Some(max)) => n > max,
             _ => false,
         };
-        let mut ex = Box::new(Exchange {
+        let fresh = Exchange {
             backend: route,
             up: Up::None,
             candidates: Candidates::new(1, true),
@@ -437,7 +469,14 @@ impl H1Session {
             splicing: [false; 2],
             no_splice: [false; 2],
             server: None,
-        });
+        };
+        let mut ex = match self.spare.take() {
+            Some(mut b) => {
+                *b = fresh;
+                b
+            }
+            None => Box::new(fresh),
+        };
         let backend_cfg = route.and_then(|b| env.backend(b));
         let reply = match (route, backend_cfg) {
             (None, _) => Some(LocalReply::NoRoute),
