@@ -182,6 +182,8 @@ impl Shard {
         let Proto::H1(s) = &c.proto else {
             return;
         };
+        // The timer already in the wheel for this slot stays valid (same slot and generation).
+        let timer_at = c.timer_at;
         let idle = IdleHttp {
             fd: c.sock.fd,
             inflight: c.sock.inflight,
@@ -191,7 +193,7 @@ impl Shard {
             requests: s.requests(),
             since_ms: c.wire.active_ms[CLIENT],
             opened_ms: c.opened_ms,
-            timer_at: None,
+            timer_at,
         };
         let Some(key) = self.slab.key(slot) else {
             return;
@@ -216,8 +218,11 @@ impl Shard {
                 self.idle_cache.push(b);
             }
         }
-        // The keep-alive deadline of the compact entry.
-        if let Some(deadline) = self.idle_deadline(slot) {
+        // The keep-alive deadline of the compact entry, unless an earlier timer will fire first
+        // (it finds the entry idle and schedules the next one).
+        if let Some(deadline) = self.idle_deadline(slot)
+            && timer_at.is_none_or(|t| t > deadline)
+        {
             self.timers.insert(
                 crate::timer::TimerKey {
                     slot,

@@ -284,3 +284,19 @@ pub fn spawn(
 pub(crate) fn close_fd(fd: RawFd) {
     sys::close(fd);
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every connection is one slab entry of this size, and an idle keep-alive client is nothing
+    /// else (bench/idle.py: about 200 bytes per idle client in all); a variant that grows past it
+    /// must be boxed.
+    #[test]
+    fn a_slab_entry_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 96,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
+        assert!(std::mem::size_of::<super::stream::IdleHttp>() <= 88);
+    }
+}

@@ -96,10 +96,6 @@ pub(super) struct IdleHttp {
     pub timer_at: Option<u64>,
 }
 
-/// An HTTP client idle this long between requests (nothing buffered, nothing in flight) takes the
-/// compact form; busier keep-alive clients never pay for the switch.
-pub(super) const COMPACT_AFTER_MS: u64 = 1_000;
-
 impl Proto {
     pub(super) fn wants_read(&self, w: &Wire, side: usize, cfg: &ListenerCfg) -> bool {
         match (self, &cfg.http, &cfg.tcp) {
@@ -180,13 +176,7 @@ impl StreamConn {
             .and_then(|_| self.cfg.tls.as_ref())
             .map(|l| self.opened_ms.saturating_add(l.handshake_ms));
         let closing = self.closing.map(|(_, until)| until);
-        let compact = self
-            .may_compact()
-            .then(|| self.wire.active_ms[CLIENT].saturating_add(COMPACT_AFTER_MS));
-        [session, handshake, closing, compact]
-            .into_iter()
-            .flatten()
-            .min()
+        [session, handshake, closing].into_iter().flatten().min()
     }
 
     /// Between requests with nothing buffered or in flight, over a plain transport: the
@@ -415,6 +405,7 @@ impl Shard {
         self.sync_io(slot);
         self.schedule_timer(slot);
         self.try_free_stream(slot);
+        self.compact_if_idle(slot);
     }
 
     fn apply_intent(&mut self, slot: u32, intent: Intent) {
@@ -545,10 +536,6 @@ impl Shard {
             return;
         };
         c.timer_at = None;
-        if c.may_compact() && now >= c.wire.active_ms[CLIENT].saturating_add(COMPACT_AFTER_MS) {
-            self.compact_if_idle(slot);
-            return;
-        }
         if let Some((_, until)) = c.closing {
             if now >= until {
                 self.begin_close_stream(slot);
