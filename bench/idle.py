@@ -60,8 +60,8 @@ WARMUP_CONNS = 32       # opened and closed before "RSS before", so lazy one-tim
 HEADROOM = 1024         # proxy connection limit = N + HEADROOM (backend pool, admin, slack)
 FD_MARGIN = 512         # fds kept free under the fd ceiling: backend pool (128), listeners, epoll...
 STALL_S = 15.0          # a step fails when no connection made progress for this long
-SETTLE_S = 2.0          # wait after the last response before reading "RSS after" (ringway takes an idle
-                        # keep-alive client into its compact form after 1 s idle)
+SETTLE_S = 2.0          # wait after the last response before reading "RSS after" (every proxy has
+                        # finished its per-request work and freed what it frees)
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, 'IP_BIND_ADDRESS_NO_PORT', 24)
 
 
