@@ -40,7 +40,7 @@ pub struct Summary {
 
 /// Binds every listener for every shard, boots the shards on the boot plan, then serves signals
 /// and admin until a SIGTERM/SIGINT drain completes.
-pub fn run(config: Config) -> Result<Summary, StartError> {
+pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartError> {
     crate::startup::check_kernel().map_err(StartError::Environment)?;
     crate::startup::ignore_sigpipe();
     crate::startup::raise_nofile();
@@ -82,8 +82,8 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
     // Boot = the plan from nothing, the same path a reload takes.
     let mut planner = Planner::new();
     let mut plans = Vec::with_capacity(shard_count);
-    for fds in &per_shard {
-        match planner.boot(&config, fds) {
+    for (shard, fds) in per_shard.iter().enumerate() {
+        match planner.boot(&config, shard, fds) {
             Ok(ops) => plans.push(ops),
             Err(e) => {
                 close_all(&per_shard);
@@ -139,7 +139,6 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             return Err(StartError::Environment(format!("control runtime: {e}")));
         }
     };
-    let drain_timeout = config.global.drain_timeout;
     let admin = config.global.admin;
     let listeners: Vec<String> = config
         .listeners
@@ -156,11 +155,21 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
             crate::health::passive_table(&config, &planner.registry),
         ));
         tokio::spawn(shard_events(Arc::clone(&shards), Arc::clone(&passive), events_rx));
+        let live = crate::live::Live::new(
+            Arc::clone(&config),
+            path,
+            planner,
+            Arc::clone(&shards),
+            checks,
+            passive,
+        );
+        let changes = crate::live::spawn(live);
         let admin_task = match admin {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => Some(tokio::spawn(crate::admin::serve(
                     listener,
                     Arc::clone(&shards),
+                    changes.clone(),
                 ))),
                 Err(source) => {
                     stop_and_join(&shards, joins, Instant::now());
@@ -177,7 +186,9 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         );
         crate::startup::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         let mut signals = Signals::new();
-        let signal = signals.next_stop().await;
+        let signal = signals.next_stop(Some(&changes)).await;
+        // The drain timeout as last reloaded.
+        let drain_timeout = changes.current().global.drain_timeout;
         tracing::info!(
             signal,
             drain_timeout_ms = drain_timeout.as_millis() as u64,
@@ -196,7 +207,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         });
         let exits = tokio::select! {
             exits = &mut join_all => exits.unwrap_or_default(),
-            again = signals.next_stop() => {
+            again = signals.next_stop(None) => {
                 tracing::info!(signal = again, "second stop signal: closing remaining connections now");
                 shards.drain(Instant::now());
                 join_all.await.unwrap_or_default()
@@ -205,7 +216,7 @@ pub fn run(config: Config) -> Result<Summary, StartError> {
         if let Some(t) = admin_task {
             t.abort();
         }
-        drop(checks);
+        drop(changes);
         Ok::<_, StartError>((drain_started, exits))
     });
     drop(runtime);
@@ -248,8 +259,7 @@ async fn shard_events(
     }
 }
 
-/// SIGTERM/SIGINT stop ringway; SIGHUP (reload) is logged and ignored until reload exists, so
-/// `systemctl reload` or a stray HUP never kills the proxy.
+/// SIGTERM/SIGINT stop ringway; SIGHUP reloads the configuration file (`systemctl reload`).
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
@@ -268,13 +278,23 @@ impl Signals {
         Signals { term, int, hup }
     }
 
-    async fn next_stop(&mut self) -> &'static str {
+    /// Waits for SIGTERM or SIGINT; every SIGHUP meanwhile reloads the configuration file
+    /// through `changes` (in the background: a stop signal is never held up by a reload).
+    async fn next_stop(&mut self, changes: Option<&crate::live::Changes>) -> &'static str {
         loop {
             tokio::select! {
                 Some(_) = recv(&mut self.term) => return "SIGTERM",
                 Some(_) = recv(&mut self.int) => return "SIGINT",
                 Some(_) = recv(&mut self.hup) => {
-                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; ignoring");
+                    tracing::info!("SIGHUP: reloading the configuration file");
+                    if let Some(c) = changes.cloned() {
+                        tokio::spawn(async move {
+                            match c.reload(None, "SIGHUP").await {
+                                Ok(r) => tracing::info!(version = r.version, changes = r.changes.len(), "reload done"),
+                                Err(e) => tracing::warn!(error = %e, "reload refused; the running configuration stays"),
+                            }
+                        });
+                    }
                 }
             }
         }

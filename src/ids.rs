@@ -93,6 +93,11 @@ impl Registry {
         id
     }
 
+    /// The id of a listener already named, without creating one.
+    pub fn find_listener(&self, name: &str) -> Option<ListenerId> {
+        self.listeners.get(name).copied()
+    }
+
     /// The id of a backend already named, without creating one.
     pub fn find_backend(&self, name: &str) -> Option<BackendId> {
         self.backends.get(name).copied()

@@ -27,6 +27,7 @@ pub mod health;
 pub mod http1;
 pub mod ids;
 pub mod latency;
+pub mod live;
 pub mod metrics;
 pub mod pipes;
 pub mod plan;

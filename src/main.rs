@@ -42,6 +42,18 @@ enum Command {
     },
     /// Start ringway on the shipped demo config with two demo backends on loopback.
     Demo,
+    /// Ask a running ringway (through its admin listener) to reload its configuration: validate,
+    /// apply what changed, keep the running configuration when the file is bad. Exit 0 when
+    /// applied, 1 when refused, 2 when ringway cannot be reached.
+    Reload {
+        /// The file to load (default: the one ringway was started with). Its `[global] admin`
+        /// says where ringway listens.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The admin listener, when no FILE says it.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9900")]
+        admin: std::net::SocketAddr,
+    },
     /// Kernel and system checks for running ringway (see tuning/GUIDE.md).
     Tune {
         #[command(subcommand)]
@@ -85,7 +97,7 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(EXIT_ENVIRONMENT);
                 }
-                run(c)
+                run(c, config)
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -110,6 +122,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(ringway::tune::exit_code(&verdicts))
         }
+        Command::Reload { config, admin } => reload(config, admin),
         Command::Demo => {
             let c = match ringway::demo::config() {
                 Ok(c) => c,
@@ -123,13 +136,67 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_ENVIRONMENT);
             }
             print!("{}", ringway::demo::banner(&c));
-            run(c)
+            run(c, PathBuf::from("examples/demo.toml"))
         }
     }
 }
 
-fn run(c: Config) -> ExitCode {
-    match ringway::control::run(c) {
+fn reload(config: Option<PathBuf>, admin: std::net::SocketAddr) -> ExitCode {
+    let (admin, path) = match config {
+        Some(path) => {
+            let abs = std::fs::canonicalize(&path).unwrap_or(path);
+            // The file's own admin address, read even from a file that is otherwise invalid (the
+            // running ringway is the one that reports what is wrong with it).
+            let addr = std::fs::read_to_string(&abs)
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .and_then(|t| t.get("global")?.get("admin")?.as_str()?.parse().ok())
+                .unwrap_or(admin);
+            (addr, Some(abs))
+        }
+        None => (admin, None),
+    };
+    let body = match &path {
+        Some(p) => serde_json::json!({ "config": p }).to_string(),
+        None => String::new(),
+    };
+    match ringway::admin::post(admin, "/reload", &body) {
+        Ok((200, text)) => {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            println!(
+                "reloaded: version {}, {} change(s)",
+                v["version"],
+                v["changes"].as_array().map_or(0, Vec::len)
+            );
+            for line in v["changes"].as_array().into_iter().flatten() {
+                println!("  {}", line.as_str().unwrap_or_default());
+            }
+            for line in v["restart_needed"].as_array().into_iter().flatten() {
+                println!(
+                    "  not applied (needs a restart): {}",
+                    line.as_str().unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, text)) => {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            match v["error"].as_str() {
+                Some(e) => eprintln!("{e}"),
+                None => eprint!("{text}"),
+            }
+            eprintln!("reload refused (HTTP {status}); the running configuration stays");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach ringway's admin listener at {admin}: {e}");
+            ExitCode::from(EXIT_ENVIRONMENT)
+        }
+    }
+}
+
+fn run(c: Config, path: PathBuf) -> ExitCode {
+    match ringway::control::run(c, path) {
         Ok(s) => {
             tracing::info!(
                 uptime_ms = s.uptime.as_millis() as u64,

@@ -4,9 +4,11 @@
 //! sockets — as a list of [`ShardOp`]s. Boot is the plan from nothing.
 //! Must not: touch shard state; it runs on the control thread and only builds messages.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
+use crate::config::diff::{Change, ConfigDiff};
 use crate::config::{self, Config, Mode};
 use crate::ids::{BackendId, Registry};
 use crate::session::TimeoutsMs;
@@ -30,10 +32,22 @@ fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Names to ids for the life of the process, and what the last plan was built from.
-#[derive(Debug, Default)]
+/// Names to ids for the life of the process, and what carries over from one plan to the next:
+/// each shard's TLS session cache per listener (so session IDs resume across reloads) and the
+/// generation of each backend's TLS settings (part of the pool's reuse key).
+#[derive(Default)]
 pub struct Planner {
     pub registry: Registry,
+    tls_caches: HashMap<(String, usize), Arc<crate::tls::server::ShardSessionCache>>,
+    tls_generations: HashMap<String, (config::UpstreamTls, u32)>,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Planner {
@@ -48,6 +62,29 @@ impl Planner {
             .iter()
             .map(|b| Some(self.registry.backend(&b.name)))
             .collect()
+    }
+
+    /// 0 without TLS; a number that changes whenever the backend's TLS settings do.
+    fn tls_generation(&mut self, b: &config::Backend) -> u32 {
+        let Some(t) = &b.tls else {
+            self.tls_generations.remove(&b.name);
+            return 0;
+        };
+        let next = self
+            .tls_generations
+            .values()
+            .map(|(_, g)| *g)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        match self.tls_generations.get(&b.name) {
+            Some((same, g)) if same == t => *g,
+            _ => {
+                self.tls_generations
+                    .insert(b.name.clone(), (t.clone(), next));
+                next
+            }
+        }
     }
 
     /// One shard's copy of backend `b`.
@@ -92,15 +129,16 @@ impl Planner {
             idle_timeout_ms: ms(b.idle_timeout),
             passive_failures: b.passive.map_or(0, |p| p.failures),
             tls,
-            tls_generation: u32::from(b.tls.is_some()),
+            tls_generation: self.tls_generation(b),
         })
     }
 
-    /// One shard's copy of listener `l`.
+    /// Shard `shard`'s copy of listener `l`.
     pub fn listener(
         &mut self,
         config: &Config,
         l: &config::Listener,
+        shard: usize,
     ) -> Result<ListenerCfg, PlanError> {
         let ids = self.backend_ids(config);
         let id_of = |i: Option<usize>| i.and_then(|i| ids.get(i).copied().flatten());
@@ -119,6 +157,7 @@ impl Planner {
             splice: l.splice,
             access_log: h.access_log != config::AccessLog::Off,
             timeouts,
+            draining: false,
         });
         let tcp_base = TcpCfg {
             backend: None,
@@ -144,23 +183,32 @@ impl Planner {
             Mode::Detect => Some(tcp_base),
             Mode::Http => None,
         };
-        let tls =
-            match &l.tls {
-                Some(t) => {
-                    let (server_config, cache) = crate::tls::server::shard_server_config(t)
-                        .map_err(|source| PlanError::Tls {
-                            what: format!("listener `{}`", l.name),
-                            source,
-                        })?;
-                    Some(TlsListenerCfg {
-                        config: server_config,
-                        cache,
-                        handshake_ms: ms(t.handshake_timeout),
-                        accept_proxy: l.accept_proxy,
-                    })
+        let tls = match &l.tls {
+            Some(t) => {
+                let key = (l.name.clone(), shard);
+                let keep = self.tls_caches.get(&key).cloned();
+                let (server_config, cache) = crate::tls::server::shard_server_config(t, keep)
+                    .map_err(|source| PlanError::Tls {
+                        what: format!("listener `{}`", l.name),
+                        source,
+                    })?;
+                match &cache {
+                    Some(c) => {
+                        self.tls_caches.insert(key, Arc::clone(c));
+                    }
+                    None => {
+                        self.tls_caches.remove(&key);
+                    }
                 }
-                None => None,
-            };
+                Some(TlsListenerCfg {
+                    config: server_config,
+                    cache,
+                    handshake_ms: ms(t.handshake_timeout),
+                    accept_proxy: l.accept_proxy,
+                })
+            }
+            None => None,
+        };
         let detect = l.detect.as_ref().map(|d| DetectCfg {
             tls_backend: id_of(d.tls_backend),
             tcp_backend: id_of(d.tcp_backend),
@@ -184,11 +232,12 @@ impl Planner {
         })
     }
 
-    /// Everything `config` needs on one shard, from nothing: `fds` are this shard's listening
+    /// Everything `config` needs on shard `shard`, from nothing: `fds` are this shard's listening
     /// sockets, by listener index in `config`.
     pub fn boot(
         &mut self,
         config: &Config,
+        shard: usize,
         fds: &[(usize, RawFd)],
     ) -> Result<Vec<ShardOp>, PlanError> {
         let mut ops = vec![ShardOp::SetTimeouts(TimeoutsMs::from_config(
@@ -202,12 +251,129 @@ impl Planner {
                 continue;
             };
             ops.push(ShardOp::PutListener {
-                cfg: Arc::new(self.listener(config, l)?),
+                cfg: Arc::new(self.listener(config, l, shard)?),
                 fd: Some(fd),
             });
         }
         Ok(ops)
     }
+
+    /// Forgets the names `diff` removes, before the reload's plans are built: a listener whose
+    /// bind changed (removed then added), or a backend or server that comes back later, is a new
+    /// one with fresh state.
+    pub fn forget_removed(&mut self, old: &Config, diff: &ConfigDiff) {
+        for c in &diff.changes {
+            match c {
+                Change::ListenerRemoved(name) => {
+                    self.registry.forget_listener(name);
+                    self.tls_caches.retain(|(l, _), _| l != name);
+                }
+                Change::BackendRemoved(name) => {
+                    self.registry.forget_backend(name);
+                    self.tls_generations.remove(name);
+                }
+                Change::ServerRemoved { backend, server } => {
+                    if let Some(b) = self.registry.find_backend(backend)
+                        && old.backends.iter().any(|x| &x.name == backend)
+                    {
+                        self.registry.forget_server(b, server);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What shard `shard` must do to go from `old` to `new` (`diff` = diff(old, new), after
+    /// `forget_removed`): listeners removed first, backends added or changed, every listener put
+    /// again (routes map to backend ids through the new file order; TLS session caches carry
+    /// over), listeners added with this shard's new socket (`new_fds`, by listener name), and
+    /// removed backends last, once nothing routes to them.
+    pub fn reload(
+        &mut self,
+        old_ids: &ReloadIds,
+        new: &Config,
+        diff: &ConfigDiff,
+        shard: usize,
+        new_fds: &HashMap<String, RawFd>,
+    ) -> Result<Vec<ShardOp>, PlanError> {
+        let mut ops = vec![ShardOp::SetTimeouts(TimeoutsMs::from_config(&new.timeouts))];
+        for c in &diff.changes {
+            if let Change::ListenerRemoved(name) = c
+                && let Some(&id) = old_ids.listeners.get(name)
+            {
+                ops.push(ShardOp::RemoveListener(id));
+            }
+        }
+        let mut touched: Vec<&str> = Vec::new();
+        for c in &diff.changes {
+            let name = match c {
+                Change::BackendAdded(n) | Change::BackendChanged { name: n, .. } => n.as_str(),
+                Change::ServerAdded { backend, .. }
+                | Change::ServerRemoved { backend, .. }
+                | Change::ServerChanged { backend, .. } => backend.as_str(),
+                _ => continue,
+            };
+            if !touched.contains(&name) {
+                touched.push(name);
+            }
+        }
+        for b in new
+            .backends
+            .iter()
+            .filter(|b| touched.contains(&b.name.as_str()))
+        {
+            ops.push(ShardOp::PutBackend(Box::new(self.backend(b)?)));
+        }
+        for l in &new.listeners {
+            let added = diff
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::ListenerAdded(n) if n == &l.name));
+            let fd = match added {
+                true => match new_fds.get(&l.name) {
+                    Some(&fd) => Some(fd),
+                    None => continue,
+                },
+                false => None,
+            };
+            ops.push(ShardOp::PutListener {
+                cfg: Arc::new(self.listener(new, l, shard)?),
+                fd,
+            });
+        }
+        for c in &diff.changes {
+            if let Change::BackendRemoved(name) = c
+                && let Some(&id) = old_ids.backends.get(name)
+            {
+                ops.push(ShardOp::RemoveBackend(id));
+            }
+        }
+        Ok(ops)
+    }
+
+    /// The ids of `config`'s listeners and backends now (taken before `forget_removed`).
+    pub fn ids(&self, config: &Config) -> ReloadIds {
+        ReloadIds {
+            listeners: config
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), self.registry.find_listener(&l.name)?)))
+                .collect(),
+            backends: config
+                .backends
+                .iter()
+                .filter_map(|b| Some((b.name.clone(), self.registry.find_backend(&b.name)?)))
+                .collect(),
+        }
+    }
+}
+
+/// Ids by name of the configuration being replaced (what removals refer to).
+#[derive(Debug, Default, Clone)]
+pub struct ReloadIds {
+    pub listeners: HashMap<String, crate::ids::ListenerId>,
+    pub backends: HashMap<String, BackendId>,
 }
 
 #[cfg(test)]
@@ -240,7 +406,7 @@ servers = [ { address = "127.0.0.1:9003" } ]
         )
         .unwrap();
         let mut p = Planner::new();
-        let ops = p.boot(&cfg, &[(0, -1)]).unwrap();
+        let ops = p.boot(&cfg, 0, &[(0, -1)]).unwrap();
         let backends: Vec<&BackendCfg> = ops
             .iter()
             .filter_map(|o| match o {
@@ -260,7 +426,7 @@ servers = [ { address = "127.0.0.1:9003" } ]
         let http = listener.and_then(|l| l.http.as_ref()).unwrap();
         assert_eq!(http.routes.ids, vec![Some(app), Some(api)]);
         // A second plan from the same names gets the same ids.
-        let again = p.boot(&cfg, &[]).unwrap();
+        let again = p.boot(&cfg, 0, &[]).unwrap();
         assert!(
             again
                 .iter()

@@ -16,6 +16,7 @@ use super::ring::{Op, Tag};
 use super::{BootError, Conn, ShardOp, sys};
 use crate::access_log::Sink;
 use crate::ids::{BackendId, ListenerId};
+use crate::session::Term;
 use crate::upstream::{Backend, BackendCfg};
 
 impl Shard {
@@ -117,6 +118,15 @@ impl Shard {
             return;
         };
         l.removing = true;
+        // HTTP connections of this listener finish the request in flight and keep nothing alive.
+        if let Some(h) = &l.cfg.http {
+            let mut cfg = (*l.cfg).clone();
+            cfg.http = Some(crate::session::h1::H1Cfg {
+                draining: true,
+                ..h.clone()
+            });
+            l.cfg = Arc::new(cfg);
+        }
         if l.accepting {
             self.ring.push(
                 opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
@@ -126,6 +136,14 @@ impl Shard {
         } else if !l.closed {
             l.closed = true;
             sys::close(l.fd);
+        }
+        // Idle keep-alive clients of the removed listener go now.
+        for slot in self.slab.slots() {
+            match self.slab.get(slot) {
+                Some(Conn::Idle(i)) if i.cfg.id == id => self.free_idle(slot, Term::Drain),
+                Some(Conn::Stream(c)) if c.cfg.id == id => self.mark_dirty(slot),
+                _ => {}
+            }
         }
     }
 }

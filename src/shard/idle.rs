@@ -179,6 +179,11 @@ impl Shard {
         if !c.may_compact() || c.queued || c.again {
             return;
         }
+        if c.cfg.http.as_ref().is_some_and(|h| h.draining) {
+            // Its listener was removed: an idle keep-alive client is not kept.
+            self.abort_stream(slot, Term::Drain);
+            return;
+        }
         let Proto::H1(s) = &c.proto else {
             return;
         };

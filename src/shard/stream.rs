@@ -391,6 +391,15 @@ impl Shard {
                 let Some(Conn::Stream(c)) = self.slab.get_mut(slot) else {
                     return;
                 };
+                // A new request uses the listener's settings as they are now (a reload may have
+                // replaced them since this connection was accepted).
+                if let Proto::H1(s) = &c.proto
+                    && s.between_requests()
+                    && let Some(l) = self.listeners.get(&c.cfg.id)
+                    && !Arc::ptr_eq(&l.cfg, &c.cfg)
+                {
+                    c.cfg = Arc::clone(&l.cfg);
+                }
                 c.progress(world);
             }
             let mut any = false;

@@ -337,6 +337,11 @@ impl ShardSessionCache {
         }
     }
 
+    /// Sessions this cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// A session another shard created.
     pub fn insert_replica(&self, key: Vec<u8>, value: Vec<u8>) {
         if let Ok(mut inner) = self.inner.lock() {
@@ -432,8 +437,13 @@ fn file_secret(path: &Path) -> Result<[u8; 32], TlsSetupError> {
 /// One shard's rustls configuration for a listener: its own certificate copies, its own
 /// bounded session cache (returned too, for replication) and its own ticketer instance
 /// (sharing only the derived keys' secret).
+///
+/// `keep_cache`: the session cache this shard used for the listener before a reload. Reusing it
+/// keeps session-ID resumption working across reloads (tickets survive on their own: their keys
+/// derive from the same secret); it is replaced when its size setting changed.
 pub fn shard_server_config(
     t: &TlsListener,
+    keep_cache: Option<Arc<ShardSessionCache>>,
 ) -> Result<(Arc<ServerConfig>, Option<Arc<ShardSessionCache>>), TlsSetupError> {
     let mut keys = Vec::with_capacity(t.certificates.len());
     let mut names = Vec::with_capacity(t.certificates.len());
@@ -461,7 +471,10 @@ pub fn shard_server_config(
             selector: CertSelector::new(&names, t.default_cert),
         }));
     config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    let cache = (t.session_cache > 0).then(|| ShardSessionCache::new(t.session_cache as usize));
+    let cache = (t.session_cache > 0).then(|| match keep_cache {
+        Some(c) if c.capacity() == t.session_cache as usize => c,
+        _ => ShardSessionCache::new(t.session_cache as usize),
+    });
     config.session_storage = match &cache {
         Some(c) => c.clone(),
         None => Arc::new(NoServerSessionStorage {}),

@@ -10,7 +10,7 @@ impl H1Session {
     pub(super) fn step_exchange(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H1Cfg) -> bool {
         let mut changed = self.flow_request(w, env, cfg);
         changed |= self.flow_response(w, env, cfg);
-        changed |= self.finish_if_done(w, env);
+        changed |= self.finish_if_done(w, env, cfg);
         changed
     }
 
@@ -93,7 +93,7 @@ impl H1Session {
     }
 
     pub(super) fn response_head(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H1Cfg) -> bool {
-        let draining = env.draining();
+        let draining = env.draining() || cfg.draining;
         let Phase::Exchange(ex) = &mut self.phase else {
             return false;
         };
@@ -257,7 +257,7 @@ impl H1Session {
 
     /// Ends an exchange whose request and response are both complete: log it, release the
     /// upstream connection (reusable when clean), and read the next request (or close).
-    pub(super) fn finish_if_done(&mut self, w: &mut Wire, env: &mut impl Env) -> bool {
+    pub(super) fn finish_if_done(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H1Cfg) -> bool {
         let Phase::Exchange(ex) = &self.phase else {
             return false;
         };
@@ -268,7 +268,7 @@ impl H1Session {
             && w.flushed(UPSTREAM)
             && w.rx[UPSTREAM].is_empty()
             && !w.eof[UPSTREAM];
-        let keep_client = ex.client_keep_alive && !env.draining();
+        let keep_client = ex.client_keep_alive && !env.draining() && !cfg.draining;
         self.log(env, Term::Done);
         self.intents.push(Intent::Release { reusable });
         w.reset_upstream(env.now_ms());

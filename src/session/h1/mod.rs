@@ -50,6 +50,8 @@ pub struct H1Cfg {
     pub splice: SpliceMode,
     pub access_log: bool,
     pub timeouts: TimeoutsMs,
+    /// The listener was removed by a reload: finish the request in flight, keep nothing alive.
+    pub draining: bool,
 }
 
 /// A response ringway writes itself; the status is chosen here and nowhere else.
@@ -282,6 +284,11 @@ impl H1Session {
             && w.rx[CLIENT].is_empty()
             && !w.eof[CLIENT]
             && self.intents.is_empty()
+    }
+
+    /// Waiting for a request head: a new request would use the listener's current settings.
+    pub fn between_requests(&self) -> bool {
+        matches!(self.phase, Phase::Head { .. })
     }
 
     pub fn is_closed(&self) -> bool {

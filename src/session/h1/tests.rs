@@ -23,6 +23,7 @@ fn cfg() -> H1Cfg {
         splice: SpliceMode::Auto,
         access_log: true,
         timeouts: TimeoutsMs::default(),
+        draining: false,
     }
 }
 
