@@ -4,7 +4,8 @@
 //! - pure: [`config`], [`http1`], [`router`], [`balancer`], [`timer`], [`stats`] (plain counters and their merge).
 //! - shard data plane: [`shard`] (one pinned thread per core: ring driver, listener, connections),
 //!   [`pipes`] (per-shard pipe pool for splice(2)).
-//! - control plane: [`control`] (signals, admin listener, talks to shards by message), [`admin`].
+//! - control plane: [`control`] (signals, admin listener, talks to shards by message), [`admin`],
+//!   [`provider`] (routes from Redis as snapshots, off the data path).
 //! - edges: [`startup`] (environment checks and explained failures), [`demo`].
 
 pub mod access_log;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod http1;
 pub mod ids;
 pub mod pipes;
+pub mod provider;
 pub mod proxy_protocol;
 pub mod router;
 pub mod session;
