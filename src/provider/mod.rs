@@ -21,5 +21,7 @@
 //! is the operator's side of all this.
 
 pub mod schema;
+pub mod snapshot;
 
 pub use schema::{EntryError, HostPattern, Route, parse_entry};
+pub use snapshot::{KeyRead, RouteChange, RouteSnapshot, diff};
