@@ -20,6 +20,7 @@
 //! connect and every `resync_interval`, and each event re-reads only its own key. docs/fleet.md
 //! is the operator's side of all this.
 
+pub mod cache;
 pub mod schema;
 pub mod snapshot;
 
