@@ -21,8 +21,10 @@
 //! is the operator's side of all this.
 
 pub mod cache;
+pub mod redis;
 pub mod schema;
 pub mod snapshot;
 
+pub use self::redis::{ProviderHandle, ProviderStats, RedisProviderCfg, spawn};
 pub use schema::{EntryError, HostPattern, Route, parse_entry};
 pub use snapshot::{KeyRead, RouteChange, RouteSnapshot, diff};
