@@ -774,3 +774,58 @@ async fn rediss_with_a_private_ca() {
     handle.shutdown().await;
     server.kill();
 }
+
+#[tokio::test]
+async fn a_provider_on_a_replica_sees_writes_made_on_the_primary() {
+    need_redis!("a_provider_on_a_replica_sees_writes_made_on_the_primary");
+    // notify-keyspace-events is not replicated: only the replica, where the provider reads,
+    // needs it. Expiry reaches a replica as a DEL from the primary (class `g`).
+    let primary = RedisServer::start("", &["--repl-diskless-sync-delay", "0"]).await;
+    let primary_port = primary.port.to_string();
+    let replica =
+        RedisServer::start(NOTIFY, &["--replicaof", "127.0.0.1", primary_port.as_str()]).await;
+    let r = replica.client().await;
+    wait_for_async(SLOW_LIMIT, "replication link up", || {
+        let mut r = r.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut r)
+                .await
+                .unwrap_or_default();
+            info.contains("master_link_status:up")
+        }
+    })
+    .await;
+    let (mut rx, handle) = provider::spawn(replica.cfg(), None).unwrap();
+    assert!(handle.wait_synced(SLOW_LIMIT).await);
+    let mut w = primary.client().await;
+    run(
+        &mut w,
+        &[b"RPUSH", b"frontend:a.example", b"a", b"http://10.0.0.1"],
+    )
+    .await;
+    wait_snapshot(&mut rx, EVENT_LIMIT, "write on the primary", |s| {
+        has_host(s, "a.example")
+    })
+    .await;
+    run(&mut w, &[b"PEXPIRE", b"frontend:a.example", b"100"]).await;
+    wait_snapshot(&mut rx, SLOW_LIMIT, "expiry on the primary", |s| {
+        s.routes.is_empty()
+    })
+    .await;
+    assert_eq!(handle.stats().resyncs, 1, "events did it, not a resync");
+    handle.shutdown().await;
+}
+
+async fn wait_for_async<F, Fut>(limit: Duration, what: &str, ok: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !ok().await {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
