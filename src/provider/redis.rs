@@ -14,7 +14,8 @@
 //! first dirty key opens a `coalesce` window (50 ms) after which all dirty keys are re-read in
 //! one pipeline and one snapshot is published. A full resync runs again every
 //! `resync_interval` (30 s) and after every reconnect, which heals whatever events were missed
-//! (pub/sub is lossy across disconnects, and Redis drops a slow subscriber's messages).
+//! (pub/sub is lossy across disconnects, and Redis disconnects a subscriber whose output buffer
+//! passes `client-output-buffer-limit pubsub`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
