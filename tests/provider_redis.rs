@@ -606,6 +606,16 @@ async fn prefix_db_unix_socket_and_a_read_only_acl_user() {
             "+@read",
             "+@pubsub",
             "+@connection",
+            "--user",
+            "noscan",
+            "on",
+            ">s3cret",
+            "~hipache:frontend:*",
+            "&__keyspace@3__:hipache:frontend:*",
+            "+@read",
+            "+@pubsub",
+            "+@connection",
+            "-scan",
         ],
     )
     .await;
@@ -689,6 +699,25 @@ async fn prefix_db_unix_socket_and_a_read_only_acl_user() {
     })
     .await;
     assert!(!has_host(&rx.borrow(), "c.example"), "db 0 is not db 3");
+    handle.shutdown().await;
+
+    // A session that connects but cannot sync (SCAN refused) is a failed attempt too: retried
+    // with growing delays, never counted as a session that was lost.
+    let noscan = RedisProviderCfg {
+        username: Some("noscan".into()),
+        ..cfg.clone()
+    };
+    let (_rx, handle) = provider::spawn(noscan, None).unwrap();
+    wait_for(SLOW_LIMIT, "sync refused", || {
+        handle.stats().connect_failures >= 3
+    })
+    .await;
+    let stats = handle.stats();
+    assert!(
+        stats.reconnects == 0 && stats.disconnects == 0 && stats.resyncs == 0,
+        "{stats:?}"
+    );
+    assert!(!handle.wait_synced(Duration::from_millis(10)).await);
     handle.shutdown().await;
 
     // A wrong password is a failed connect, retried, never a session.

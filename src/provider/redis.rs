@@ -348,11 +348,12 @@ pub fn keyspace_events_state(flags: &str) -> (KeyspaceEvents, String) {
 /// The provider's counters, as one consistent-enough copy (each field is read on its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProviderStats {
-    /// Connected again after a connection had been lost.
+    /// Synced again after a session had been lost.
     pub reconnects: u64,
-    /// Established connections that were lost later.
+    /// Synced sessions that were lost later.
     pub disconnects: u64,
-    /// Connection attempts that failed (at start or while reconnecting).
+    /// Attempts that did not reach a synced session: connect, authentication, subscription or
+    /// the first resync failed (at start or while reconnecting).
     pub connect_failures: u64,
     /// Full resyncs completed.
     pub resyncs: u64,
@@ -521,6 +522,8 @@ pub fn spawn(
         skip_log: LogLimiter::new(Duration::from_secs(60), SKIP_LOG_PER_MINUTE),
         rng: seed(),
         keyspace_logged: None,
+        outage: None,
+        ever_synced: false,
     };
     tasks.push(tokio::spawn(watcher.run(shutdown_rx)));
     Ok((
@@ -610,7 +613,17 @@ enum SessionError {
 
 enum SessionEnd {
     Shutdown,
-    Lost(SessionError),
+    /// `synced`: the session had completed its first full resync.
+    Lost {
+        error: SessionError,
+        synced: bool,
+    },
+}
+
+/// Since when Redis has been unavailable, for the log line that ends the outage.
+struct Outage {
+    since: Instant,
+    failed_attempts: u32,
 }
 
 /// A session's two connections: commands, and the subscription already in place.
@@ -632,43 +645,32 @@ struct Watcher {
     rng: u64,
     /// The keyspace-events state last logged, so a reconnect does not repeat the warning.
     keyspace_logged: Option<KeyspaceEvents>,
+    /// Set from a failed start or a lost session until a session has synced again.
+    outage: Option<Outage>,
+    /// A session has synced at least once (so the next one is a reconnect).
+    ever_synced: bool,
 }
 
 impl Watcher {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        // Consecutive attempts that did not reach a synced session; drives the backoff.
         let mut failures: u32 = 0;
-        let mut ever_connected = false;
-        let mut outage_logged = false;
-        let mut outage_since = Instant::now();
         loop {
             let attempt = tokio::select! {
                 conn = self.connect() => conn,
                 _ = stopped(&mut shutdown) => return,
             };
-            match attempt {
+            let failed = match attempt {
                 Ok(conn) => {
-                    if ever_connected {
-                        bump(&self.counters.reconnects);
-                    }
-                    if outage_logged {
-                        info!(
-                            target: "ringway::provider",
-                            address = %self.cfg.address,
-                            failed_attempts = failures,
-                            outage_ms = outage_since.elapsed().as_millis() as u64,
-                            "connected to Redis again; resyncing"
-                        );
-                    } else {
-                        info!(target: "ringway::provider", address = %self.cfg.address, "connected to Redis");
-                    }
-                    ever_connected = true;
-                    failures = 0;
                     self.counters.connected.store(true, Ordering::Relaxed);
                     let end = self.serve(conn, &mut shutdown).await;
                     self.counters.connected.store(false, Ordering::Relaxed);
                     match end {
                         SessionEnd::Shutdown => return,
-                        SessionEnd::Lost(error) => {
+                        SessionEnd::Lost {
+                            error,
+                            synced: true,
+                        } => {
                             bump(&self.counters.disconnects);
                             warn!(
                                 target: "ringway::provider",
@@ -677,26 +679,44 @@ impl Watcher {
                                 routes = self.working.routes.len(),
                                 "lost Redis; keeping the current routes and reconnecting"
                             );
-                            outage_logged = true;
-                            outage_since = Instant::now();
+                            self.outage = Some(Outage {
+                                since: Instant::now(),
+                                failed_attempts: 0,
+                            });
+                            failures = 0;
+                            None
                         }
+                        // Connected but never synced (a resync refused or timing out, say): a
+                        // failed attempt, so a Redis that accepts and then fails every session
+                        // is retried with growing delays and logged once, not in a tight loop.
+                        SessionEnd::Lost {
+                            error,
+                            synced: false,
+                        } => Some(error),
                     }
                 }
-                Err(error) => {
-                    bump(&self.counters.connect_failures);
-                    failures = failures.saturating_add(1);
-                    if outage_logged {
-                        debug!(target: "ringway::provider", %error, failures, "Redis still unreachable");
-                    } else {
+                Err(error) => Some(error),
+            };
+            if let Some(error) = failed {
+                bump(&self.counters.connect_failures);
+                failures = failures.saturating_add(1);
+                match &mut self.outage {
+                    Some(outage) => {
+                        outage.failed_attempts += 1;
+                        debug!(target: "ringway::provider", %error, failures, "Redis still unavailable");
+                    }
+                    None => {
                         warn!(
                             target: "ringway::provider",
                             address = %self.cfg.address,
                             %error,
                             routes = self.working.routes.len(),
-                            "cannot reach Redis; serving the routes held so far (cached or none) and retrying"
+                            "cannot sync with Redis; serving the routes held so far (cached or none) and retrying"
                         );
-                        outage_logged = true;
-                        outage_since = Instant::now();
+                        self.outage = Some(Outage {
+                            since: Instant::now(),
+                            failed_attempts: 1,
+                        });
                     }
                 }
             }
@@ -712,6 +732,28 @@ impl Watcher {
                 _ = stopped(&mut shutdown) => return,
             }
         }
+    }
+
+    /// A session became useful (its first resync is done): ends an outage, counts a reconnect.
+    fn session_synced(&mut self) {
+        match self.outage.take() {
+            Some(outage) => {
+                if self.ever_synced {
+                    bump(&self.counters.reconnects);
+                }
+                info!(
+                    target: "ringway::provider",
+                    address = %self.cfg.address,
+                    failed_attempts = outage.failed_attempts,
+                    outage_ms = outage.since.elapsed().as_millis() as u64,
+                    "connected to Redis again; routes resynced"
+                );
+            }
+            None => {
+                info!(target: "ringway::provider", address = %self.cfg.address, "connected to Redis");
+            }
+        }
+        self.ever_synced = true;
     }
 
     async fn connect(&mut self) -> Result<Conn, SessionError> {
@@ -805,11 +847,17 @@ impl Watcher {
             mut cmd,
             mut events,
         } = conn;
+        let mut synced = false;
         macro_rules! or_lost {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(e) => return SessionEnd::Lost(e.into()),
+                    Err(e) => {
+                        return SessionEnd::Lost {
+                            error: e.into(),
+                            synced,
+                        };
+                    }
                 }
             };
         }
@@ -820,6 +868,8 @@ impl Watcher {
             r = self.full_resync(&mut cmd) => or_lost!(r),
             _ = stopped(shutdown) => return SessionEnd::Shutdown,
         }
+        synced = true;
+        self.session_synced();
         let mut resync_at = tokio::time::Instant::now() + self.cfg.resync_interval;
         let mut dirty: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut overflowed = false;
@@ -844,7 +894,12 @@ impl Watcher {
             };
             match step {
                 Step::Stop => return SessionEnd::Shutdown,
-                Step::Closed => return SessionEnd::Lost(SessionError::SubscriptionClosed),
+                Step::Closed => {
+                    return SessionEnd::Lost {
+                        error: SessionError::SubscriptionClosed,
+                        synced,
+                    };
+                }
                 Step::Event(msg) => {
                     let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
                     let Some(key) = channel.strip_prefix(channel_prefix.as_slice()) else {
