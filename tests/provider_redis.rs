@@ -7,7 +7,7 @@
 
 mod redis_support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis_support::*;
@@ -517,10 +517,26 @@ async fn two_providers_on_one_redis_converge_on_identical_snapshots() {
     }
 }
 
-/// Captures log lines of this test's thread (the tokio test runtime is single-threaded, so the
-/// provider's task logs here too).
+/// Captures the log lines of every test in this binary. A process-wide subscriber, not a
+/// per-thread one: tracing caches per call site whether anyone listens, and a thread-local
+/// subscriber can miss a line whose call site another test's thread registered first.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
+
+fn captured_logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        logs
+    })
+}
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -541,14 +557,7 @@ impl Captured {
 #[tokio::test]
 async fn with_keyspace_events_off_the_log_says_so_and_resyncs_still_deliver() {
     need_redis!("with_keyspace_events_off_the_log_says_so_and_resyncs_still_deliver");
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
 
     let server = RedisServer::start("", &[]).await;
     let mut w = server.client().await;
@@ -559,11 +568,15 @@ async fn with_keyspace_events_off_the_log_says_so_and_resyncs_still_deliver() {
     let (mut rx, handle) = provider::spawn(cfg, None).unwrap();
     assert!(handle.wait_synced(SLOW_LIMIT).await);
     assert_eq!(handle.stats().keyspace_events, KeyspaceEvents::Disabled);
+    let address = format!("address={}", server.url());
     let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("keyspace notifications are DISABLED") && l.contains(&address))
+        .unwrap_or_else(|| panic!("no DISABLED line for {address}:\n{text}"));
     assert!(
-        text.contains("keyspace notifications are DISABLED")
-            && text.contains("CONFIG SET notify-keyspace-events Kgl$xe"),
-        "{text}"
+        line.contains("WARN") && line.contains("CONFIG SET notify-keyspace-events Kgl$xe"),
+        "{line}"
     );
     run(
         &mut w,
@@ -813,22 +826,46 @@ async fn a_provider_on_a_replica_sees_writes_made_on_the_primary() {
     let primary_port = primary.port.to_string();
     let replica =
         RedisServer::start(NOTIFY, &["--replicaof", "127.0.0.1", primary_port.as_str()]).await;
-    let r = replica.client().await;
-    wait_for_async(SLOW_LIMIT, "replication link up", || {
-        let mut r = r.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
+    // Replication streams once the replica's full sync is done and a probe written after it
+    // shows on the replica within a moment: after a diskless sync the primary streams only from
+    // the replica's first ACK (up to a second later), so keep writing fresh values until one
+    // arrives promptly. (A probe written before the sync would travel in the snapshot.)
+    let mut w = primary.client().await;
+    let mut r = replica.client().await;
+    let deadline = Instant::now() + SLOW_LIMIT;
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut r)
+            .await
+            .unwrap_or_default();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 0u64.. {
+        assert!(Instant::now() < deadline, "replication never streamed");
+        let value = n.to_string();
+        run(&mut w, &[b"SET", b"probe", value.as_bytes()]).await;
+        let seen = Instant::now() + Duration::from_millis(100);
+        let mut arrived = false;
+        while Instant::now() < seen && !arrived {
+            let v: Option<String> = redis::cmd("GET")
+                .arg("probe")
                 .query_async(&mut r)
                 .await
-                .unwrap_or_default();
-            info.contains("master_link_status:up")
+                .unwrap_or(None);
+            arrived = v.as_deref() == Some(value.as_str());
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    })
-    .await;
+        if arrived {
+            break;
+        }
+    }
     let (mut rx, handle) = provider::spawn(replica.cfg(), None).unwrap();
     assert!(handle.wait_synced(SLOW_LIMIT).await);
-    let mut w = primary.client().await;
     run(
         &mut w,
         &[b"RPUSH", b"frontend:a.example", b"a", b"http://10.0.0.1"],
@@ -845,16 +882,4 @@ async fn a_provider_on_a_replica_sees_writes_made_on_the_primary() {
     .await;
     assert_eq!(handle.stats().resyncs, 1, "events did it, not a resync");
     handle.shutdown().await;
-}
-
-async fn wait_for_async<F, Fut>(limit: Duration, what: &str, ok: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !ok().await {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -736,22 +736,23 @@ impl Watcher {
 
     /// A session became useful (its first resync is done): ends an outage, counts a reconnect.
     fn session_synced(&mut self) {
-        match self.outage.take() {
-            Some(outage) => {
+        // The first session without an outage: "initial route sync done" has said it all.
+        if let Some(outage) = self.outage.take() {
+            if self.ever_synced {
+                bump(&self.counters.reconnects);
+            }
+            info!(
+                target: "ringway::provider",
+                address = %self.cfg.address,
+                failed_attempts = outage.failed_attempts,
+                outage_ms = outage.since.elapsed().as_millis() as u64,
+                "{}",
                 if self.ever_synced {
-                    bump(&self.counters.reconnects);
-                }
-                info!(
-                    target: "ringway::provider",
-                    address = %self.cfg.address,
-                    failed_attempts = outage.failed_attempts,
-                    outage_ms = outage.since.elapsed().as_millis() as u64,
                     "connected to Redis again; routes resynced"
-                );
-            }
-            None => {
-                info!(target: "ringway::provider", address = %self.cfg.address, "connected to Redis");
-            }
+                } else {
+                    "connected to Redis after failed attempts; routes synced"
+                }
+            );
         }
         self.ever_synced = true;
     }
@@ -997,11 +998,13 @@ impl Watcher {
         match state {
             KeyspaceEvents::Enabled => info!(
                 target: "ringway::provider",
+                address = %self.cfg.address,
                 notify_keyspace_events = %flags,
                 "keyspace notifications on: route changes apply within the coalesce window"
             ),
             KeyspaceEvents::Partial => warn!(
                 target: "ringway::provider",
+                address = %self.cfg.address,
                 notify_keyspace_events = %flags,
                 missing = %missing,
                 "keyspace notifications miss some classes ($: SET over a route key, x: expiry, e: eviction); \
@@ -1009,6 +1012,7 @@ impl Watcher {
             ),
             KeyspaceEvents::Disabled => warn!(
                 target: "ringway::provider",
+                address = %self.cfg.address,
                 notify_keyspace_events = %flags,
                 missing = %missing,
                 "keyspace notifications are DISABLED for route keys: route changes apply only at each resync (every {resync_s}s). \
@@ -1017,6 +1021,7 @@ impl Watcher {
             ),
             KeyspaceEvents::Unknown => warn!(
                 target: "ringway::provider",
+                address = %self.cfg.address,
                 reply = %flags,
                 "cannot read notify-keyspace-events (CONFIG GET refused); subscribed anyway. If notifications are off, \
                  route changes apply only at each resync (every {resync_s}s); see docs/fleet.md"
@@ -1070,6 +1075,7 @@ impl Watcher {
         if first {
             info!(
                 target: "ringway::provider",
+                address = %self.cfg.address,
                 routes = self.working.routes.len(),
                 skipped = self.working.skipped.len(),
                 elapsed_ms,
