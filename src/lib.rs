@@ -31,6 +31,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipes;
 pub mod plan;
+pub mod provider;
 pub mod proxy_protocol;
 pub mod router;
 pub mod sd_listen;
