@@ -265,6 +265,9 @@ fn check_access_logs(config: &Config) -> Result<(), ChangeError> {
     Ok(())
 }
 
+/// A change of the running configuration, built from it (the runtime API).
+pub type Edit = Box<dyn FnOnce(&Config) -> Result<Config, ChangeError> + Send>;
+
 /// A request to the task that owns [`Live`] (changes are applied one at a time).
 pub enum Request {
     Reload {
@@ -274,7 +277,7 @@ pub enum Request {
     },
     /// Apply a configuration built from the running one (the runtime API).
     Edit {
-        edit: Box<dyn FnOnce(&Config) -> Result<Config, ChangeError> + Send>,
+        edit: Edit,
         reply: tokio::sync::oneshot::Sender<Result<Report, ChangeError>>,
     },
 }

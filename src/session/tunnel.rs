@@ -58,7 +58,7 @@ impl Tunnel {
     /// is not about to switch to splice).
     pub fn wants_read(&self, w: &Wire, side: usize) -> bool {
         !self.splicing[side]
-            && self.splice_want(w, side).is_none()
+            && !self.splice_eligible(w, side)
             && !w.eof[side]
             && w.rx[side].is_empty()
             && w.queued(1 - side) < QUEUED_MAX
@@ -73,16 +73,20 @@ impl Tunnel {
     /// Only once its copy path is quiet, so bytes never overtake each other: nothing received
     /// and unforwarded, nothing queued towards the destination, no EOF yet.
     pub fn splice_want(&self, w: &Wire, dir: usize) -> Option<u64> {
-        let mode = self.mode;
-        let bulk = w.bulk[dir] || mode == SpliceMode::Always;
-        let quiet = w.rx[dir].is_empty() && w.flushed(1 - dir) && !w.eof[dir];
-        (mode != SpliceMode::Off
+        let quiet = w.rx[dir].is_empty() && w.flushed(1 - dir);
+        (self.splice_eligible(w, dir) && quiet).then_some(u64::MAX)
+    }
+
+    /// Direction `dir` is to switch to splice (a bulk transfer, or `splice = "always"`): its
+    /// source stops being read so the copy path can drain first.
+    fn splice_eligible(&self, w: &Wire, dir: usize) -> bool {
+        let bulk = w.bulk[dir] || self.mode == SpliceMode::Always;
+        self.mode != SpliceMode::Off
             && bulk
-            && quiet
+            && !w.eof[dir]
             && !self.splicing[dir]
             && !self.no_splice[dir]
-            && !w.shut[1 - dir])
-            .then_some(u64::MAX)
+            && !w.shut[1 - dir]
     }
 
     /// The driver started splicing direction `dir`.

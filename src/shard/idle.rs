@@ -55,6 +55,21 @@ impl Shard {
                     self.waiting_bufs.push(k);
                 }
             }
+            Received::Refused => {
+                self.recv_limit_refused();
+                let group = self.bufs.group;
+                if let Some(Conn::Idle(i)) = self.slab.get_mut(slot) {
+                    let mut sock = Sock {
+                        fd: i.fd,
+                        inflight: i.inflight,
+                        recv: i.recv,
+                        ..Sock::default()
+                    };
+                    sock.sync_recv(&mut self.ring, slot, group, true, true);
+                    i.inflight = sock.inflight;
+                    i.recv = sock.recv;
+                }
+            }
             Received::Cancelled => {
                 if i.inflight == 0 && self.world.draining {
                     self.free_idle(slot, Term::Drain);

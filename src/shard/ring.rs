@@ -120,6 +120,9 @@ pub enum TaskRun {
 pub struct Ring {
     ring: IoUring,
     pub task_run: TaskRun,
+    /// Multishot recvs carry `RECV_MULTISHOT_BYTES_MAX` (cleared the first time the kernel
+    /// refuses it).
+    pub recv_limit: bool,
 }
 
 impl Ring {
@@ -135,6 +138,7 @@ impl Ring {
             Ok(ring) => Ok(Ring {
                 ring,
                 task_run: TaskRun::Deferred,
+                recv_limit: true,
             }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 let ring = IoUring::builder()
@@ -145,6 +149,7 @@ impl Ring {
                 Ok(Ring {
                     ring,
                     task_run: TaskRun::Cooperative,
+                    recv_limit: true,
                 })
             }
             Err(e) => Err(e),
@@ -197,6 +202,29 @@ impl Ring {
 
     pub fn inner(&self) -> &IoUring {
         &self.ring
+    }
+}
+
+/// Bytes one multishot recv may deliver before the kernel ends it (`sqe->optlen`, Linux >= 6.17
+/// for `IORING_OP_RECV` multishot; older kernels ignore the field or refuse it with EINVAL, and
+/// the shard then arms without it). Bounds how far a fast peer can run ahead of a decision to
+/// stop reading: a large body that is to be spliced has at most this much on the copy path, where
+/// an unbounded multishot recv keeps receiving for as long as the peer sends within one
+/// `io_uring_enter`.
+pub const RECV_MULTISHOT_BYTES_MAX: u32 = 16 * 1024;
+
+/// `entry` with its `optlen` field set (the multishot recv's total byte limit).
+pub fn with_optlen(entry: squeue::Entry, optlen: u32) -> squeue::Entry {
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe` (the
+    // crate's own size test holds it to that); bytes 44..48 are the `optlen` member of the ABI's
+    // union with `splice_fd_in` / `file_index`, unused by IORING_OP_RECV otherwise. The bytes are
+    // written back as the same type.
+    unsafe {
+        let mut raw: [u8; 64] = std::mem::transmute(entry);
+        if let Some(field) = raw.get_mut(44..48) {
+            field.copy_from_slice(&optlen.to_le_bytes());
+        }
+        std::mem::transmute::<[u8; 64], squeue::Entry>(raw)
     }
 }
 

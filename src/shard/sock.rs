@@ -34,6 +34,9 @@ pub enum Received {
     Eof,
     NoBufs,
     Cancelled,
+    /// The kernel refused the recv as armed (a multishot byte limit it does not know): arm again
+    /// without it.
+    Refused,
     Error(i32),
 }
 
@@ -100,11 +103,14 @@ impl Sock {
                 }
                 self.recv = Recv::Armed;
                 self.inflight += 1;
-                ring.push(
-                    opcode::RecvMulti::new(types::Fd(self.fd), group)
-                        .build()
-                        .user_data(Tag::new(Op::Recv, slot).encode()),
-                );
+                let entry = opcode::RecvMulti::new(types::Fd(self.fd), group)
+                    .build()
+                    .user_data(Tag::new(Op::Recv, slot).encode());
+                ring.push(if ring.recv_limit {
+                    super::ring::with_optlen(entry, super::ring::RECV_MULTISHOT_BYTES_MAX)
+                } else {
+                    entry
+                });
             }
             (false, Recv::Armed) => {
                 self.recv = Recv::Cancelling;
@@ -143,6 +149,7 @@ impl Sock {
                 Received::NoBufs
             }
             (n, _) if n == -libc::ECANCELED => Received::Cancelled,
+            (n, _) if n == -libc::EINVAL && self.recv == Recv::Off => Received::Refused,
             (n, _) if n < 0 => Received::Error(-n),
             // A positive result without a buffer cannot happen with buffer selection.
             (_, _) => Received::Error(libc::EIO),

@@ -238,6 +238,17 @@ impl Shard {
         }
     }
 
+    /// The kernel does not take a byte limit on multishot recvs: arm them without it from now on.
+    pub(super) fn recv_limit_refused(&mut self) {
+        if self.ring.recv_limit {
+            self.ring.recv_limit = false;
+            tracing::debug!(
+                shard = self.world.shard,
+                "kernel refuses a byte limit on multishot recv (needs Linux >= 6.17); arming without"
+            );
+        }
+    }
+
     /// Queues `slot` for one `drive` at the end of this loop turn.
     pub(super) fn mark_dirty(&mut self, slot: u32) {
         if let Some(c) = self.stream(slot)
@@ -345,6 +356,7 @@ impl Shard {
                         }
                     }
                     Received::Cancelled => {}
+                    Received::Refused => self.recv_limit_refused(),
                     Received::Error(errno) => {
                         tracing::debug!(shard = self.world.shard, errno, "client recv failed");
                         s.wire.eof[CLIENT] = true;

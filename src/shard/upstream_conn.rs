@@ -125,6 +125,16 @@ impl Shard {
                         }
                     }
                     Received::Cancelled => {}
+                    Received::Refused => {
+                        self.recv_limit_refused();
+                        if owner_conn.is_none()
+                            && let Some(Conn::Upstream(u)) = self.slab.get_mut(slot)
+                            && u.state == UpState::Pooled
+                        {
+                            let group = self.bufs.group;
+                            u.sock.sync_recv(&mut self.ring, slot, group, true, true);
+                        }
+                    }
                     Received::Error(errno) => {
                         if owner_conn.is_some() {
                             event = Some(UpstreamEvent::Failed(UpstreamError::Reset(errno)));

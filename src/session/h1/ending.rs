@@ -232,7 +232,7 @@ impl H1Session {
                 _ if ex.req_done => w.rx[CLIENT].len() < head_max,
                 _ => {
                     !ex.splicing[CLIENT]
-                        && self.splice_want(w, CLIENT, cfg.splice).is_none()
+                        && self.splice_eligible(w, CLIENT, cfg.splice).is_none()
                         && w.queued(UPSTREAM) < QUEUED_MAX
                         && w.rx[CLIENT].len() < QUEUED_MAX
                 }
@@ -241,7 +241,7 @@ impl H1Session {
                 Resp::Tunnel(t) => t.wants_read(w, UPSTREAM),
                 _ => {
                     !ex.splicing[UPSTREAM]
-                        && self.splice_want(w, UPSTREAM, cfg.splice).is_none()
+                        && self.splice_eligible(w, UPSTREAM, cfg.splice).is_none()
                         && w.queued(CLIENT) < QUEUED_MAX
                         && w.rx[UPSTREAM].len() < QUEUED_MAX
                 }

@@ -299,26 +299,35 @@ impl H1Session {
     /// Direction `dir` may move by splice(2) now: returns the bytes to move (`u64::MAX`: until
     /// the source closes). Only once the copy path is quiet so bytes keep their order.
     pub fn splice_want(&self, w: &Wire, dir: usize, mode: SpliceMode) -> Option<u64> {
+        if let Phase::Exchange(ex) = &self.phase
+            && let Resp::Tunnel(t) = &ex.resp
+        {
+            return t.splice_want(w, dir);
+        }
+        let quiet = w.rx[dir].is_empty() && w.flushed(1 - dir) && !w.eof[dir];
+        self.splice_eligible(w, dir, mode).filter(|_| quiet)
+    }
+
+    /// The body of direction `dir` is to move by splice(2) (its length, `u64::MAX` until the
+    /// source closes): the side must stop being read so the copy path can drain first.
+    pub(super) fn splice_eligible(&self, w: &Wire, dir: usize, mode: SpliceMode) -> Option<u64> {
         let Phase::Exchange(ex) = &self.phase else {
             return None;
         };
         if mode == SpliceMode::Off
             || ex.splicing[dir]
             || !matches!(ex.up, Up::Open { .. })
-            || (ex.no_splice[dir] && !matches!(ex.resp, Resp::Tunnel(_)))
+            || ex.no_splice[dir]
+            || w.eof[dir]
         {
             return None;
         }
         let body = match (&ex.resp, dir) {
-            (Resp::Tunnel(t), _) => return t.splice_want(w, dir),
+            (Resp::Tunnel(_), _) => return None,
             (_, CLIENT) if !ex.req_done => &ex.req_body,
             (Resp::Body(b), UPSTREAM) => b,
             _ => return None,
         };
-        let quiet = w.rx[dir].is_empty() && w.flushed(1 - dir) && !w.eof[dir];
-        if !quiet {
-            return None;
-        }
         match body {
             Body::Length(rest) => (*rest >= SPLICE_BODY_MIN
                 || (mode == SpliceMode::Always && *rest > 0))
