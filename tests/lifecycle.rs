@@ -174,23 +174,63 @@ fn starts_under_memlock_8mib_without_cap_ipc_lock() {
     c.read_exact(&mut buf).expect("served under memlock 8 MiB");
 }
 
+/// A backend that says `tag` on connect, then echoes.
+fn tagged(tag: &'static [u8]) -> Backend {
+    Backend::spawn(move |mut s| {
+        if std::io::Write::write_all(&mut s, tag).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            if std::io::Write::write_all(&mut s, &buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+fn first_byte(listen: std::net::SocketAddr) -> u8 {
+    let mut c = connect(listen);
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one).expect("tag");
+    one[0]
+}
+
 #[test]
-fn sighup_is_logged_and_ignored_until_reload_exists() {
-    let b = Backend::echo();
-    let mut rw = Ringway::start(&[b.addr], &Opts::default());
+fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
+    let a = tagged(b"A");
+    let b = tagged(b"B");
+    let mut rw = Ringway::start(&[a.addr], &Opts::default());
+    assert_eq!(first_byte(rw.listen), b'A');
+    // A tunnel opened before the reload keeps its server and keeps working after it.
+    let mut tunnel = connect(rw.listen);
+    let mut one = [0u8; 1];
+    tunnel.read_exact(&mut one).expect("tag");
+    assert_eq!(one[0], b'A');
+
+    let path = rw.dir.0.join("ringway.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, text.replace(&a.addr.to_string(), &b.addr.to_string())).expect("write");
     rw.signal(libc::SIGHUP);
-    let logged = poll(Duration::from_secs(5), || {
-        rw.stderr().contains("SIGHUP received").then_some(())
+    let switched = poll(Duration::from_secs(5), || {
+        (first_byte(rw.listen) == b'B').then_some(())
     });
-    assert!(logged.is_some(), "{}", rw.stderr());
-    assert!(
-        rw.child.try_wait().expect("try_wait").is_none(),
-        "SIGHUP killed ringway"
-    );
-    let mut c = connect(rw.listen);
-    std::io::Write::write_all(&mut c, b"ok").expect("write");
-    let mut buf = [0u8; 2];
-    c.read_exact(&mut buf).expect("still proxying after SIGHUP");
+    assert!(switched.is_some(), "{}", rw.stderr());
+    assert!(rw.stderr().contains("reload done"), "{}", rw.stderr());
+    std::io::Write::write_all(&mut tunnel, b"xy").expect("write");
+    let mut two = [0u8; 2];
+    tunnel.read_exact(&mut two).expect("tunnel survives the reload");
+    assert_eq!(&two, b"xy");
+
+    // A file that does not validate: the error is located, ringway keeps the running config.
+    std::fs::write(&path, "[global]\nshards = \"many\"\n").expect("write");
+    rw.signal(libc::SIGHUP);
+    let refused = poll(Duration::from_secs(5), || {
+        rw.stderr().contains("ringway.toml:2:").then_some(())
+    });
+    assert!(refused.is_some(), "{}", rw.stderr());
+    assert!(rw.child.try_wait().expect("try_wait").is_none(), "bad reload killed ringway");
+    assert_eq!(first_byte(rw.listen), b'B');
 }
 
 #[test]
