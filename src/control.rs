@@ -22,12 +22,8 @@ pub enum StartError {
     Environment(String),
     #[error("{0}")]
     Plan(#[from] PlanError),
-    #[error("admin listener {addr}: {source}")]
-    Admin {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// What `run` reports when ringway stops after a signal.
@@ -139,7 +135,6 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
             return Err(StartError::Environment(format!("control runtime: {e}")));
         }
     };
-    let admin = config.global.admin;
     let listeners: Vec<String> = config
         .listeners
         .iter()
@@ -164,24 +159,19 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
             passive,
         );
         let changes = crate::live::spawn(live);
-        let admin_task = match admin {
-            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => Some(tokio::spawn(crate::admin::serve(
-                    listener,
-                    Arc::clone(&shards),
-                    changes.clone(),
-                ))),
-                Err(source) => {
-                    stop_and_join(&shards, joins, Instant::now());
-                    return Err(StartError::Admin { addr, source });
-                }
-            },
-            None => None,
+        let admin = match crate::admin::Listeners::bind(&config.global).await {
+            Ok(a) => a,
+            Err(e) => {
+                stop_and_join(&shards, joins, Instant::now());
+                return Err(StartError::Admin(e));
+            }
         };
+        let admin_desc = admin.describe();
+        let admin_tasks = admin.spawn(&shards, &changes);
         tracing::info!(
             shards = shard_count,
             listeners = %listeners.join(","),
-            admin = %admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            admin = %admin_desc,
             "ringway ready"
         );
         crate::startup::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
@@ -213,7 +203,7 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
                 join_all.await.unwrap_or_default()
             }
         };
-        if let Some(t) = admin_task {
+        for t in &admin_tasks {
             t.abort();
         }
         drop(changes);

@@ -75,7 +75,12 @@ pub fn targets(config: &Config, registry: &Registry) -> Vec<Target> {
         let (Some(hc), Some(bid)) = (&b.health_check, registry.find_backend(&b.name)) else {
             continue;
         };
-        for s in &b.servers {
+        // A server in maintenance is not checked (HAProxy `state maint`).
+        for s in b
+            .servers
+            .iter()
+            .filter(|s| s.admin != crate::config::AdminState::Maint)
+        {
             let Some(sid) = registry.find_server(bid, &s.name) else {
                 continue;
             };

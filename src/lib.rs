@@ -17,6 +17,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod adopt;
+pub mod api;
 pub mod balancer;
 pub mod bus;
 pub mod config;
@@ -62,6 +63,7 @@ pub fn load_config_str(text: &str, file_name: &str) -> Result<config::Config, co
     let mut checked = config::check_str(text, file_name);
     if let Some(c) = checked.config.as_mut() {
         checked.diagnostics.extend(tls::resolve::read_files(c));
+        checked.diagnostics.extend(admin::read_token(c));
     }
     checked.into_result(file_name)
 }

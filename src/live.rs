@@ -41,6 +41,9 @@ pub enum ChangeError {
     Apply(String),
     #[error("{0}")]
     Refused(String),
+    /// The runtime API named a backend, server, listener or route that does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl ChangeError {
@@ -89,6 +92,7 @@ fn keep_boot_settings(old: &Config, new: &mut Config) {
     n.user.clone_from(&o.user);
     n.group.clone_from(&o.group);
     n.admin = o.admin;
+    n.admin_socket.clone_from(&o.admin_socket);
 }
 
 impl Live {
@@ -110,6 +114,13 @@ impl Live {
             passive,
             version: 1,
             current,
+        }
+    }
+
+    fn publish(&mut self, new: Arc<Config>) {
+        self.config = Arc::clone(&new);
+        if let Ok(mut c) = self.current.lock() {
+            *c = new;
         }
     }
 
@@ -152,6 +163,9 @@ impl Live {
         keep_boot_settings(&old, &mut new);
         let d = diff(&old, &new);
         if d.is_empty() {
+            // Nothing for the shards; what only the control thread reads (the admin token)
+            // takes effect at once.
+            self.publish(Arc::new(new));
             return Ok(Report {
                 version: self.version,
                 changes: Vec::new(),
@@ -202,11 +216,8 @@ impl Live {
         }
         self.shards.apply(plans).await.map_err(ChangeError::Apply)?;
         let new = Arc::new(new);
-        self.config = Arc::clone(&new);
+        self.publish(Arc::clone(&new));
         self.version += 1;
-        if let Ok(mut c) = self.current.lock() {
-            *c = Arc::clone(&new);
-        }
         self.checks.sync(
             crate::health::targets(&new, &self.planner.registry),
             &self.shards,

@@ -46,13 +46,16 @@ enum Command {
     /// apply what changed, keep the running configuration when the file is bad. Exit 0 when
     /// applied, 1 when refused, 2 when ringway cannot be reached.
     Reload {
-        /// The file to load (default: the one ringway was started with). Its `[global] admin`
-        /// says where ringway listens.
+        /// The file to load (default: the one ringway was started with). Its `[admin]` table
+        /// says where ringway listens (the unix socket first) and where the token is.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// The admin listener, when no FILE says it.
+        /// The admin listener, when no FILE says it: `IP:PORT` or `unix:/path`.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9900")]
-        admin: std::net::SocketAddr,
+        admin: String,
+        /// The bearer token file, when no FILE says it (TCP only).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Kernel and system checks for running ringway (see tuning/GUIDE.md).
     Tune {
@@ -122,7 +125,11 @@ fn main() -> ExitCode {
             }
             ExitCode::from(ringway::tune::exit_code(&verdicts))
         }
-        Command::Reload { config, admin } => reload(config, admin),
+        Command::Reload {
+            config,
+            admin,
+            token_file,
+        } => reload(config, &admin, token_file),
         Command::Demo => {
             let c = match ringway::demo::config() {
                 Ok(c) => c,
@@ -141,26 +148,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn reload(config: Option<PathBuf>, admin: std::net::SocketAddr) -> ExitCode {
-    let (admin, path) = match config {
-        Some(path) => {
-            let abs = std::fs::canonicalize(&path).unwrap_or(path);
-            // The file's own admin address, read even from a file that is otherwise invalid (the
-            // running ringway is the one that reports what is wrong with it).
-            let addr = std::fs::read_to_string(&abs)
-                .ok()
-                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
-                .and_then(|t| t.get("global")?.get("admin")?.as_str()?.parse().ok())
-                .unwrap_or(admin);
-            (addr, Some(abs))
+fn reload(config: Option<PathBuf>, admin: &str, token_file: Option<PathBuf>) -> ExitCode {
+    let path = config.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    // Where to reach ringway: the file's own `[admin]`, read even from a file that is otherwise
+    // invalid (the running ringway is the one that reports what is wrong with it).
+    let target = match path
+        .as_deref()
+        .and_then(ringway::admin::Target::from_file)
+        .map(Ok)
+        .unwrap_or_else(|| ringway::admin::Target::parse(admin, token_file.as_deref()))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
-        None => (admin, None),
     };
     let body = match &path {
         Some(p) => serde_json::json!({ "config": p }).to_string(),
         None => String::new(),
     };
-    match ringway::admin::post(admin, "/reload", &body) {
+    match target.request("POST", "/reload", &body) {
         Ok((200, text)) => {
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             println!(
@@ -189,7 +197,7 @@ fn reload(config: Option<PathBuf>, admin: std::net::SocketAddr) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
         Err(e) => {
-            eprintln!("error: cannot reach ringway's admin listener at {admin}: {e}");
+            eprintln!("error: cannot reach ringway's admin listener at {target}: {e}");
             ExitCode::from(EXIT_ENVIRONMENT)
         }
     }

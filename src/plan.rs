@@ -116,6 +116,7 @@ impl Planner {
                     backup: s.backup,
                     maxconn: s.maxconn,
                     send_proxy: s.send_proxy,
+                    admin: s.admin,
                 })
                 .collect(),
             balance: b.balance,

@@ -85,6 +85,7 @@ pub enum RestartReason {
     User(Option<String>, Option<String>),
     Group(Option<String>, Option<String>),
     Admin(Option<SocketAddr>, Option<SocketAddr>),
+    AdminSocket(Option<std::path::PathBuf>, Option<std::path::PathBuf>),
 }
 
 /// A global setting applicable at run time (to new connections and new deadlines).
@@ -192,6 +193,8 @@ pub enum ServerWhat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerFlag {
+    /// `ready`, `drain` or `maint` (runtime API).
+    State(&'static str, &'static str),
     Backup(bool, bool),
     Maxconn(u32, u32),
     /// `v1`, `v2` or off.
@@ -237,6 +240,7 @@ impl RestartReason {
             RestartReason::User(..) => "user",
             RestartReason::Group(..) => "group",
             RestartReason::Admin(..) => "admin",
+            RestartReason::AdminSocket(..) => "admin socket",
         }
     }
 }
@@ -376,6 +380,11 @@ fn restart_reasons(old: &Global, new: &Global) -> Vec<RestartReason> {
         shards,
         drain_timeout: _, // applicable at run time: see `global_what`
         admin,
+        admin_socket,
+        // The token is read again by every reload and used at once by the admin listener: no
+        // shard sees it (`live::Live::apply` publishes it).
+        admin_token_file: _,
+        admin_token: _,
         recv_buffer_bytes,
         recv_buffer_count,
         pipe_pool_max,
@@ -425,6 +434,9 @@ fn restart_reasons(old: &Global, new: &Global) -> Vec<RestartReason> {
         RestartReason::Group(a.clone(), b.clone())
     });
     push_if(&mut out, *admin, new.admin, RestartReason::Admin);
+    push_if(&mut out, admin_socket, &new.admin_socket, |a, b| {
+        RestartReason::AdminSocket(a.clone(), b.clone())
+    });
     out
 }
 
@@ -864,8 +876,12 @@ fn server_what(old: &Server, new: &Server) -> Vec<ServerWhat> {
         backup,
         maxconn,
         send_proxy,
+        admin,
     } = old;
     let mut out = Vec::new();
+    push_if(&mut out, *admin, new.admin, |a, b| {
+        ServerWhat::Flags(ServerFlag::State(a.as_str(), b.as_str()))
+    });
     push_if(&mut out, *weight, new.weight, ServerWhat::Weight);
     push_if(&mut out, *address, new.address, ServerWhat::Address);
     push_if(&mut out, *backup, new.backup, |a, b| {
@@ -990,6 +1006,12 @@ impl fmt::Display for RestartReason {
                 write!(f, "{key} {} -> {}", Opt(a), Opt(b))
             }
             RestartReason::Admin(a, b) => write!(f, "{key} {} -> {}", Opt(a), Opt(b)),
+            RestartReason::AdminSocket(a, b) => write!(
+                f,
+                "{key} {} -> {}",
+                Opt(&a.as_ref().map(|p| p.display().to_string())),
+                Opt(&b.as_ref().map(|p| p.display().to_string()))
+            ),
         }
     }
 }
@@ -1093,6 +1115,7 @@ impl fmt::Display for ServerWhat {
         match self {
             ServerWhat::Weight(a, b) => write!(f, "weight {a} -> {b}"),
             ServerWhat::Address(a, b) => write!(f, "address {a} -> {b}"),
+            ServerWhat::Flags(ServerFlag::State(a, b)) => write!(f, "state {a} -> {b}"),
             ServerWhat::Flags(ServerFlag::Backup(a, b)) => write!(f, "backup {a} -> {b}"),
             ServerWhat::Flags(ServerFlag::Maxconn(a, b)) => write!(f, "maxconn {a} -> {b}"),
             ServerWhat::Flags(ServerFlag::SendProxy(a, b)) => {

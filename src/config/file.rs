@@ -13,6 +13,7 @@ use toml::de::{DeString, DeTable, DeValue};
 #[derive(Debug, Default)]
 pub struct FileConfig {
     pub global: Option<Spanned<GlobalFile>>,
+    pub admin: Option<Spanned<AdminFile>>,
     pub timeouts: Option<Spanned<TimeoutsFile>>,
     pub listener: Vec<Spanned<ListenerFile>>,
     pub backend: Vec<Spanned<BackendFile>>,
@@ -37,6 +38,14 @@ pub struct GlobalFile {
     pub conns_per_shard_max: Option<Spanned<i64>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+}
+
+/// `[admin]`: where the admin API listens and what guards its writes.
+#[derive(Debug, Default)]
+pub struct AdminFile {
+    pub bind: Option<Spanned<String>>,
+    pub socket: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -227,6 +236,7 @@ pub fn read(text: &str) -> Result<ReadFile, Problem> {
     let mut t = Table::new(ROOT, doc.get_ref());
     let file = FileConfig {
         global: r.table(&mut t, "global", global),
+        admin: r.table(&mut t, "admin", admin),
         timeouts: r.table(&mut t, "timeouts", timeouts),
         listener: r.tables(&mut t, "listener", "[[listener]] tables", listener),
         backend: r.tables(&mut t, "backend", "[[backend]] tables", backend),
@@ -251,6 +261,14 @@ fn global(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> GlobalFile {
         conns_per_shard_max: r.integer(t, "conns_per_shard_max"),
         user: r.string(t, "user"),
         group: r.string(t, "group"),
+    }
+}
+
+fn admin(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> AdminFile {
+    AdminFile {
+        bind: r.string(t, "bind"),
+        socket: r.string(t, "socket"),
+        token_file: r.string(t, "token_file"),
     }
 }
 

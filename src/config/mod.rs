@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod file;
+pub mod fragment;
 pub mod units;
 pub mod validate;
 
@@ -81,8 +82,15 @@ pub struct Global {
     pub shards: Shards,
     /// How long live connections may keep going after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
-    /// Admin HTTP listener (`GET /stats`); `None` when disabled.
+    /// Admin HTTP listener on TCP (`[admin] bind`, or `[global] admin`); `None` when disabled.
     pub admin: Option<SocketAddr>,
+    /// Admin HTTP listener on a unix socket (`[admin] socket`), created with mode 0600: writes
+    /// there need no token.
+    pub admin_socket: Option<PathBuf>,
+    /// `[admin] token_file`: where the bearer token for admin writes on TCP is read from.
+    pub admin_token_file: Option<Located<PathBuf>>,
+    /// The token read from `admin_token_file` (by `ringway::load_config`; `None` until then).
+    pub admin_token: Option<AdminToken>,
     /// Size of one provided buffer in each shard's buffer ring.
     pub recv_buffer_bytes: u32,
     /// Number of buffers in each shard's buffer ring (a power of two).
@@ -367,6 +375,51 @@ pub struct Server {
     pub maxconn: u32,
     /// Send a PROXY protocol header first on every connection to this server.
     pub send_proxy: Option<crate::proxy_protocol::ProxyVersion>,
+    /// Set by the runtime API only (a file always says `Ready`; a reload puts it back).
+    pub admin: AdminState,
+}
+
+/// A server's administrative state, as HAProxy's `set server ... state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// In rotation (subject to health and weight).
+    #[default]
+    Ready,
+    /// No new connections or requests, except sticky ones; open ones finish; idle pooled
+    /// connections are closed. Health checks go on.
+    Drain,
+    /// Out of rotation entirely (sticky requests too) and out of health checks.
+    Maint,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+}
+
+/// The bearer token that admin writes need (`[admin] token_file`), read when the file is
+/// loaded. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub Vec<u8>);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    /// Compares in time independent of where the bytes differ (the length is not secret).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == presented.len() && bool::from(self.0.ct_eq(presented))
+    }
 }
 
 impl Config {

@@ -331,7 +331,8 @@ impl Validator<'_> {
     }
 
     fn validate(&mut self, raw: FileConfig) -> Config {
-        let global = self.global(raw.global.as_ref());
+        let mut global = self.global(raw.global.as_ref());
+        self.admin(raw.admin.as_ref(), raw.global.as_ref(), &mut global);
         let timeouts = self.timeouts(raw.timeouts.as_ref());
         let backends = self.backends(&raw.backend);
         let backend_index: HashMap<&str, usize> = raw
@@ -424,6 +425,9 @@ impl Validator<'_> {
             shards,
             drain_timeout,
             admin,
+            admin_socket: None,
+            admin_token_file: None,
+            admin_token: None,
             recv_buffer_bytes: u32::try_from(recv_buffer_bytes).unwrap_or(16 * 1024),
             recv_buffer_count: u16::try_from(count).unwrap_or(512),
             pipe_pool_max: u32::try_from(pipe_pool_max).unwrap_or(0),
@@ -431,6 +435,54 @@ impl Validator<'_> {
             conns_per_shard_max: u32::try_from(conns).unwrap_or(65_536),
             user: g.user.as_ref().and_then(|u| self.account_name(u, "user")),
             group: g.group.as_ref().and_then(|u| self.account_name(u, "group")),
+        }
+    }
+
+    /// `[admin]` (and its older spelling `[global] admin = "IP:PORT"`). A TCP bind that is not
+    /// loopback needs a token: the API's writes change what ringway serves.
+    fn admin(
+        &mut self,
+        a: Option<&Spanned<file::AdminFile>>,
+        g: Option<&Spanned<file::GlobalFile>>,
+        global: &mut Global,
+    ) {
+        let empty = file::AdminFile::default();
+        let a = a.map_or(&empty, Spanned::get_ref);
+        if let Some(bind) = &a.bind {
+            if let Some(old) = g.and_then(|g| g.get_ref().admin.as_ref()) {
+                let (line, _) = line_column(self.text, old.span().start);
+                self.error(
+                    bind.span(),
+                    format!("the admin address is given twice: here and as `[global] admin` on line {line}; keep one"),
+                );
+            } else {
+                global.admin = self.address(bind, "bind");
+            }
+        }
+        global.admin_socket = a.socket.as_ref().and_then(|p| {
+            if p.get_ref().is_empty() {
+                self.error(
+                    p.span(),
+                    "socket: give a path, e.g. \"/run/ringway/admin.sock\"",
+                );
+                None
+            } else {
+                Some(self.path(p).value)
+            }
+        });
+        global.admin_token_file = a.token_file.as_ref().map(|p| self.path(p));
+        if let (Some(addr), None) = (global.admin, &global.admin_token_file)
+            && !addr.ip().is_loopback()
+        {
+            let span = a
+                .bind
+                .as_ref()
+                .or_else(|| g.and_then(|g| g.get_ref().admin.as_ref()))
+                .map_or(0..0, Spanned::span);
+            self.error(
+                span,
+                format!("admin {addr} is not a loopback address: set `[admin] token_file` so that writes need a token, or bind 127.0.0.1"),
+            );
         }
     }
 
@@ -586,6 +638,7 @@ impl Validator<'_> {
                                 None
                             }
                         }),
+                        admin: super::AdminState::Ready,
                     });
                 }
                 if !servers.is_empty() && servers.iter().all(|s| s.weight == 0) {
@@ -1533,6 +1586,51 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
         assert_eq!(c.timeouts.connect, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(c.listeners[0].splice, SpliceMode::Auto);
         assert_eq!(c.listeners[0].backlog, 4096);
+    }
+
+    #[test]
+    fn admin_table() {
+        let tail = "[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\nbackend = \"b\"\n\
+                    [[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:2\" } ]\n";
+        let c = load_str(
+            &format!("[admin]\nbind = \"127.0.0.1:9900\"\nsocket = \"admin.sock\"\ntoken_file = \"tok\"\n{tail}"),
+            "/etc/ringway/t.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.global.admin, "127.0.0.1:9900".parse().ok());
+        assert_eq!(
+            c.global.admin_socket.as_deref(),
+            Some(Path::new("/etc/ringway/admin.sock"))
+        );
+        assert_eq!(
+            c.global.admin_token_file.as_ref().map(|f| f.value.clone()),
+            Some(PathBuf::from("/etc/ringway/tok"))
+        );
+        assert_eq!(
+            errors(&format!("[admin]\nbind = \"0.0.0.0:9900\"\n{tail}")),
+            "t.toml:2:8: admin 0.0.0.0:9900 is not a loopback address: set `[admin] token_file` so that writes need a token, or bind 127.0.0.1"
+        );
+        assert_eq!(
+            errors(&format!("[global]\nadmin = \"10.0.0.1:9900\"\n{tail}")),
+            "t.toml:2:9: admin 10.0.0.1:9900 is not a loopback address: set `[admin] token_file` so that writes need a token, or bind 127.0.0.1"
+        );
+        assert!(
+            load_str(
+                &format!("[admin]\nbind = \"0.0.0.0:9900\"\ntoken_file = \"t\"\n{tail}"),
+                "t"
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            errors(&format!(
+                "[global]\nadmin = \"127.0.0.1:1\"\n[admin]\nbind = \"127.0.0.1:2\"\n{tail}"
+            )),
+            "t.toml:4:8: the admin address is given twice: here and as `[global] admin` on line 2; keep one"
+        );
+        assert_eq!(
+            errors(&format!("[admin]\nbnid = \"127.0.0.1:2\"\n{tail}")),
+            "t.toml:2:1: unknown field `bnid`, did you mean `bind`?"
+        );
     }
 
     #[test]

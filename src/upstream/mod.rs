@@ -16,7 +16,7 @@ use crate::balancer::{
     Algorithm, Candidates, LeastConn, Maglev, PowerOfTwo, ServerView, SmoothWeightedRoundRobin,
     hash_bytes,
 };
-use crate::config::{Balance, HashKey};
+use crate::config::{AdminState, Balance, HashKey};
 use crate::ids::{BackendId, ServerId};
 use crate::proxy_protocol::ProxyVersion;
 use crate::session::Pick;
@@ -118,6 +118,9 @@ pub struct ServerCfg {
     /// 0 = unlimited; split across shards by the caller (`limit`).
     pub maxconn: u32,
     pub send_proxy: Option<ProxyVersion>,
+    /// `drain` and `maint` take the server out of the balancing algorithm (weight 0 for it);
+    /// `maint` also refuses sticky requests.
+    pub admin: crate::config::AdminState,
 }
 
 /// TLS to the servers of one backend, as one shard uses it.
@@ -275,7 +278,10 @@ impl Backend {
                         },
                     ),
                 };
-            view.weight = s.weight;
+            view.weight = match s.admin {
+                AdminState::Ready => s.weight,
+                AdminState::Drain | AdminState::Maint => 0,
+            };
             view.backup = s.backup;
             view.key = hash_bytes(s.name.as_bytes());
             rt.limit = limit;
@@ -288,7 +294,13 @@ impl Backend {
         }
         // The algorithms' state (round-robin weights, the Maglev table) is over positions.
         self.algo = algorithm(&cfg, self.shard);
-        let live: Vec<ServerId> = cfg.servers.iter().map(|s| s.id).collect();
+        // Idle pooled connections of drained servers close too: new requests do not go there.
+        let live: Vec<ServerId> = cfg
+            .servers
+            .iter()
+            .filter(|s| s.admin == AdminState::Ready)
+            .map(|s| s.id)
+            .collect();
         self.tls_generation = cfg.tls_generation;
         self.pool.take_stale(&live, cfg.tls_generation, stale);
         self.cfg = cfg;
@@ -310,6 +322,11 @@ impl Backend {
         if let Some(i) = sticky.and_then(|s| self.position(s))
             && candidates.attempts() == 0
             && self.views.get(i).is_some_and(|v| v.up && v.available)
+            && self
+                .cfg
+                .servers
+                .get(i)
+                .is_some_and(|s| s.admin != AdminState::Maint)
         {
             candidates.record(i);
             return self.chosen(i);
@@ -424,11 +441,16 @@ impl Backend {
                 .servers
                 .iter()
                 .zip(&self.views)
-                .map(|(rt, v)| {
+                .zip(&self.cfg.servers)
+                .map(|((rt, v), c)| {
                     let mut s = rt.stats.clone();
                     s.selected = rt.selected;
                     s.active = u64::from(v.active);
-                    s.state = if !v.up {
+                    s.state = if c.admin == AdminState::Maint {
+                        "MAINT"
+                    } else if c.admin == AdminState::Drain {
+                        "DRAIN"
+                    } else if !v.up {
                         "DOWN"
                     } else if v.weight == 0 {
                         "DRAIN"
@@ -470,6 +492,7 @@ pub(crate) fn test_backend(id: u32, servers: &[(u32, &str)]) -> BackendCfg {
                 backup: false,
                 maxconn: 0,
                 send_proxy: None,
+                admin: AdminState::Ready,
             })
             .collect(),
         balance: Balance::RoundRobin,
