@@ -55,6 +55,8 @@ pub type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
 pub struct Httpd {
     pub addr: SocketAddr,
     pub conns: Arc<AtomicU64>,
+    /// Connections open now (accepted and not yet closed by either side).
+    pub open: Arc<AtomicU64>,
     pub requests: Arc<Mutex<Vec<Req>>>,
 }
 
@@ -97,20 +99,26 @@ impl Httpd {
     ) -> Httpd {
         let addr = listener.local_addr().expect("addr");
         let conns = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (c, r) = (Arc::clone(&conns), Arc::clone(&requests));
+        let (c, o, r) = (Arc::clone(&conns), Arc::clone(&open), Arc::clone(&requests));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let n = c.fetch_add(1, Ordering::SeqCst);
-                let (h, r) = (Arc::clone(&handler), Arc::clone(&r));
-                std::thread::spawn(move || serve(stream, n, &*h, &r));
+                o.fetch_add(1, Ordering::SeqCst);
+                let (h, o, r) = (Arc::clone(&handler), Arc::clone(&o), Arc::clone(&r));
+                std::thread::spawn(move || {
+                    serve(stream, n, &*h, &r);
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Httpd {
             addr,
             conns,
+            open,
             requests,
         }
     }
@@ -121,6 +129,10 @@ impl Httpd {
 
     pub fn conn_count(&self) -> u64 {
         self.conns.load(Ordering::SeqCst)
+    }
+
+    pub fn open_count(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
