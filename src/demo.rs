@@ -12,8 +12,27 @@ use crate::config::{Config, ConfigError};
 /// The demo configuration, shipped as examples/demo.toml.
 pub const DEMO_TOML: &str = include_str!("../examples/demo.toml");
 
-pub fn config() -> Result<Config, ConfigError> {
-    crate::load_config_str(DEMO_TOML, "examples/demo.toml")
+/// Writes the demo configuration to `$TMPDIR/ringway-demo/demo.toml` (a directory only this
+/// user can enter; the admin socket goes beside it) and loads it from there, so that the demo
+/// can be edited and reloaded like any running ringway. Returns the config and its path.
+pub fn config() -> Result<(Config, std::path::PathBuf), ConfigError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = std::env::temp_dir().join("ringway-demo");
+    let written = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| std::fs::write(dir.join("demo.toml"), DEMO_TOML));
+    match written {
+        Ok(()) => {
+            let path = dir.join("demo.toml");
+            crate::load_config(&path).map(|c| (c, path))
+        }
+        // Nowhere to write: run the embedded copy (no reload from a file then).
+        Err(_) => crate::load_config_str(DEMO_TOML, "examples/demo.toml")
+            .map(|c| (c, std::path::PathBuf::from("examples/demo.toml"))),
+    }
 }
 
 /// Starts the demo backends: every server of every backend in the demo config gets a tiny server
@@ -145,7 +164,7 @@ fn websocket_echo(stream: TcpStream) -> std::io::Result<()> {
 }
 
 /// What the demo prints before it starts serving.
-pub fn banner(config: &Config) -> String {
+pub fn banner(config: &Config, path: &std::path::Path) -> String {
     let listen = config
         .listeners
         .first()
@@ -156,6 +175,16 @@ pub fn banner(config: &Config) -> String {
         .admin
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let sock = config
+        .global
+        .admin_socket
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "ringway".into());
+    let path = path.display();
     format!(
         "ringway demo: HTTP on {listen} routes to demo backends: web (A, B round robin, the default;\n\
          its third server is offline on purpose: connects to it are retried on A or B until the health\n\
@@ -168,6 +197,10 @@ pub fn banner(config: &Config) -> String {
          \x20      -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' --max-time 2 http://{listen}/echo\n\
          \x20 for i in 1 2 3 4; do curl -s -b /tmp/rw-jar -c /tmp/rw-jar http://{listen}/sticky/; done\n\
          \x20 curl -s http://{admin}/stats\n\
+         Change it while it runs (no request is lost):\n\
+         \x20 curl -s --unix-socket {sock} -X PATCH -d '{{\"state\":\"drain\"}}' http://ringway/api/v1/backends/web/servers/B\n\
+         \x20 curl -s --unix-socket {sock} -X PATCH -d '{{\"state\":\"ready\"}}' http://ringway/api/v1/backends/web/servers/B\n\
+         \x20 {exe} reload -c {path}     # after editing that file\n\
          Access log lines appear below. Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
     )
 }

@@ -131,7 +131,7 @@ fn main() -> ExitCode {
             token_file,
         } => reload(config, &admin, token_file),
         Command::Demo => {
-            let c = match ringway::demo::config() {
+            let (c, path) = match ringway::demo::config() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -142,8 +142,8 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_ENVIRONMENT);
             }
-            print!("{}", ringway::demo::banner(&c));
-            run(c, PathBuf::from("examples/demo.toml"))
+            print!("{}", ringway::demo::banner(&c, &path));
+            run(c, path)
         }
     }
 }

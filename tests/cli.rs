@@ -175,12 +175,39 @@ fn demo_routes_http_balances_and_tunnels_websocket() {
         let _ = ws.close(None);
         Some(back.as_str().to_string())
     });
+    // The commands the banner prints: drain B through the unix socket, then reload the file.
+    let dir = std::env::temp_dir().join("ringway-demo");
+    let drained = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "%{http_code}", "--unix-socket"])
+        .arg(dir.join("admin.sock"))
+        .args(["-X", "PATCH", "-d", r#"{"state":"drain"}"#])
+        .arg("http://ringway/api/v1/backends/web/servers/B")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let after_drain: std::collections::BTreeSet<String> = (0..4)
+        .filter_map(|_| http_get(addr, "/").ok())
+        .filter_map(|b| Some(b.lines().next()?.split(" (").next()?.to_string()))
+        .collect();
+    let reloaded = Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(dir.join("demo.toml"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     // SAFETY: signal our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = poll(Duration::from_secs(10), || child.try_wait().ok().flatten());
     if status.is_none() {
         let _ = child.kill();
     }
+    assert!(drained.ends_with("200"), "{drained}");
+    assert_eq!(
+        after_drain.into_iter().collect::<Vec<_>>(),
+        ["hello from demo backend A"],
+        "B drained"
+    );
+    assert!(reloaded.contains("server B state drain -> ready"), "{reloaded}");
     assert!(got.is_some(), "demo answers: {answers:?}");
     assert!(answers.contains("hello from demo backend A"), "{answers:?}");
     assert!(answers.contains("hello from demo backend B"), "{answers:?}");
