@@ -58,7 +58,7 @@ pub async fn handle(
         (&Method::PATCH, ["backends", b, "servers", s]) => {
             let patch: ServerPatch = match parse(body) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(e) => return bad(e),
             };
             let (b, s) = (b.to_string(), s.to_string());
             write(changes, move |c| patch_server(c, &b, &s, &patch)).await
@@ -66,7 +66,7 @@ pub async fn handle(
         (&Method::POST, ["backends", b, "servers"]) => {
             let value: serde_json::Value = match parse(body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return bad(e),
             };
             let b = b.to_string();
             write(changes, move |c| add_server(c, &b, value)).await
@@ -91,7 +91,7 @@ pub async fn handle(
         (&Method::POST, ["listeners", l, "routes"]) => {
             let value: serde_json::Value = match parse(body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return bad(e),
             };
             let l = l.to_string();
             write(changes, move |c| {
@@ -102,7 +102,7 @@ pub async fn handle(
         (&Method::PUT, ["listeners", l, "routes"]) => {
             let value: Vec<serde_json::Value> = match parse(body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return bad(e),
             };
             let l = l.to_string();
             write(changes, move |c| {
@@ -125,8 +125,8 @@ pub async fn handle(
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("body is not valid: {e}"))
 }
 
 fn bad(message: String) -> Reply {

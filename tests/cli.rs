@@ -178,7 +178,14 @@ fn demo_routes_http_balances_and_tunnels_websocket() {
     // The commands the banner prints: drain B through the unix socket, then reload the file.
     let dir = std::env::temp_dir().join("ringway-demo");
     let drained = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(dir.join("admin.sock"))
         .args(["-X", "PATCH", "-d", r#"{"state":"drain"}"#])
         .arg("http://ringway/api/v1/backends/web/servers/B")
@@ -207,7 +214,10 @@ fn demo_routes_http_balances_and_tunnels_websocket() {
         ["hello from demo backend A"],
         "B drained"
     );
-    assert!(reloaded.contains("server B state drain -> ready"), "{reloaded}");
+    assert!(
+        reloaded.contains("server B state drain -> ready"),
+        "{reloaded}"
+    );
     assert!(got.is_some(), "demo answers: {answers:?}");
     assert!(answers.contains("hello from demo backend A"), "{answers:?}");
     assert!(answers.contains("hello from demo backend B"), "{answers:?}");

@@ -651,3 +651,108 @@ fn check_refuses_a_wide_admin_without_a_token() {
         "{err}"
     );
 }
+
+/// examples/live-ops.toml on loopback: its addresses become test backends named after its
+/// servers, its socket and token move into a scratch dir; then the commands its header shows.
+#[test]
+fn live_ops_example_runs_and_its_commands_work() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/live-ops.toml"),
+    )
+    .expect("example");
+    let dir = TempDir::new("ops");
+    let tok = token_file(&dir);
+    let sock = dir.0.join("admin.sock");
+    let mut backends = Vec::new();
+    let rw = Ringway::start_text(|l, a| {
+        backends.clear();
+        let mut out = String::new();
+        for line in text.lines() {
+            let t = line.trim_start();
+            let name = line
+                .split("name = \"")
+                .nth(1)
+                .and_then(|n| n.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            if t.starts_with("bind = \"0.0.0.0:8080\"") {
+                out.push_str(&format!("bind = \"127.0.0.1:{l}\"\n"));
+            } else if t.starts_with("bind = \"127.0.0.1:9900\"") {
+                out.push_str(&format!("bind = \"127.0.0.1:{a}\"\n"));
+            } else if t.starts_with("socket = ") {
+                out.push_str(&format!("socket = \"{}\"\n", sock.display()));
+            } else if t.starts_with("token_file = ") {
+                out.push_str(&format!("token_file = \"{}\"\n", tok.display()));
+            } else if let Some(start) = line.find("address = \"10.") {
+                let be = Httpd::named(Box::leak(name.into_boxed_str()));
+                let rest = &line[start + 11..];
+                let end = rest.find('"').unwrap_or(0);
+                out.push_str(&format!(
+                    "{}{}{}\n",
+                    &line[..start + 11],
+                    be.addr,
+                    &rest[end..]
+                ));
+                backends.push(be);
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    });
+    let (admin, listen) = (rw.admin, rw.listen);
+    let (code, body) = api(admin, "GET", "/backends", None, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"app2\""), "{body}");
+    let seen = split(listen, "/", 8);
+    assert!(
+        seen.contains_key("app1") && seen.contains_key("app2"),
+        "{seen:?}"
+    );
+    assert_eq!(split(listen, "/api/x", 2).get("api1"), Some(&2));
+
+    let (code, body) = api(
+        admin,
+        "PATCH",
+        "/backends/app/servers/app2",
+        Some(r#"{"state":"drain"}"#),
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(split(listen, "/", 8).get("app1"), Some(&8));
+    let app3 = Httpd::named("app3");
+    let (code, out, err) = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(&sock)
+        .args([
+            "-X",
+            "POST",
+            "-d",
+            &format!(r#"{{"name":"app3","address":"{}"}}"#, app3.addr),
+        ])
+        .arg("http://ringway/api/v1/backends/app/servers"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim_end().ends_with("200"), "{out}");
+    assert!(split(listen, "/", 8).contains_key("app3"));
+
+    let path = rw.dir.0.join("ringway.toml");
+    let (code, out, err) = run(Command::new(BIN).args(["reload", "-c"]).arg(&path));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("server app3 removed") && out.contains("state drain -> ready"),
+        "{out}"
+    );
+    let seen = split(listen, "/", 8);
+    assert!(
+        !seen.contains_key("app3") && seen.contains_key("app2"),
+        "{seen:?}"
+    );
+}
