@@ -210,6 +210,71 @@ fn tickets_resume_across_shards_and_tls13_sessions_resume() {
 }
 
 #[test]
+fn a_reload_keeps_tls_sessions_and_serves_a_replaced_certificate() {
+    let site = Site::new();
+    let www = Httpd::named("www");
+    let other = Httpd::named("other");
+    let rw = Ringway::start_text(|l, a| https_config(l, a, 1, &site, www.addr, "", ""));
+    let dir = TempDir::new("sess");
+    let sess = dir.0.join("s12").display().to_string();
+    let first = s_client(
+        rw.listen,
+        &["-tls1_2", "-no_ticket", "-sess_out", &sess],
+        Duration::ZERO,
+    );
+    assert_eq!(count(&first, "New, TLSv1.2"), 1, "{first}");
+    let path = rw.dir.0.join("ringway.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+
+    // A reload that changes the backend, not TLS: the session cache stays, the session resumes.
+    std::fs::write(
+        &path,
+        text.replace(&www.addr.to_string(), &other.addr.to_string()),
+    )
+    .expect("write");
+    rw.signal(libc::SIGHUP);
+    let moved = poll(Duration::from_secs(5), || {
+        let (_, body, _) = curl_https(rw.listen, "a.test", "/", &site.ca.ca_file);
+        body.starts_with("other").then_some(())
+    });
+    assert!(moved.is_some(), "{}", rw.stderr());
+    let again = s_client(
+        rw.listen,
+        &["-tls1_2", "-no_ticket", "-sess_in", &sess],
+        Duration::ZERO,
+    );
+    assert_eq!(
+        count(&again, "Reused, TLSv1.2"),
+        1,
+        "resumed after the reload: {again}"
+    );
+
+    // A new certificate for a.test: served to new handshakes after the next reload.
+    let (_, _, subject) = curl_https(rw.listen, "a.test", "/", &site.ca.ca_file);
+    assert!(subject.contains("CN=a.test"), "{subject}");
+    let renewed = site.ca.leaf("a-renewed", "renewed.a.test", &["a.test"]);
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        text.replace(
+            &site.a.0.display().to_string(),
+            &renewed.0.display().to_string(),
+        )
+        .replace(
+            &site.a.1.display().to_string(),
+            &renewed.1.display().to_string(),
+        ),
+    )
+    .expect("write");
+    rw.signal(libc::SIGHUP);
+    let served = poll(Duration::from_secs(5), || {
+        let (status, _, subject) = curl_https(rw.listen, "a.test", "/", &site.ca.ca_file);
+        (status == "200" && subject.contains("CN=renewed.a.test")).then_some(())
+    });
+    assert!(served.is_some(), "{}", rw.stderr());
+}
+
+#[test]
 fn session_ids_resume_on_other_shards_after_replication() {
     let site = Site::new();
     let www = Httpd::named("www");
