@@ -756,3 +756,74 @@ fn live_ops_example_runs_and_its_commands_work() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_reload_starts_new_listeners_and_drains_removed_ones() {
+    let echo = Backend::echo();
+    let second = free_port();
+    let listener = |name: &str, port: u16| {
+        format!(
+            "[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\nmode = \"tcp\"\nbackend = \"be\"\n"
+        )
+    };
+    let head = |admin: u16| {
+        format!(
+            "[global]\nshards = 2\ndrain_timeout = \"30s\"\nadmin = \"127.0.0.1:{admin}\"\n\
+             [[backend]]\nname = \"be\"\nservers = [ {{ address = \"{}\" }} ]\n",
+            echo.addr
+        )
+    };
+    let rw = Ringway::start_text(|l, a| format!("{}{}", head(a), listener("first", l)));
+    let path = rw.dir.0.join("ringway.toml");
+    let echoes = |c: &mut TcpStream| {
+        c.write_all(b"ping").is_ok() && {
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).is_ok() && &b == b"ping"
+        }
+    };
+    let mut old = TcpStream::connect(rw.listen).expect("connect first");
+    old.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    assert!(echoes(&mut old));
+
+    // Add a listener: it serves on every shard at once.
+    let both = format!(
+        "{}{}{}",
+        head(rw.admin.port()),
+        listener("first", rw.listen.port()),
+        listener("second", second)
+    );
+    std::fs::write(&path, both).expect("write");
+    let (code, out, err) = run(Command::new(BIN)
+        .args(["reload", "--admin", &rw.admin.to_string(), "-c"])
+        .arg(&path));
+    // Without a token TCP writes are refused: a reload over TCP needs one, SIGHUP does not.
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("token"), "{err}");
+    rw.signal(libc::SIGHUP);
+    let second_addr: SocketAddr = format!("127.0.0.1:{second}").parse().expect("addr");
+    let up = poll(Duration::from_secs(5), || {
+        TcpStream::connect(second_addr).ok()
+    });
+    let mut c = up.expect("the new listener accepts");
+    c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    assert!(echoes(&mut c));
+    for _ in 0..8 {
+        let mut c = TcpStream::connect(second_addr).expect("every shard listens");
+        c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        assert!(echoes(&mut c));
+    }
+
+    // Remove the first: it stops accepting; its open connection keeps working (drain).
+    let only_second = format!("{}{}", head(rw.admin.port()), listener("second", second));
+    std::fs::write(&path, only_second).expect("write");
+    rw.signal(libc::SIGHUP);
+    let closed = poll(Duration::from_secs(5), || {
+        TcpStream::connect(rw.listen).is_err().then_some(())
+    });
+    assert!(closed.is_some(), "the removed listener still accepts");
+    assert!(
+        echoes(&mut old),
+        "a connection of the removed listener is drained, not cut"
+    );
+    assert!(echoes(&mut c));
+}
