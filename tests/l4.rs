@@ -65,7 +65,10 @@ fn integrity_each_way(splice: &'static str, total: u64) -> Ringway {
 #[test]
 fn integrity_32mib_each_way_over_splice() {
     let rw = integrity_each_way("always", 32 * MIB);
-    assert!(rw.total("bytes_spliced") >= 64 * MIB);
+    // Bytes that arrive before the flow can splice (the client's while the server connection is
+    // being made, the server's first read) are copied: at most one 16 KiB recv each way.
+    let spliced = rw.total("bytes_spliced");
+    assert!(spliced >= 64 * MIB - 2 * 16 * 1024, "{spliced} bytes spliced");
 }
 
 #[test]
