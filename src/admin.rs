@@ -266,7 +266,14 @@ async fn handle(
         (&Method::POST, "/reload") => reload(req, &changes).await,
         (&Method::GET, "/stats") => {
             let report = shards.report().await;
-            match serde_json::to_vec_pretty(&report) {
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            if let (Some(p), Some(o)) = (changes.provider.get(), value.as_object_mut()) {
+                o.insert(
+                    "provider".into(),
+                    serde_json::to_value(p.stats()).unwrap_or_default(),
+                );
+            }
+            match serde_json::to_vec_pretty(&value) {
                 Ok(body) => reply(StatusCode::OK, "application/json", body),
                 Err(e) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -75,6 +75,10 @@ pub async fn handle(
             let (b, s) = (b.to_string(), s.to_string());
             write(changes, move |c| remove_server(c, &b, &s)).await
         }
+        (&Method::GET, ["provider"]) => match changes.provider.get() {
+            Some(p) => json(StatusCode::OK, &p.stats()),
+            None => not_found("no [provider.redis] configured".into()),
+        },
         (&Method::GET, ["listeners"]) => {
             let c = changes.current();
             let list: Vec<serde_json::Value> =
@@ -264,7 +268,13 @@ enum RouteEdit {
 
 fn edit_routes(c: &Config, l: &str, edit: RouteEdit) -> Result<Config, ChangeError> {
     let mut new = c.clone();
-    let names: Vec<String> = new.backends.iter().map(|b| b.name.clone()).collect();
+    // Backends made from Redis routes come last and cannot be named in a rule.
+    let names: Vec<String> = new
+        .backends
+        .iter()
+        .map(|b| b.name.clone())
+        .take_while(|n| !n.starts_with(crate::provider::merge::BACKEND_PREFIX))
+        .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let listener = new
         .listeners

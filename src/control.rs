@@ -159,6 +159,7 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
             passive,
         );
         let changes = crate::live::spawn(live);
+        let provider = start_provider(&config, &changes).await;
         let admin = match crate::admin::Listeners::bind(&config.global).await {
             Ok(a) => a,
             Err(e) => {
@@ -207,6 +208,10 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
             t.abort();
         }
         drop(changes);
+        if let Some(h) = provider.and_then(|p| Arc::try_unwrap(p).ok()) {
+            // The last snapshot reaches the cache file before ringway exits.
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.shutdown()).await;
+        }
         Ok::<_, StartError>((drain_started, exits))
     });
     drop(runtime);
@@ -220,6 +225,45 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
         uptime: shards.started().elapsed(),
         drained_in: drain_started.elapsed(),
     })
+}
+
+/// Starts `[provider.redis]`: applies the cached routes (or Redis's own, if the first sync
+/// completes within `startup_wait`) before ringway says it is ready, then every new snapshot.
+async fn start_provider(
+    config: &Config,
+    changes: &crate::live::Changes,
+) -> Option<Arc<crate::provider::ProviderHandle>> {
+    let r = config.provider.as_ref()?;
+    let cfg = crate::provider::provider_cfg(r);
+    let (mut rx, handle) = match crate::provider::spawn(cfg, r.cache_file.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "route provider not started");
+            return None;
+        }
+    };
+    let synced = handle.wait_synced(r.startup_wait).await;
+    let first = Arc::clone(&rx.borrow_and_update());
+    let routes = first.routes.len();
+    match changes.routes(first).await {
+        Ok(_) => tracing::info!(
+            routes,
+            from = if synced { "redis" } else { "cache" },
+            "routes from Redis applied"
+        ),
+        Err(e) => tracing::warn!(error = %e, "routes from Redis not applied"),
+    }
+    let handle = Arc::new(handle);
+    let _ = changes.provider.set(Arc::clone(&handle));
+    let changes = changes.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let snap = Arc::clone(&rx.borrow_and_update());
+            // Errors are logged by `live`; the running routes stay.
+            let _ = changes.routes(snap).await;
+        }
+    });
+    Some(handle)
 }
 
 /// Events from shards, on the control thread: passive-health ejections and TLS session copies.

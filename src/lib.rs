@@ -64,6 +64,7 @@ pub fn load_config_str(text: &str, file_name: &str) -> Result<config::Config, co
     if let Some(c) = checked.config.as_mut() {
         checked.diagnostics.extend(tls::resolve::read_files(c));
         checked.diagnostics.extend(admin::read_token(c));
+        checked.diagnostics.extend(provider::check_config(c));
     }
     checked.into_result(file_name)
 }

@@ -78,6 +78,8 @@ pub struct Live {
     version: u64,
     /// Published after every applied change (readers: drain timeout, the admin API).
     current: Arc<Mutex<Arc<Config>>>,
+    /// The last routes from `[provider.redis]`, merged into every configuration applied.
+    routes: Option<Arc<crate::provider::RouteSnapshot>>,
 }
 
 /// Settings the shards took at start; a change of them is reported and needs a restart.
@@ -93,6 +95,7 @@ fn keep_boot_settings(old: &Config, new: &mut Config) {
     n.group.clone_from(&o.group);
     n.admin = o.admin;
     n.admin_socket.clone_from(&o.admin_socket);
+    new.provider.clone_from(&old.provider);
 }
 
 impl Live {
@@ -114,6 +117,7 @@ impl Live {
             passive,
             version: 1,
             current,
+            routes: None,
         }
     }
 
@@ -151,15 +155,37 @@ impl Live {
     }
 
     /// Replaces the running configuration by `new` (already validated).
-    pub async fn apply(&mut self, mut new: Config, source: &str) -> Result<Report, ChangeError> {
+    pub async fn apply(&mut self, new: Config, source: &str) -> Result<Report, ChangeError> {
         let old = Arc::clone(&self.config);
+        let provider_changed = new.provider != old.provider;
+        let mut new = match &self.routes {
+            Some(snap) if new.provider.is_some() || old.provider.is_some() => {
+                let mut n = new;
+                // The provider keeps its start-up settings (a change is `restart_needed`).
+                n.provider.clone_from(&old.provider);
+                crate::provider::merge::overlay(&n, snap)
+            }
+            _ => new,
+        };
         let full = diff(&old, &new);
-        let restart_needed: Vec<String> = full
+        let mut restart_needed: Vec<String> = full
             .changes
             .iter()
             .filter(|c| matches!(c, Change::RestartNeeded(_)))
             .map(|c| c.to_string())
             .collect();
+        if provider_changed
+            && !full.changes.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::RestartNeeded(crate::config::diff::RestartReason::Provider)
+                )
+            })
+        {
+            restart_needed.push(
+                Change::RestartNeeded(crate::config::diff::RestartReason::Provider).to_string(),
+            );
+        }
         keep_boot_settings(&old, &mut new);
         let d = diff(&old, &new);
         if d.is_empty() {
@@ -286,6 +312,11 @@ pub enum Request {
         source: &'static str,
         reply: tokio::sync::oneshot::Sender<Result<Report, ChangeError>>,
     },
+    /// New routes from the route provider: merged into the running configuration.
+    Routes {
+        snapshot: Arc<crate::provider::RouteSnapshot>,
+        reply: tokio::sync::oneshot::Sender<Result<Report, ChangeError>>,
+    },
     /// Apply a configuration built from the running one (the runtime API).
     Edit {
         edit: Edit,
@@ -298,6 +329,8 @@ pub enum Request {
 pub struct Changes {
     tx: tokio::sync::mpsc::Sender<Request>,
     current: Arc<Mutex<Arc<Config>>>,
+    /// The route provider, once started (its counters go in /stats).
+    pub provider: Arc<std::sync::OnceLock<Arc<crate::provider::ProviderHandle>>>,
 }
 
 impl Changes {
@@ -335,6 +368,20 @@ impl Changes {
             .map_err(|_| ChangeError::Refused("ringway is stopping".into()))?
     }
 
+    /// Merges a new snapshot of the route provider into the running configuration.
+    pub async fn routes(
+        &self,
+        snapshot: Arc<crate::provider::RouteSnapshot>,
+    ) -> Result<Report, ChangeError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Request::Routes { snapshot, reply })
+            .await
+            .map_err(|_| ChangeError::Refused("ringway is stopping".into()))?;
+        rx.await
+            .map_err(|_| ChangeError::Refused("ringway is stopping".into()))?
+    }
+
     /// The configuration being served.
     pub fn current(&self) -> Arc<Config> {
         self.current
@@ -362,6 +409,15 @@ pub fn spawn(mut live: Live) -> Changes {
                     }
                     let _ = reply.send(r);
                 }
+                Request::Routes { snapshot, reply } => {
+                    live.routes = Some(snapshot);
+                    let current = Config::clone(live.config());
+                    let r = live.apply(current, "redis").await;
+                    if let Err(e) = &r {
+                        tracing::warn!(error = %e, "routes from Redis not applied; the running ones stay");
+                    }
+                    let _ = reply.send(r);
+                }
                 Request::Edit { edit, reply } => {
                     let r = match edit(live.config()) {
                         Ok(new) => live.apply(new, "runtime API").await,
@@ -372,5 +428,9 @@ pub fn spawn(mut live: Live) -> Changes {
             }
         }
     });
-    Changes { tx, current }
+    Changes {
+        tx,
+        current,
+        provider: Arc::default(),
+    }
 }

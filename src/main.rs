@@ -336,6 +336,20 @@ fn summary(path: &str, c: &Config) -> String {
             .collect();
         out.push_str(&format!("  backend {}: {}\n", b.name, servers.join(", ")));
     }
+    if let Some(p) = &c.provider {
+        let names: Vec<&str> = p
+            .listeners
+            .iter()
+            .filter_map(|&i| c.listeners.get(i).map(|l| l.name.as_str()))
+            .collect();
+        out.push_str(&format!(
+            "  provider.redis: {} db {} prefix {:?} -> routes on {}\n",
+            p.address.value,
+            p.db,
+            p.key_prefix,
+            names.join(", ")
+        ));
+    }
     out
 }
 

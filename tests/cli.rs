@@ -76,6 +76,7 @@ fn shipped_examples_pass_check_with_summary() {
         "examples/sni-passthrough.toml",
         "examples/tls-termination.toml",
         "examples/detect.toml",
+        "examples/redis-routes.toml",
     ] {
         let out = Command::new(BIN)
             .args(["check", "-c", example])

@@ -68,7 +68,10 @@ fn integrity_32mib_each_way_over_splice() {
     // Bytes that arrive before the flow can splice (the client's while the server connection is
     // being made, the server's first read) are copied: at most one 16 KiB recv each way.
     let spliced = rw.total("bytes_spliced");
-    assert!(spliced >= 64 * MIB - 2 * 16 * 1024, "{spliced} bytes spliced");
+    assert!(
+        spliced >= 64 * MIB - 2 * 16 * 1024,
+        "{spliced} bytes spliced"
+    );
 }
 
 #[test]

@@ -86,6 +86,8 @@ pub enum RestartReason {
     Group(Option<String>, Option<String>),
     Admin(Option<SocketAddr>, Option<SocketAddr>),
     AdminSocket(Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    /// Any `[provider.redis]` setting.
+    Provider,
 }
 
 /// A global setting applicable at run time (to new connections and new deadlines).
@@ -241,6 +243,7 @@ impl RestartReason {
             RestartReason::Group(..) => "group",
             RestartReason::Admin(..) => "admin",
             RestartReason::AdminSocket(..) => "admin socket",
+            RestartReason::Provider => "provider.redis",
         }
     }
 }
@@ -277,6 +280,7 @@ impl TimeoutName {
 /// config; if a hand-built one repeats a name, the last entry wins.
 pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let Config {
+        provider,
         global,
         timeouts,
         listeners: _,
@@ -286,6 +290,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         .into_iter()
         .map(Change::RestartNeeded)
         .collect();
+    // The provider runs from start to stop with the settings it started with.
+    if *provider != new.provider {
+        changes.push(Change::RestartNeeded(RestartReason::Provider));
+    }
     let global_what = global_what(global, timeouts, &new.global, &new.timeouts);
     if !global_what.is_empty() {
         changes.push(Change::GlobalChanged { what: global_what });
@@ -1006,6 +1014,7 @@ impl fmt::Display for RestartReason {
                 write!(f, "{key} {} -> {}", Opt(a), Opt(b))
             }
             RestartReason::Admin(a, b) => write!(f, "{key} {} -> {}", Opt(a), Opt(b)),
+            RestartReason::Provider => write!(f, "{key} settings changed"),
             RestartReason::AdminSocket(a, b) => write!(
                 f,
                 "{key} {} -> {}",

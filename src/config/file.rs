@@ -17,6 +17,34 @@ pub struct FileConfig {
     pub timeouts: Option<Spanned<TimeoutsFile>>,
     pub listener: Vec<Spanned<ListenerFile>>,
     pub backend: Vec<Spanned<BackendFile>>,
+    pub provider: Option<Spanned<ProviderFile>>,
+}
+
+/// `[provider]`: sources of routes outside this file.
+#[derive(Debug, Default)]
+pub struct ProviderFile {
+    pub redis: Option<Spanned<RedisFile>>,
+}
+
+/// `[provider.redis]` (docs/fleet.md).
+#[derive(Debug, Default)]
+pub struct RedisFile {
+    pub address: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub tls_ca_file: Option<Spanned<String>>,
+    pub db: Option<Spanned<i64>>,
+    pub key_prefix: Option<Spanned<String>>,
+    pub listeners: Option<Spanned<Vec<String>>>,
+    pub cache_file: Option<Spanned<String>>,
+    pub startup_wait: Option<Spanned<String>>,
+    pub resync_interval: Option<Spanned<String>>,
+    pub coalesce: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub command_timeout: Option<Spanned<String>>,
+    pub reconnect_backoff_max: Option<Spanned<String>>,
+    /// `[provider.redis.backend]`: the `[[backend]]` keys every route's backend takes.
+    pub backend: Option<Spanned<BackendFile>>,
 }
 
 /// `shards = "auto"` or `shards = 4`.
@@ -240,6 +268,7 @@ pub fn read(text: &str) -> Result<ReadFile, Problem> {
         timeouts: r.table(&mut t, "timeouts", timeouts),
         listener: r.tables(&mut t, "listener", "[[listener]] tables", listener),
         backend: r.tables(&mut t, "backend", "[[backend]] tables", backend),
+        provider: r.table(&mut t, "provider", provider),
     };
     r.finish(t);
     Ok(ReadFile {
@@ -269,6 +298,32 @@ fn admin(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> AdminFile {
         bind: r.string(t, "bind"),
         socket: r.string(t, "socket"),
         token_file: r.string(t, "token_file"),
+    }
+}
+
+fn provider(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> ProviderFile {
+    ProviderFile {
+        redis: r.table(t, "redis", redis),
+    }
+}
+
+fn redis(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> RedisFile {
+    RedisFile {
+        address: r.string(t, "address"),
+        username: r.string(t, "username"),
+        password_file: r.string(t, "password_file"),
+        tls_ca_file: r.string(t, "tls_ca_file"),
+        db: r.integer(t, "db"),
+        key_prefix: r.string(t, "key_prefix"),
+        listeners: r.strings(t, "listeners"),
+        cache_file: r.string(t, "cache_file"),
+        startup_wait: r.duration(t, "startup_wait"),
+        resync_interval: r.duration(t, "resync_interval"),
+        coalesce: r.duration(t, "coalesce"),
+        connect_timeout: r.duration(t, "connect_timeout"),
+        command_timeout: r.duration(t, "command_timeout"),
+        reconnect_backoff_max: r.duration(t, "reconnect_backoff_max"),
+        backend: r.table(t, "backend", backend),
     }
 }
 

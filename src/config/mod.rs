@@ -64,6 +64,8 @@ impl<T> Deref for Located<T> {
 /// A fully validated configuration. Every reference (listener -> backend) is resolved to an index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `[provider.redis]`; routes from it are merged in by `provider::merge`.
+    pub provider: Option<RedisRoutes>,
     pub global: Global,
     pub timeouts: Timeouts,
     pub listeners: Vec<Listener>,
@@ -377,6 +379,34 @@ pub struct Server {
     pub send_proxy: Option<crate::proxy_protocol::ProxyVersion>,
     /// Set by the runtime API only (a file always says `Ready`; a reload puts it back).
     pub admin: AdminState,
+}
+
+/// `[provider.redis]`: HTTP routes read from Redis in hipache's schema (docs/fleet.md). Durations
+/// left out take the provider's defaults; `provider::redis` checks the ranges (at load time, so
+/// `ringway check` reports them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisRoutes {
+    /// Where the `[provider.redis]` table starts: checks made after validation point here.
+    pub at: Located<()>,
+    pub address: Located<String>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub db: u32,
+    pub key_prefix: String,
+    /// Indexes of the HTTP listeners that get the routes.
+    pub listeners: Vec<usize>,
+    pub cache_file: Option<PathBuf>,
+    /// At start, how long to wait for the first sync before saying READY with cached routes.
+    pub startup_wait: Duration,
+    pub resync_interval: Option<Duration>,
+    pub coalesce: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub command_timeout: Option<Duration>,
+    pub reconnect_backoff_max: Option<Duration>,
+    /// `[provider.redis.backend]`: what every route's backend is made from (its name and servers
+    /// are placeholders, replaced per route).
+    pub backend: Backend,
 }
 
 /// A server's administrative state, as HAProxy's `set server ... state`.

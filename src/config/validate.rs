@@ -17,7 +17,8 @@ use super::file::{self, FileConfig, ShardsFile};
 use super::units::{parse_duration, parse_size};
 use super::{
     AccessLog, AccessLogFormat, Backend, Balance, Config, Global, HashKey, HttpListener, Listener,
-    Located, Mode, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener, TlsVersion,
+    Located, Mode, RedisRoutes, Server, Shards, SpliceMode, Timeouts, TlsCert, TlsListener,
+    TlsVersion,
 };
 use super::{CheckKind, HealthCheck};
 use crate::router::{HeaderMatch, HostMatch, PathMatch, Router, Rule};
@@ -350,12 +351,112 @@ impl Validator<'_> {
                 "no [[listener]] defined: ringway would accept nothing",
             );
         }
+        let provider = raw
+            .provider
+            .and_then(|p| p.into_inner().redis)
+            .and_then(|r| self.redis(r, &listeners));
         Config {
+            provider,
             global,
             timeouts,
             listeners,
             backends,
         }
+    }
+
+    /// `[provider.redis]`: listeners must exist and route HTTP; `[provider.redis.backend]` is
+    /// checked as a `[[backend]]` without `name` and `servers`.
+    fn redis(
+        &mut self,
+        r: Spanned<file::RedisFile>,
+        listeners: &[Listener],
+    ) -> Option<RedisRoutes> {
+        let span = r.span();
+        let at = self.located(span.clone(), ());
+        let mut r = r.into_inner();
+        let address = match &r.address {
+            Some(a) => self.located(a.span(), a.get_ref().clone()),
+            None => self.located(span.clone(), "redis://127.0.0.1:6379".to_string()),
+        };
+        let mut wanted = Vec::new();
+        if let Some(list) =
+            self.required(&r.listeners, "listeners", "[provider.redis]", span.clone())
+        {
+            {
+                for name in list.get_ref() {
+                    match listeners.iter().position(|l| &l.name == name) {
+                        Some(i) if listeners[i].http.is_some() => wanted.push(i),
+                        Some(_) => self.error(
+                            list.span(),
+                            format!("listeners: `{name}` does not route HTTP (Redis routes are HTTP host rules); use an http or detect listener"),
+                        ),
+                        None => self.error(list.span(), format!("listeners: no listener named `{name}`")),
+                    }
+                }
+                if list.get_ref().is_empty() {
+                    self.error(list.span(), "listeners: name at least one HTTP listener");
+                }
+            }
+        }
+        let (template_span, template) = match r.backend.take() {
+            Some(b) => (b.span(), b.into_inner()),
+            None => (span.clone(), file::BackendFile::default()),
+        };
+        for (given, key) in [
+            (template.name.as_ref().map(Spanned::span), "name"),
+            (template.servers.as_ref().map(Spanned::span), "servers"),
+        ] {
+            if let Some(at) = given {
+                self.error(at, format!("[provider.redis.backend] takes every [[backend]] key but `{key}`: each route gives its own"));
+            }
+        }
+        let backend = self.backend_template(template, template_span)?;
+        let dur = |v: &mut Self, value: &Option<Spanned<String>>, key: &str| {
+            value
+                .as_ref()
+                .map(|_| v.duration(value, key, Duration::ZERO))
+        };
+        Some(RedisRoutes {
+            at,
+            address,
+            username: r.username.as_ref().map(|u| u.get_ref().clone()),
+            password_file: r.password_file.as_ref().map(|p| self.path(p).value),
+            tls_ca_file: r.tls_ca_file.as_ref().map(|p| self.path(p).value),
+            db: u32::try_from(self.integer(&r.db, "db", 0, 0..i64::from(i32::MAX) + 1))
+                .unwrap_or(0),
+            key_prefix: r
+                .key_prefix
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default(),
+            listeners: wanted,
+            cache_file: r.cache_file.as_ref().map(|p| self.path(p).value),
+            startup_wait: self.duration(&r.startup_wait, "startup_wait", Duration::from_secs(2)),
+            resync_interval: dur(self, &r.resync_interval, "resync_interval"),
+            coalesce: dur(self, &r.coalesce, "coalesce"),
+            connect_timeout: dur(self, &r.connect_timeout, "connect_timeout"),
+            command_timeout: dur(self, &r.command_timeout, "command_timeout"),
+            reconnect_backoff_max: dur(self, &r.reconnect_backoff_max, "reconnect_backoff_max"),
+            backend,
+        })
+    }
+
+    /// A backend from `[provider.redis.backend]`'s keys, with a placeholder name and server (the
+    /// route's replace them), checked by the same code as every `[[backend]]`.
+    fn backend_template(&mut self, t: file::BackendFile, span: Range<usize>) -> Option<Backend> {
+        let placeholder = file::ServerFile {
+            address: Some(Spanned::new(span.clone(), "127.0.0.1:1".to_string())),
+            ..file::ServerFile::default()
+        };
+        let raw = file::BackendFile {
+            name: Some(Spanned::new(span.clone(), "redis".to_string())),
+            servers: Some(Spanned::new(
+                span.clone(),
+                vec![Spanned::new(span.clone(), placeholder)],
+            )),
+            ..t
+        };
+        self.backends(&[Spanned::new(span, raw)]).pop()
     }
 
     fn global(&mut self, g: Option<&Spanned<file::GlobalFile>>) -> Global {
@@ -1630,6 +1731,35 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
         assert_eq!(
             errors(&format!("[admin]\nbnid = \"127.0.0.1:2\"\n{tail}")),
             "t.toml:2:1: unknown field `bnid`, did you mean `bind`?"
+        );
+    }
+
+    #[test]
+    fn provider_redis_table() {
+        let base = "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\n\
+                    [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:2\"\nbackend = \"b\"\n\
+                    [[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:3\" } ]\n";
+        let c = load_str(
+            &format!("{base}[provider.redis]\nlisteners = [\"web\"]\nresync_interval = \"5s\"\n[provider.redis.backend]\nretries = 4\n"),
+            "t.toml",
+        )
+        .expect("valid");
+        let p = c.provider.expect("provider");
+        assert_eq!(p.listeners, [0]);
+        assert_eq!(p.resync_interval, Some(Duration::from_secs(5)));
+        assert_eq!(p.backend.retries, 4);
+        assert_eq!(
+            errors(&format!(
+                "{base}[provider.redis]\nlisteners = [\"l4\", \"nope\"]\n[provider.redis.backend]\nname = \"x\"\nbalance = \"fastest\"\n"
+            )),
+            "t.toml:13:13: listeners: `l4` does not route HTTP (Redis routes are HTTP host rules); use an http or detect listener\n\
+             t.toml:13:13: listeners: no listener named `nope`\n\
+             t.toml:15:8: [provider.redis.backend] takes every [[backend]] key but `name`: each route gives its own\n\
+             t.toml:16:11: balance `fastest` is not valid; use \"round_robin\", \"least_conn\", \"p2c\" or \"maglev\""
+        );
+        assert!(
+            errors(&format!("{base}[provider.redis]\n"))
+                .contains("missing required key `listeners`")
         );
     }
 

@@ -21,6 +21,7 @@
 //! is the operator's side of all this.
 
 pub mod cache;
+pub mod merge;
 pub mod redis;
 pub mod schema;
 pub mod snapshot;
@@ -28,3 +29,34 @@ pub mod snapshot;
 pub use self::redis::{ProviderHandle, ProviderStats, RedisProviderCfg, spawn};
 pub use schema::{EntryError, HostPattern, Route, parse_entry};
 pub use snapshot::{KeyRead, RouteChange, RouteSnapshot, diff};
+
+/// The provider's settings from `[provider.redis]` (defaults where a key was left out).
+pub fn provider_cfg(r: &crate::config::RedisRoutes) -> RedisProviderCfg {
+    let d = RedisProviderCfg::default();
+    RedisProviderCfg {
+        address: r.address.value.clone(),
+        username: r.username.clone(),
+        password_file: r.password_file.clone(),
+        tls_ca_file: r.tls_ca_file.clone(),
+        db: r.db,
+        key_prefix: r.key_prefix.clone(),
+        resync_interval: r.resync_interval.unwrap_or(d.resync_interval),
+        coalesce: r.coalesce.unwrap_or(d.coalesce),
+        connect_timeout: r.connect_timeout.unwrap_or(d.connect_timeout),
+        command_timeout: r.command_timeout.unwrap_or(d.command_timeout),
+        reconnect_backoff_max: r.reconnect_backoff_max.unwrap_or(d.reconnect_backoff_max),
+    }
+}
+
+/// `ringway check`'s view of `[provider.redis]`: what the provider would refuse, located at the
+/// address (for address problems) or the table.
+pub fn check_config(c: &crate::config::Config) -> Option<crate::config::Diagnostic> {
+    let r = c.provider.as_ref()?;
+    match provider_cfg(r).validate() {
+        Ok(_) => None,
+        Err(
+            e @ (redis::CfgError::BadAddress { .. } | redis::CfgError::CredentialsInAddress { .. }),
+        ) => Some(r.address.diagnostic(format!("provider.redis {e}"))),
+        Err(e) => Some(r.at.diagnostic(format!("provider.redis: {e}"))),
+    }
+}
