@@ -204,6 +204,24 @@ fn hosts_written_to_redis_are_served_within_a_second_without_failing_other_reque
         "{body}"
     );
 
+    // Removing a URL: the split follows.
+    cli(
+        &redis,
+        &[
+            "lrem",
+            "frontend:www.example.com",
+            "0",
+            &format!("http://{}", a.addr),
+        ],
+    );
+    let only_b = poll(Duration::from_secs(1), || {
+        let seen: std::collections::BTreeSet<String> = (0..6)
+            .filter_map(|_| who(rw.listen, "www.example.com"))
+            .collect();
+        (seen.len() == 1 && seen.contains("b")).then_some(())
+    });
+    assert!(only_b.is_some(), "a left within 1 s");
+
     // Deleting the key: back to the default backend within 1 s.
     cli(&redis, &["del", "frontend:www.example.com"]);
     let took = until(
