@@ -118,6 +118,24 @@ fn api(
     (code, body.to_string())
 }
 
+/// `curl --unix-socket SOCK -X METHOD -d BODY http://ringway/api/v1PATH`: (exit code, output
+/// ending with the HTTP status line).
+fn unix_api(sock: &Path, method: &str, path: &str, body: &str) -> (i32, String) {
+    let (code, out, err) = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(sock)
+        .args(["-X", method, "-d", body])
+        .arg(format!("http://ringway/api/v1{path}")));
+    (code, format!("{out}{err}"))
+}
+
 /// The two configurations the reload test alternates: they differ in servers (s2 / s3), weights
 /// and one route (`/x/` to backend `xb` only in A).
 fn reload_config(
@@ -595,24 +613,13 @@ fn unix_socket_needs_no_token_and_is_private() {
         .0,
         403
     );
-    let (code, out, err) = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-w",
-            "\n%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&sock)
-        .args([
-            "-X",
-            "PATCH",
-            "--data",
-            r#"{"weight":2}"#,
-            "http://ringway/api/v1/backends/app/servers/s1",
-        ]));
-    assert_eq!(code, 0, "{err}");
+    let (code, out) = unix_api(
+        &sock,
+        "PATCH",
+        "/backends/app/servers/s1",
+        r#"{"weight":2}"#,
+    );
+    assert_eq!(code, 0, "{out}");
     assert!(out.trim_end().ends_with("200"), "{out}");
     assert_eq!(server_status(rw.admin, "s1").2, 2);
     // `ringway reload` finds the socket in the file.
@@ -722,24 +729,9 @@ fn live_ops_example_runs_and_its_commands_work() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(split(listen, "/", 8).get("app1"), Some(&8));
     let app3 = Httpd::named("app3");
-    let (code, out, err) = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-w",
-            "\n%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&sock)
-        .args([
-            "-X",
-            "POST",
-            "-d",
-            &format!(r#"{{"name":"app3","address":"{}"}}"#, app3.addr),
-        ])
-        .arg("http://ringway/api/v1/backends/app/servers"));
-    assert_eq!(code, 0, "{err}");
+    let add = format!(r#"{{"name":"app3","address":"{}"}}"#, app3.addr);
+    let (code, out) = unix_api(&sock, "POST", "/backends/app/servers", &add);
+    assert_eq!(code, 0, "{out}");
     assert!(out.trim_end().ends_with("200"), "{out}");
     assert!(split(listen, "/", 8).contains_key("app3"));
 

@@ -39,6 +39,16 @@ fn cli(redis: &RedisServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `RPUSH frontend:<host> <id> http://<server>...` (hipache's schema).
+fn add_route(redis: &RedisServer, host: &str, id: Option<&str>, servers: &[SocketAddr]) {
+    let key = format!("frontend:{host}");
+    let urls: Vec<String> = servers.iter().map(|s| format!("http://{s}")).collect();
+    let mut args = vec!["rpush", key.as_str()];
+    args.extend(id);
+    args.extend(urls.iter().map(String::as_str));
+    cli(redis, &args);
+}
+
 /// An HTTP listener whose default backend is `files`, with routes from `redis`.
 fn node_config(listen: u16, admin: u16, redis: &str, files: SocketAddr, cache: &Path) -> String {
     format!(
@@ -78,10 +88,6 @@ fn until_since(
     })
 }
 
-fn until(addr: SocketAddr, host: &str, want: &str, limit: Duration) -> Option<Duration> {
-    until_since(Instant::now(), addr, host, want, limit)
-}
-
 fn provider_stat(rw: &Ringway, key: &str) -> u64 {
     rw.stats()["provider"][key].as_u64().unwrap_or(u64::MAX)
 }
@@ -119,30 +125,16 @@ fn hosts_written_to_redis_are_served_within_a_second_without_failing_other_reque
         "wrk is missing"
     );
 
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:www.example.com",
-            "mysite",
-            &format!("http://{}", a.addr),
-        ],
-    );
-    let took = until(rw.listen, "www.example.com", "a", Duration::from_secs(5));
+    let t = Instant::now();
+    add_route(&redis, "www.example.com", Some("mysite"), &[a.addr]);
+    let took = until_since(t, rw.listen, "www.example.com", "a", Duration::from_secs(5));
     assert!(
         took.is_some_and(|t| t < Duration::from_secs(1)),
         "add took {took:?}"
     );
 
     // Another server: the split changes.
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:www.example.com",
-            &format!("http://{}", b.addr),
-        ],
-    );
+    add_route(&redis, "www.example.com", None, &[b.addr]);
     let both = poll(Duration::from_secs(1), || {
         let seen: std::collections::BTreeSet<String> = (0..6)
             .filter_map(|_| who(rw.listen, "www.example.com"))
@@ -152,15 +144,7 @@ fn hosts_written_to_redis_are_served_within_a_second_without_failing_other_reque
     assert!(both.is_some(), "b joined within 1 s");
 
     // A wildcard route, and entries that are not valid: skipped and counted, the rest stays.
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:*.apps.example.com",
-            "apps",
-            &format!("http://{}", b.addr),
-        ],
-    );
+    add_route(&redis, "*.apps.example.com", Some("apps"), &[b.addr]);
     cli(&redis, &["set", "frontend:bad.example.com", "not-a-list"]);
     cli(
         &redis,
@@ -171,7 +155,16 @@ fn hosts_written_to_redis_are_served_within_a_second_without_failing_other_reque
             "ftp://10.0.0.1",
         ],
     );
-    assert!(until(rw.listen, "x.apps.example.com", "b", Duration::from_secs(1)).is_some());
+    assert!(
+        until_since(
+            Instant::now(),
+            rw.listen,
+            "x.apps.example.com",
+            "b",
+            Duration::from_secs(1)
+        )
+        .is_some()
+    );
     assert!(
         poll(Duration::from_secs(2), || (provider_stat(&rw, "skipped")
             == 2)
@@ -223,8 +216,10 @@ fn hosts_written_to_redis_are_served_within_a_second_without_failing_other_reque
     assert!(only_b.is_some(), "a left within 1 s");
 
     // Deleting the key: back to the default backend within 1 s.
+    let t = Instant::now();
     cli(&redis, &["del", "frontend:www.example.com"]);
-    let took = until(
+    let took = until_since(
+        t,
         rw.listen,
         "www.example.com",
         "files",
@@ -266,17 +261,10 @@ fn two_nodes_converge_survive_a_redis_outage_and_a_node_starts_from_its_cache() 
     let n1 = Ringway::start_text(|l, ad| node_config(l, ad, &redis.url(), files.addr, &cache1));
     let n2 = Ringway::start_text(|l, ad| node_config(l, ad, &redis.url(), files.addr, &cache2));
 
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:www.example.com",
-            "mysite",
-            &format!("http://{}", a.addr),
-        ],
-    );
+    let t = Instant::now();
+    add_route(&redis, "www.example.com", Some("mysite"), &[a.addr]);
     for n in [&n1, &n2] {
-        let took = until(n.listen, "www.example.com", "a", Duration::from_secs(5));
+        let took = until_since(t, n.listen, "www.example.com", "a", Duration::from_secs(5));
         assert!(
             took.is_some_and(|t| t < Duration::from_secs(1)),
             "node took {took:?}"
@@ -310,20 +298,27 @@ fn two_nodes_converge_survive_a_redis_outage_and_a_node_starts_from_its_cache() 
 
     // Redis back (empty: it keeps nothing on disk): the nodes resync and take what is written.
     rt.block_on(redis.restart(NOTIFY));
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:new.example.com",
-            "new",
-            &format!("http://{}", c.addr),
-        ],
-    );
+    add_route(&redis, "new.example.com", Some("new"), &[c.addr]);
     for (i, n) in [&n1, &n2, &n3].into_iter().enumerate() {
-        let got = until(n.listen, "new.example.com", "c", Duration::from_secs(10));
+        let got = until_since(
+            Instant::now(),
+            n.listen,
+            "new.example.com",
+            "c",
+            Duration::from_secs(10),
+        );
         assert!(got.is_some(), "{}", n.stderr());
         // The resync also saw that www.example.com is gone from this (new, empty) Redis.
-        assert!(until(n.listen, "www.example.com", "files", Duration::from_secs(5)).is_some());
+        assert!(
+            until_since(
+                Instant::now(),
+                n.listen,
+                "www.example.com",
+                "files",
+                Duration::from_secs(5)
+            )
+            .is_some()
+        );
         // Nodes 1 and 2 lost a session and synced again; node 3 never had one before.
         let counter = if i < 2 { "reconnects" } else { "resyncs" };
         assert!(provider_stat(n, counter) >= 1, "{}", n.stats());
@@ -378,28 +373,23 @@ fn ten_thousand_hosts_sync_and_a_change_still_applies_within_a_second() {
         (provider_stat(&rw, "routes") == hosts).then(|| t.elapsed())
     });
     let last = format!("h{}.example.com", hosts - 1);
-    let served = until(rw.listen, &last, "a", Duration::from_secs(30));
+    let served = until_since(
+        Instant::now(),
+        rw.listen,
+        &last,
+        "a",
+        Duration::from_secs(30),
+    );
     let rss_kib = rw.rss_kib();
     eprintln!(
         "10k hosts: start to synced {synced:?}, to served {:?} more; RSS {rss_kib} KiB",
         served
     );
     assert!(served.is_some(), "{}", rw.stderr());
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:new.example.com",
-            "new",
-            &format!("http://{}", files.addr),
-        ],
-    );
-    let took = until(
-        rw.listen,
-        "new.example.com",
-        "files",
-        Duration::from_secs(5),
-    );
+    let n = Httpd::named("n");
+    let t = Instant::now();
+    add_route(&redis, "new.example.com", Some("new"), &[n.addr]);
+    let took = until_since(t, rw.listen, "new.example.com", "n", Duration::from_secs(5));
     eprintln!("10k hosts: a new host served after {took:?}");
     assert!(
         took.is_some_and(|t| t < Duration::from_secs(1)),
@@ -431,15 +421,7 @@ fn redis_routes_example_walkthrough() {
             )
     });
     let t = Instant::now();
-    cli(
-        &redis,
-        &[
-            "rpush",
-            "frontend:www.example.com",
-            "mysite",
-            &format!("http://{}", site.addr),
-        ],
-    );
+    add_route(&redis, "www.example.com", Some("mysite"), &[site.addr]);
     let took = until_since(
         t,
         rw.listen,
