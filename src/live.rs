@@ -75,6 +75,9 @@ pub struct Live {
     version: u64,
     /// Published after every applied change (readers: drain timeout, the admin API).
     current: Arc<Mutex<Arc<Config>>>,
+    /// Copies of the listening sockets, for a binary upgrade's hand-over; kept in step with the
+    /// listeners on every change (see `crate::takeover`).
+    sockets: crate::takeover::SharedSockets,
 }
 
 /// Settings the shards took at start; a change of them is reported and needs a restart.
@@ -110,7 +113,13 @@ impl Live {
             passive,
             version: 1,
             current,
+            sockets: crate::takeover::SharedSockets::default(),
         }
+    }
+
+    /// The listening sockets' table this `Live` keeps up to date.
+    pub fn sockets(&self) -> crate::takeover::SharedSockets {
+        Arc::clone(&self.sockets)
     }
 
     /// The configuration being served, as last applied.
@@ -160,6 +169,10 @@ impl Live {
             });
         }
         check_access_logs(&new)?;
+        // Held until the table matches what the shards run: an upgrade never hands over a
+        // half-applied set of sockets, and one in progress holds this change back.
+        let sockets = Arc::clone(&self.sockets);
+        let mut table = sockets.lock().await;
         let shard_count = self.shards.len();
         // New sockets first (one per shard each): a port that cannot be bound fails the whole
         // change before anything is applied.
@@ -188,6 +201,15 @@ impl Live {
                 }
             }
         }
+        let added = match crate::takeover::SocketTable::dup_added(&fds) {
+            Ok(a) => a,
+            Err(e) => {
+                close_fds(&fds);
+                return Err(ChangeError::Refused(format!(
+                    "copying new listening sockets: {e}"
+                )));
+            }
+        };
         let ids = self.planner.ids(&old);
         self.planner.forget_removed(&old, &d);
         let mut plans = Vec::with_capacity(shard_count);
@@ -200,7 +222,10 @@ impl Live {
                 }
             }
         }
-        self.shards.apply(plans).await.map_err(ChangeError::Apply)?;
+        let applied = self.shards.apply(plans).await;
+        table.commit(&d, added, applied.is_ok());
+        drop(table);
+        applied.map_err(ChangeError::Apply)?;
         let new = Arc::new(new);
         self.config = Arc::clone(&new);
         self.version += 1;
