@@ -51,6 +51,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::POST, "/reload") => reload(req, &changes).await,
+        (&Method::POST, "/upgrade") => upgrade(req).await,
         (&Method::GET, "/stats") => {
             let report = shards.report().await;
             match serde_json::to_vec_pretty(&report) {
@@ -169,4 +170,57 @@ pub fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> std::io::Resu
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
     Ok((status, body.to_string()))
+}
+
+/// `POST /upgrade`, body `{"config": "/path", "bin": "/path"}` (both optional): binary upgrade
+/// (crate::takeover). 200 `{"old_pid", "new_pid"}` once the new process serves (this one then
+/// drains); otherwise `{"error"}` with 409 (busy, stopping), 502 (the new process failed) or 500,
+/// and this process keeps serving.
+async fn upgrade(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct UpgradeBody {
+        config: Option<std::path::PathBuf>,
+        bin: Option<std::path::PathBuf>,
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+    };
+    let parsed: UpgradeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        UpgradeBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "body must be {{\"config\": \"/path\", \"bin\": \"/path\"}} or empty: {e}\n"
+                    ),
+                );
+            }
+        }
+    };
+    let request = crate::takeover::UpgradeRequest {
+        config: parsed.config,
+        bin: parsed.bin,
+        source: "POST /upgrade",
+    };
+    match crate::takeover::request(request).await {
+        Ok(done) => json(StatusCode::OK, &done),
+        Err(e) => json(
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &serde_json::json!({ "error": e.to_string(), "upgraded": false }),
+        ),
+    }
 }
