@@ -288,6 +288,10 @@ fn serve(
                 return Err(StartError::NotTakenOver(why));
             }
             tracing::info!(old_pid, "upgrade: took over from the old process");
+            tokio::spawn(crate::takeover::watch_accept_queues(
+                Arc::clone(&sockets),
+                Arc::clone(&shards),
+            ));
         }
         // Served only once we own the listeners: before the old process's ack it answers.
         let mut admin_task = admin_listener.map(|listener| {

@@ -655,6 +655,70 @@ fn stop_child(mut child: Child, drain_timeout: Duration) {
     });
 }
 
+/// How long after taking over the new process looks for connections left waiting in an accept
+/// queue, and how often.
+pub const WATCH_ACCEPT_FOR: Duration = Duration::from_secs(10);
+const WATCH_ACCEPT_EVERY: Duration = Duration::from_millis(50);
+
+/// New side, once the old process acknowledged: re-arms the accept of any shard whose socket
+/// has connections waiting at two checks in a row, for [`WATCH_ACCEPT_FOR`].
+///
+/// Why: io_uring accepts poll with EPOLLEXCLUSIVE, so a new connection wakes one waiter per
+/// socket, and while both processes accept, that is the old process's (it waited first). When the
+/// old process cancels its accepts to drain, a connection whose wakeup it had just taken stays
+/// queued, and our accept, never woken for it, takes it only with the next connection on that
+/// socket: with little traffic, a client would wait indefinitely. A fresh accept tries the queue
+/// at once.
+pub async fn watch_accept_queues(sockets: SharedSockets, shards: Arc<crate::bus::Shards>) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let until = Instant::now() + WATCH_ACCEPT_FOR;
+    let mut waiting_before: Vec<usize> = Vec::new();
+    while Instant::now() < until {
+        tokio::time::sleep(WATCH_ACCEPT_EVERY).await;
+        // A change in progress holds the table: look again next round.
+        let Ok(table) = sockets.try_lock() else {
+            continue;
+        };
+        if table.closed {
+            return;
+        }
+        let shard_fds: Vec<(usize, BorrowedFd<'_>)> = table
+            .listeners
+            .values()
+            .flat_map(|fds| fds.iter().enumerate().map(|(s, fd)| (s, fd.as_fd())))
+            .collect();
+        let mut polls: Vec<PollFd<'_>> = shard_fds
+            .iter()
+            .map(|(_, fd)| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+            .collect();
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut polls, Some(&now)).is_err() {
+            continue;
+        }
+        let mut waiting: Vec<usize> = polls
+            .iter()
+            .zip(&shard_fds)
+            .filter(|(p, _)| p.revents().contains(PollFlags::IN))
+            .map(|(_, (s, _))| *s)
+            .collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        drop(polls);
+        drop(table);
+        for &shard in waiting.iter().filter(|s| waiting_before.contains(s)) {
+            tracing::debug!(
+                shard,
+                "connections wait in an accept queue; re-arming accepts"
+            );
+            shards.send_lossless(shard, crate::shard::ShardMsg::RearmAccepts);
+        }
+        waiting_before = waiting;
+    }
+}
+
 /// What the new process gets from the old one: the listeners' sockets, the admin listener's (if
 /// the old process had one), and the connection to report on.
 pub struct Fetched {

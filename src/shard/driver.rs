@@ -251,6 +251,25 @@ impl Shard {
         self.ring.push(entry);
     }
 
+    /// Cancels every armed accept; `on_accept` arms a new one when the cancel completes, and a
+    /// new accept tries the queue at once before it waits. An accept whose wakeup went elsewhere
+    /// (accepts poll with EPOLLEXCLUSIVE: one waiter per new connection, and a waiter of another
+    /// process that is cancelled at that moment takes the wakeup with it) thus takes what waits.
+    fn rearm_accepts(&mut self) {
+        if self.world.draining {
+            return;
+        }
+        for (id, l) in self.listeners.iter() {
+            if l.accepting && !l.closed && !l.removing {
+                self.ring.push(
+                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
+                        .build()
+                        .user_data(Tag::new(Op::Cancel, id.0).encode()),
+                );
+            }
+        }
+    }
+
     fn arm_wake(&mut self) {
         let buf: *mut u64 = self.wake_buf;
         // SAFETY: `wake_buf` is leaked ('static), so the kernel's 8-byte write always lands in live
@@ -543,6 +562,7 @@ impl Shard {
                     server,
                     up,
                 } => self.set_server_health(backend, server, up),
+                ShardMsg::RearmAccepts => self.rearm_accepts(),
                 ShardMsg::TlsSessions { listener, entries } => {
                     if let Some(cache) = self
                         .listeners
