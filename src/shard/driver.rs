@@ -428,7 +428,11 @@ impl Shard {
                 sys::close(fd);
                 return;
             };
-            if draining || self.world.stats.active as usize >= self.conns_max {
+            // While draining, what still arrives was accepted by the kernel before our cancel
+            // took effect: a client whose handshake completed. It is served under the drain
+            // deadline rather than reset (after a binary upgrade the new process would have
+            // served it).
+            if self.world.stats.active as usize >= self.conns_max {
                 self.world.stats.rejected += 1;
                 sys::close(fd);
             } else if cfg.detect.is_some() {
