@@ -514,7 +514,7 @@ impl Signals {
                             ..Default::default()
                         });
                     }
-                    None => tracing::warn!("SIGUSR2: binary upgrade is not available here (ringway run only)"),
+                    None => tracing::warn!("SIGUSR2 ignored: no binary upgrade now (ringway is draining, or was not started with `ringway run`)"),
                 },
                 Some(_) = recv(&mut self.hup) => {
                     tracing::info!("SIGHUP: reloading the configuration file");
