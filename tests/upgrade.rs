@@ -90,8 +90,9 @@ fn upgrade_cli(rw: &Ringway, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Upgrades `rw` (which must succeed) and returns the new process.
-fn upgrade_ok(rw: &Ringway, args: &[&str]) -> Successor {
+/// Upgrades the ringway that serves `rw`'s admin listener, pid `old_pid` (which must succeed),
+/// and returns the new process.
+fn upgrade_ok(rw: &Ringway, old_pid: i32, args: &[&str]) -> Successor {
     let (code, out, err) = upgrade_cli(rw, args);
     assert_eq!(
         code,
@@ -106,9 +107,9 @@ fn upgrade_ok(rw: &Ringway, args: &[&str]) -> Successor {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no new pid in {out:?}"));
-    assert!(out.contains(&format!("old pid {}", rw.pid())), "{out}");
+    assert!(out.contains(&format!("old pid {old_pid}")), "{out}");
     let s = Successor { pid };
-    assert_ne!(pid, rw.pid());
+    assert_ne!(pid, old_pid);
     assert!(s.alive(), "new pid {pid} is not running");
     assert!(s.cmdline().contains("--upgrade-from"), "{}", s.cmdline());
     s
@@ -235,7 +236,7 @@ fn upgrade_under_load_drops_nothing_and_the_old_process_drains_then_exits_zero()
     let clients = ClientLoop::start(rw.listen);
     clients.wait_more(20, "before the upgrade");
 
-    let new = upgrade_ok(&rw, &[]);
+    let new = upgrade_ok(&rw, rw.pid(), &[]);
 
     // The tunnel opened before the upgrade keeps working while the old process drains, until
     // the drain deadline closes it and the old process exits.
@@ -347,7 +348,7 @@ fn a_failing_new_binary_leaves_the_old_one_serving_and_a_later_upgrade_works() {
     );
 
     // A later upgrade with the good binary works.
-    let new = upgrade_ok(&rw, &[]);
+    let new = upgrade_ok(&rw, rw.pid(), &[]);
     echo_once(&mut tunnel, b"old tunnel in the drain").expect("tunnel in the drain");
     let status = rw
         .wait_exit(Duration::from_secs(15))
@@ -503,4 +504,81 @@ fn socket_activation_serves_on_the_passed_sockets_and_binds_nothing_of_its_own()
         .map(|t| t.to_string_lossy().into_owned())
         .collect();
     assert!(ours.iter().all(|o| held.contains(o)), "{held:?}");
+}
+
+/// `ringway reload` against `rw`'s admin listener (the file it was started with); must apply.
+fn reload_cli(rw: &Ringway) {
+    let out = Command::new(BIN)
+        .arg("reload")
+        .arg("--admin")
+        .arg(rw.admin.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringway reload");
+    assert!(
+        out.status.success(),
+        "reload failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        rw.stderr()
+    );
+}
+
+#[test]
+fn the_hand_over_carries_the_listeners_reloads_added_and_not_those_they_removed() {
+    let b = Backend::echo();
+    let opts = Opts {
+        drain: "1s",
+        ..Opts::default()
+    };
+    let mut rw = Ringway::start(&[b.addr], &opts);
+    let extra_port = free_port();
+    let extra: SocketAddr = format!("127.0.0.1:{extra_port}").parse().expect("addr");
+    let path = rw.dir.0.join("ringway.toml");
+    let base = config_text(rw.listen.port(), rw.admin.port(), &[b.addr], &opts);
+    let with_extra = format!(
+        "{base}\n[[listener]]\nname = \"extra\"\nbind = \"{extra}\"\nmode = \"tcp\"\nbackend = \"be\"\n"
+    );
+    std::fs::write(&path, &with_extra).expect("write config");
+    reload_cli(&rw);
+    echo_once(&mut connect(extra), b"added by a reload").expect("extra listener");
+
+    // Two listeners of two shards, plus the admin listener.
+    let first = upgrade_ok(&rw, rw.pid(), &[]);
+    assert!(
+        rw.stderr()
+            .contains("handing over the listening sockets new_pid=")
+            && rw.stderr().contains("sockets=5"),
+        "{}",
+        rw.stderr()
+    );
+    let status = rw.wait_exit(Duration::from_secs(15)).expect("old exits");
+    assert!(status.success(), "exit status {status}");
+    let log = rw.stderr();
+    assert!(
+        log.contains("adopted inherited listening sockets listener=extra"),
+        "{log}"
+    );
+    echo_once(&mut connect(extra), b"after the upgrade").expect("extra adopted");
+
+    // The new process drops `extra` by a reload; the next hand-over leaves it out.
+    std::fs::write(&path, &base).expect("write config");
+    reload_cli(&rw);
+    let second = upgrade_ok(&rw, first.pid, &[]);
+    let log = rw.stderr();
+    let last = log
+        .rfind("handing over the listening sockets")
+        .map(|i| &log[i..])
+        .unwrap_or_default();
+    assert!(last.contains("sockets=3"), "{log}");
+    assert!(
+        poll(Duration::from_secs(15), || (!first.alive()).then_some(())).is_some(),
+        "the first successor did not drain and exit"
+    );
+    echo_once(&mut connect(rw.listen), b"second successor").expect("served");
+    assert!(
+        TcpStream::connect_timeout(&extra, Duration::from_secs(2)).is_err(),
+        "the removed listener still accepts"
+    );
+    second.stop();
 }
