@@ -107,8 +107,9 @@ fn upgrade_ok(rw: &Ringway, old_pid: i32, args: &[&str]) -> Successor {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no new pid in {out:?}"));
-    assert!(out.contains(&format!("old pid {old_pid}")), "{out}");
+    // Guarded before any check, so a failing one does not leave it running.
     let s = Successor { pid };
+    assert!(out.contains(&format!("old pid {old_pid}")), "{out}");
     assert_ne!(pid, old_pid);
     assert!(s.alive(), "new pid {pid} is not running");
     assert!(s.cmdline().contains("--upgrade-from"), "{}", s.cmdline());
