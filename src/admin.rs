@@ -61,8 +61,18 @@ impl Listeners {
             ),
             None => None,
         };
+        Listeners::with_tcp(global, tcp, false)
+    }
+
+    /// With a TCP listener bound (or adopted from an old process) by the caller. `take_over`:
+    /// a binary upgrade, whose old process still has the unix socket: replace its file.
+    pub fn with_tcp(
+        global: &crate::config::Global,
+        tcp: Option<tokio::net::TcpListener>,
+        take_over: bool,
+    ) -> Result<Listeners, AdminError> {
         let unix = match &global.admin_socket {
-            Some(path) => Some((bind_unix(path)?, path.clone())),
+            Some(path) => Some((bind_unix(path, take_over)?, path.clone())),
             None => None,
         };
         Ok(Listeners { tcp, unix })
@@ -105,8 +115,9 @@ impl Listeners {
         }
         if let Some((l, path)) = self.unix {
             let (shards, changes) = (Arc::clone(shards), changes.clone());
+            let ino = inode(&path);
             tasks.push(tokio::spawn(async move {
-                let _remove = RemoveOnDrop(path);
+                let _remove = RemoveOnDrop(path, ino);
                 loop {
                     match l.accept().await {
                         Ok((s, _)) => connection(s, Via::Unix, &shards, &changes),
@@ -119,18 +130,32 @@ impl Listeners {
     }
 }
 
-/// Removes the unix socket's file when its task ends (stop, or abort).
-struct RemoveOnDrop(std::path::PathBuf);
+/// Removes the unix socket's file when its task ends (stop, or abort), unless the file is no
+/// longer the one this process made (a binary upgrade's new process replaced it).
+struct RemoveOnDrop(std::path::PathBuf, Option<(u64, u64)>);
+
+fn inode(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.1.is_some() && inode(&self.0) == self.1 {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
 /// Binds the unix socket with mode 0600. A stale socket file left by a ringway that died is
-/// removed; a live one (something answers) or any other file is left alone and refused.
-fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, AdminError> {
+/// removed; a live one (something answers) or any other file is left alone and refused, unless
+/// `take_over` (the old process of a binary upgrade answers there).
+fn bind_unix(
+    path: &std::path::Path,
+    take_over: bool,
+) -> Result<tokio::net::UnixListener, AdminError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let err = |source| AdminError::Unix {
         path: path.to_path_buf(),
@@ -140,7 +165,7 @@ fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, AdminEr
         if !meta.file_type().is_socket() {
             return Err(AdminError::NotASocket(path.to_path_buf()));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if !take_over && std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(AdminError::InUse(path.to_path_buf()));
         }
         std::fs::remove_file(path).map_err(err)?;
@@ -264,6 +289,7 @@ async fn handle(
     }
     let response = match (req.method(), path.as_str()) {
         (&Method::POST, "/reload") => reload(req, &changes).await,
+        (&Method::POST, "/upgrade") => upgrade(req).await,
         (&Method::GET, "/stats") => {
             let report = shards.report().await;
             let mut value = serde_json::to_value(&report).unwrap_or_default();
@@ -503,6 +529,59 @@ pub fn read_token(config: &mut crate::config::Config) -> Option<crate::config::D
     }
     config.global.admin_token = Some(crate::config::AdminToken(token.to_vec()));
     None
+}
+
+/// `POST /upgrade`, body `{"config": "/path", "bin": "/path"}` (both optional): binary upgrade
+/// (crate::takeover). 200 `{"old_pid", "new_pid"}` once the new process serves (this one then
+/// drains); otherwise `{"error"}` with 409 (busy, stopping), 502 (the new process failed) or 500,
+/// and this process keeps serving.
+async fn upgrade(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct UpgradeBody {
+        config: Option<std::path::PathBuf>,
+        bin: Option<std::path::PathBuf>,
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+    };
+    let parsed: UpgradeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        UpgradeBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "body must be {{\"config\": \"/path\", \"bin\": \"/path\"}} or empty: {e}\n"
+                    ),
+                );
+            }
+        }
+    };
+    let request = crate::takeover::UpgradeRequest {
+        config: parsed.config,
+        bin: parsed.bin,
+        source: "POST /upgrade",
+    };
+    match crate::takeover::request(request).await {
+        Ok(done) => json(StatusCode::OK, &done),
+        Err(e) => json(
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &serde_json::json!({ "error": e.to_string(), "upgraded": false }),
+        ),
+    }
 }
 
 #[cfg(test)]

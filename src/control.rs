@@ -3,14 +3,19 @@
 //! Must not: touch connections or any shard state directly; it is off the hot path and may use
 //! tokio and hyper.
 
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bus::Shards;
 use crate::config::Config;
+use crate::inherit::{InheritError, Origin, Passed};
 use crate::plan::{PlanError, Planner};
 use crate::shard::{self, BootError, ShardExit, ShardHandle, ShardMsg, listener::ListenError};
 use crate::stats::ShardStats;
+use crate::takeover::{Relaunch, SocketTable, Upgrades};
+use crate::upgrade::{HandoverConn, UpgradeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,6 +29,27 @@ pub enum StartError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
+    #[error("{0}")]
+    Inherit(#[from] InheritError),
+    /// `--upgrade-from`: the sockets could not be fetched from the old process.
+    #[error("upgrade: {0}")]
+    Upgrade(#[from] UpgradeError),
+    /// `--upgrade-from`: we started, but the old process did not take our `ready`.
+    #[error(
+        "upgrade: the old process did not acknowledge the hand-over ({0}); it may still be serving, so this one stopped"
+    )]
+    NotTakenOver(String),
+}
+
+/// How this process starts, beyond its configuration.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// The sockets systemd passed (`sd_listen::listen_fds` at the top of main).
+    pub systemd: Vec<(Option<String>, OwnedFd)>,
+    /// `--upgrade-from SOCKET`: take the listening sockets from the ringway serving there.
+    pub upgrade_from: Option<PathBuf>,
+    /// How to start a successor (SIGUSR2, `POST /upgrade`); `None`: upgrades are refused.
+    pub relaunch: Option<Relaunch>,
 }
 
 /// What `run` reports when ringway stops after a signal.
@@ -36,34 +62,82 @@ pub struct Summary {
 
 /// Binds every listener for every shard, boots the shards on the boot plan, then serves signals
 /// and admin until a SIGTERM/SIGINT drain completes.
-pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartError> {
+pub fn run(config: Config, path: PathBuf) -> Result<Summary, StartError> {
+    run_with(config, path, Start::default())
+}
+
+/// [`run`], adopting inherited sockets (systemd's, or an old ringway's with `--upgrade-from`)
+/// instead of binding those listeners, and able to hand over to a successor.
+pub fn run_with(config: Config, path: PathBuf, start: Start) -> Result<Summary, StartError> {
+    let mut handover = None;
+    let result = serve(config, path, start, &mut handover);
+    if let Err(e) = &result
+        && let Some(conn) = handover.take()
+    {
+        // The old process keeps serving; tell it why we cannot.
+        if let Err(report) = conn.report_failed(&e.to_string()) {
+            tracing::warn!(error = %report, "upgrade: cannot tell the old process that we failed");
+        }
+    }
+    result
+}
+
+fn serve(
+    config: Config,
+    path: PathBuf,
+    start: Start,
+    handover: &mut Option<HandoverConn>,
+) -> Result<Summary, StartError> {
     crate::startup::check_kernel().map_err(StartError::Environment)?;
     crate::startup::ignore_sigpipe();
     crate::startup::raise_nofile();
     let config = Arc::new(config);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let shard_count = config.shard_count(online);
 
-    // Bind on this thread first so a taken port fails the start, not a shard.
-    let mut per_shard = Vec::with_capacity(shard_count);
-    for _ in 0..shard_count {
-        let mut fds = Vec::with_capacity(config.listeners.len());
-        for (index, l) in config.listeners.iter().enumerate() {
-            match shard::listener::bind_listener(l.bind, l.backlog) {
-                Ok(fd) => fds.push((index, fd)),
-                Err(e) => {
-                    close_all(&per_shard);
-                    close_all(&[fds]);
-                    return Err(e.into());
-                }
-            }
-        }
-        per_shard.push(fds);
+    let mut passed: Vec<Passed> = start
+        .systemd
+        .into_iter()
+        .map(|(name, fd)| Passed {
+            name,
+            fd,
+            origin: Origin::Systemd,
+        })
+        .collect();
+    if !passed.is_empty() {
+        tracing::info!(
+            sockets = passed.len(),
+            "socket activation: systemd passed listening sockets"
+        );
     }
+    let upgrading = start.upgrade_from.is_some();
+    let mut inherited_admin = None;
+    if let Some(socket) = &start.upgrade_from {
+        let fetched = crate::takeover::fetch(socket)?;
+        passed.extend(fetched.listeners);
+        inherited_admin = fetched.admin;
+        *handover = Some(fetched.conn);
+    }
+    let shard_count = crate::inherit::shard_count_for(&config, config.shard_count(online), &passed);
 
-    // Listeners are bound: give up root before any shard (or connection) exists.
-    if let Some(user) = &config.global.user {
+    // Bind (or adopt) on this thread first so a taken port fails the start, not a shard.
+    let listening = crate::inherit::listeners(&config, shard_count, passed)?;
+    let table = match SocketTable::from_listening(&config, &listening) {
+        Ok(t) => t,
+        Err(e) => {
+            listening.close_all();
+            return Err(StartError::Environment(format!(
+                "copying listening sockets for binary upgrades: {e}"
+            )));
+        }
+    };
+    let per_shard = listening.per_shard;
+
+    // Listeners are bound: give up root before any shard (or connection) exists. A process
+    // started by an upgrade inherits the old one's (already dropped) privileges.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if let Some(user) = config.global.user.as_ref().filter(|_| root || !upgrading) {
         match crate::startup::drop_privileges(user, config.global.group.as_deref()) {
             Ok((uid, gid)) => tracing::info!(user = %user, uid, gid, "dropped privileges"),
             Err(e) => {
@@ -141,8 +215,19 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
         .map(|l| format!("{}={}", l.name, l.bind))
         .collect();
     let control_shards = Arc::clone(&shards);
+    let relaunch = start.relaunch;
     let outcome = runtime.block_on(async move {
         let shards = control_shards;
+        // What a failed start does to connections the shards may have taken meanwhile: an
+        // upgrade's new process drains them (the old process serves on), a plain start closes.
+        let abort_deadline = || {
+            Instant::now()
+                + if upgrading {
+                    config.global.drain_timeout
+                } else {
+                    Duration::ZERO
+                }
+        };
         tokio::spawn(Arc::clone(&shards).flusher());
         let mut checks = crate::health::Checks::default();
         checks.sync(crate::health::targets(&config, &planner.registry), &shards);
@@ -158,17 +243,81 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
             checks,
             passive,
         );
+        let sockets = live.sockets();
+        *sockets.lock().await = table;
         let changes = crate::live::spawn(live);
         let provider = start_provider(&config, &changes).await;
-        let admin = match crate::admin::Listeners::bind(&config.global).await {
+        let admin_listener = match config.global.admin {
+            Some(addr) => match admin_listener(addr, inherited_admin.take()).await {
+                Ok(listener) => {
+                    match crate::inherit::dup(listener.as_fd()) {
+                        Ok(copy) => sockets.lock().await.set_admin(Some(copy)),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "cannot copy the admin listener; an upgrade will bind a new one"
+                        ),
+                    }
+                    Some(listener)
+                }
+                Err(source) => {
+                    stop_and_join(&shards, joins, abort_deadline());
+                    return Err(StartError::Admin(crate::admin::AdminError::Tcp {
+                        addr,
+                        source,
+                    }));
+                }
+            },
+            None => None,
+        };
+        drop(inherited_admin);
+        let upgrading = handover.is_some();
+        if let Some(conn) = handover.take() {
+            let old_pid = conn.old_pid();
+            // Blocking (bounded by FETCH_TIMEOUT): until the old process acks, it serves.
+            let acked = tokio::task::spawn_blocking(move || conn.report_ready())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(why) = acked {
+                tracing::error!(
+                    old_pid,
+                    error = %why,
+                    "upgrade: the old process did not acknowledge ready; stopping this one"
+                );
+                stop_and_join(&shards, joins, abort_deadline());
+                return Err(StartError::NotTakenOver(why));
+            }
+            tracing::info!(old_pid, "upgrade: took over from the old process");
+            tokio::spawn(crate::takeover::watch_accept_queues(
+                Arc::clone(&sockets),
+                Arc::clone(&shards),
+            ));
+        }
+        // Served only once we own the listeners: before the old process's ack it answers. After
+        // an upgrade the unix socket is taken over from the old process (its file replaced).
+        let admin = match crate::admin::Listeners::with_tcp(
+            &config.global,
+            admin_listener,
+            upgrading,
+        ) {
             Ok(a) => a,
             Err(e) => {
-                stop_and_join(&shards, joins, Instant::now());
+                stop_and_join(&shards, joins, abort_deadline());
                 return Err(StartError::Admin(e));
             }
         };
         let admin_desc = admin.describe();
-        let admin_tasks = admin.spawn(&shards, &changes);
+        let mut admin_tasks = admin.spawn(&shards, &changes);
+        let upgrades = relaunch.map(|r| {
+            let (u, took_over) =
+                crate::takeover::start(Arc::clone(&sockets), r, changes.clone());
+            u.serve_admin();
+            (u, took_over)
+        });
+        let (upgrades, mut took_over) = match upgrades {
+            Some((u, t)) => (Some(u), Some(t)),
+            None => (None, None),
+        };
         tracing::info!(
             shards = shard_count,
             listeners = %listeners.join(","),
@@ -177,15 +326,34 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
         );
         crate::startup::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         let mut signals = Signals::new();
-        let signal = signals.next_stop(Some(&changes)).await;
+        let stop = signals
+            .next_stop(Some(&changes), upgrades.as_ref(), took_over.as_mut())
+            .await;
+        if let Some(u) = &upgrades {
+            u.stop();
+        }
         // The drain timeout as last reloaded.
         let drain_timeout = changes.current().global.drain_timeout;
         tracing::info!(
-            signal,
+            signal = stop.name(),
             drain_timeout_ms = drain_timeout.as_millis() as u64,
             "draining"
         );
-        crate::startup::sd_notify("STOPPING=1");
+        match stop {
+            // The new process answers on the admin listener (the same socket) from now on, and
+            // it is the unit's main process: no STOPPING=1 for the service.
+            Stop::Upgraded { new_pid } => {
+                tracing::info!(new_pid, "upgrade: the new process serves; this one drains");
+                for t in admin_tasks.drain(..) {
+                    t.abort();
+                }
+            }
+            Stop::Signal(_) => crate::startup::sd_notify("STOPPING=1"),
+        }
+        // Our copies of the listening sockets go now, or as soon as a change or hand-over in
+        // progress lets go of them (see crate::takeover): a copy would keep its socket taking
+        // connections nobody accepts.
+        tokio::spawn(async move { sockets.lock_owned().await.clear() });
         let drain_started = Instant::now();
         shards.drain(drain_started + drain_timeout);
         // The admin listener keeps answering while shards drain. A second stop signal closes
@@ -198,8 +366,8 @@ pub fn run(config: Config, path: std::path::PathBuf) -> Result<Summary, StartErr
         });
         let exits = tokio::select! {
             exits = &mut join_all => exits.unwrap_or_default(),
-            again = signals.next_stop(None) => {
-                tracing::info!(signal = again, "second stop signal: closing remaining connections now");
+            again = signals.next_stop(None, None, None) => {
+                tracing::info!(signal = again.name(), "second stop signal: closing remaining connections now");
                 shards.drain(Instant::now());
                 join_all.await.unwrap_or_default()
             }
@@ -293,11 +461,56 @@ async fn shard_events(
     }
 }
 
-/// SIGTERM/SIGINT stop ringway; SIGHUP reloads the configuration file (`systemctl reload`).
+/// The adopted admin listener when the old process handed one over for `addr`, else a new one.
+async fn admin_listener(
+    addr: std::net::SocketAddr,
+    inherited: Option<OwnedFd>,
+) -> std::io::Result<tokio::net::TcpListener> {
+    if let Some(fd) = inherited {
+        match crate::adopt::inspect_listener(fd.as_fd()) {
+            Ok(bound) if bound.ip() == addr.ip() && bound.port() == addr.port() => {
+                let std_listener = std::net::TcpListener::from(fd);
+                // Shared with the old process's copy, which tokio already made non-blocking.
+                std_listener.set_nonblocking(true)?;
+                tracing::info!(%addr, "upgrade: adopted the admin listener");
+                return tokio::net::TcpListener::from_std(std_listener);
+            }
+            Ok(bound) => tracing::info!(
+                %bound, %addr,
+                "upgrade: the admin address changed; binding the new one"
+            ),
+            Err(e) => tracing::warn!(error = %e, "upgrade: the inherited admin socket is unusable"),
+        }
+    }
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Why the control loop stops serving.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Signal(&'static str),
+    /// A new process took over (binary upgrade).
+    Upgraded {
+        new_pid: i32,
+    },
+}
+
+impl Stop {
+    fn name(&self) -> &'static str {
+        match self {
+            Stop::Signal(s) => s,
+            Stop::Upgraded { .. } => "upgrade",
+        }
+    }
+}
+
+/// SIGTERM/SIGINT stop ringway; SIGHUP reloads the configuration file (`systemctl reload`);
+/// SIGUSR2 upgrades to the binary ringway was started from (nginx's USR2).
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
+    usr2: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -306,19 +519,53 @@ impl Signals {
         let term = signal(SignalKind::terminate()).ok();
         let int = signal(SignalKind::interrupt()).ok();
         let hup = signal(SignalKind::hangup()).ok();
+        let usr2 = signal(SignalKind::user_defined2()).ok();
         if term.is_none() || int.is_none() {
             tracing::error!("cannot install SIGTERM/SIGINT handlers; stop ringway with SIGKILL");
         }
-        Signals { term, int, hup }
+        Signals {
+            term,
+            int,
+            hup,
+            usr2,
+        }
     }
 
-    /// Waits for SIGTERM or SIGINT; every SIGHUP meanwhile reloads the configuration file
-    /// through `changes` (in the background: a stop signal is never held up by a reload).
-    async fn next_stop(&mut self, changes: Option<&crate::live::Changes>) -> &'static str {
+    /// Waits for SIGTERM or SIGINT, or for a successor to take over (`took_over`); every SIGHUP
+    /// meanwhile reloads the configuration file through `changes`, every SIGUSR2 starts an
+    /// upgrade through `upgrades` (both in the background: a stop signal is never held up).
+    async fn next_stop(
+        &mut self,
+        changes: Option<&crate::live::Changes>,
+        upgrades: Option<&Upgrades>,
+        took_over: Option<&mut tokio::sync::oneshot::Receiver<i32>>,
+    ) -> Stop {
+        // One future for the whole wait: a oneshot receiver must not be polled again once done.
+        let successor = async move {
+            match took_over {
+                Some(rx) => match rx.await {
+                    Ok(new_pid) => new_pid,
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(successor);
         loop {
             tokio::select! {
-                Some(_) = recv(&mut self.term) => return "SIGTERM",
-                Some(_) = recv(&mut self.int) => return "SIGINT",
+                Some(_) = recv(&mut self.term) => return Stop::Signal("SIGTERM"),
+                Some(_) = recv(&mut self.int) => return Stop::Signal("SIGINT"),
+                new_pid = &mut successor => return Stop::Upgraded { new_pid },
+                Some(_) = recv(&mut self.usr2) => match upgrades {
+                    Some(u) => {
+                        tracing::info!("SIGUSR2: upgrading to a new binary");
+                        u.trigger(crate::takeover::UpgradeRequest {
+                            source: "SIGUSR2",
+                            ..Default::default()
+                        });
+                    }
+                    None => tracing::warn!("SIGUSR2 ignored: no binary upgrade now (ringway is draining, or was not started with `ringway run`)"),
+                },
                 Some(_) = recv(&mut self.hup) => {
                     tracing::info!("SIGHUP: reloading the configuration file");
                     if let Some(c) = changes.cloned() {

@@ -11,7 +11,8 @@
 //! - control plane: [`control`] (startup, signals, drain), [`plan`] (config -> per-shard ops),
 //!   [`bus`] (messages to and from shards), [`admin`], [`health`], [`tls`] (certificate loading and
 //!   rustls configurations), [`upgrade`], [`sd_listen`] and [`adopt`] (inheriting listening
-//!   sockets from an old ringway or from systemd).
+//!   sockets from an old ringway or from systemd), [`inherit`] (adopting them at start) and
+//!   [`takeover`] (the binary upgrade: socket table, new binary, hand-over).
 //! - edges: [`startup`] (environment checks and explained failures), [`tune`], [`demo`].
 
 pub mod access_log;
@@ -27,6 +28,7 @@ pub mod detect;
 pub mod health;
 pub mod http1;
 pub mod ids;
+pub mod inherit;
 pub mod latency;
 pub mod live;
 pub mod metrics;
@@ -40,6 +42,7 @@ pub mod session;
 pub mod shard;
 pub mod startup;
 pub mod stats;
+pub mod takeover;
 pub mod timer;
 pub mod tls;
 pub mod tune;

@@ -80,6 +80,9 @@ pub struct Live {
     current: Arc<Mutex<Arc<Config>>>,
     /// The last routes from `[provider.redis]`, merged into every configuration applied.
     routes: Option<Arc<crate::provider::RouteSnapshot>>,
+    /// Copies of the listening sockets, for a binary upgrade's hand-over; kept in step with the
+    /// listeners on every change (see `crate::takeover`).
+    sockets: crate::takeover::SharedSockets,
 }
 
 /// Settings the shards took at start; a change of them is reported and needs a restart.
@@ -118,6 +121,7 @@ impl Live {
             version: 1,
             current,
             routes: None,
+            sockets: crate::takeover::SharedSockets::default(),
         }
     }
 
@@ -126,6 +130,11 @@ impl Live {
         if let Ok(mut c) = self.current.lock() {
             *c = new;
         }
+    }
+
+    /// The listening sockets' table this `Live` keeps up to date.
+    pub fn sockets(&self) -> crate::takeover::SharedSockets {
+        Arc::clone(&self.sockets)
     }
 
     /// The configuration being served, as last applied.
@@ -200,6 +209,10 @@ impl Live {
             });
         }
         check_access_logs(&new)?;
+        // Held until the table matches what the shards run: an upgrade never hands over a
+        // half-applied set of sockets, and one in progress holds this change back.
+        let sockets = Arc::clone(&self.sockets);
+        let mut table = sockets.lock().await;
         let shard_count = self.shards.len();
         // New sockets first (one per shard each): a port that cannot be bound fails the whole
         // change before anything is applied.
@@ -228,6 +241,15 @@ impl Live {
                 }
             }
         }
+        let added = match crate::takeover::SocketTable::dup_added(&fds) {
+            Ok(a) => a,
+            Err(e) => {
+                close_fds(&fds);
+                return Err(ChangeError::Refused(format!(
+                    "copying new listening sockets: {e}"
+                )));
+            }
+        };
         let ids = self.planner.ids(&old);
         self.planner.forget_removed(&old, &d);
         let mut plans = Vec::with_capacity(shard_count);
@@ -240,7 +262,10 @@ impl Live {
                 }
             }
         }
-        self.shards.apply(plans).await.map_err(ChangeError::Apply)?;
+        let applied = self.shards.apply(plans).await;
+        table.commit(&d, added, applied.is_ok());
+        drop(table);
+        applied.map_err(ChangeError::Apply)?;
         let new = Arc::new(new);
         self.publish(Arc::clone(&new));
         self.version += 1;

@@ -1,4 +1,5 @@
-//! Owns: the command line (`run`, `check`, `demo`), logging setup and exit codes.
+//! Owns: the command line (`run`, `check`, `demo`, `reload`, `upgrade`, `tune`), logging setup
+//! and exit codes.
 //! Must not: contain proxy logic; it calls `config`, `control` and `demo`.
 
 use std::path::PathBuf;
@@ -34,6 +35,10 @@ enum Command {
         /// Keep running as root when `[global] user` is not set (not recommended).
         #[arg(long, env = "RINGWAY_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
         allow_root: bool,
+        /// Take the listening sockets from the running ringway whose upgrade socket this is,
+        /// then tell it to drain (what `ringway upgrade` and SIGUSR2 start; see docs/upgrade.md).
+        #[arg(long, value_name = "SOCKET")]
+        upgrade_from: Option<PathBuf>,
     },
     /// Validate a configuration file, print a summary and exit 0 (valid) or 1.
     Check {
@@ -50,6 +55,27 @@ enum Command {
         /// says where ringway listens (the unix socket first) and where the token is.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// The admin listener, when no FILE says it: `IP:PORT` or `unix:/path`.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9900")]
+        admin: String,
+        /// The bearer token file, when no FILE says it (TCP only).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Ask a running ringway (through its admin listener) to upgrade to a new binary without
+    /// dropping a connection: it starts the new binary, hands it every listening socket, and
+    /// drains once the new one serves (docs/upgrade.md). Prints the new pid. Exit 0 when the new
+    /// process took over, 1 when the upgrade failed (the running one keeps serving), 2 when
+    /// ringway cannot be reached.
+    Upgrade {
+        /// The file the new process runs (default: the one ringway was started with). Its
+        /// `[admin]` says where ringway listens.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The binary to start (default: the file ringway was started from, which now holds the
+        /// new version).
+        #[arg(long, value_name = "PATH")]
+        bin: Option<PathBuf>,
         /// The admin listener, when no FILE says it: `IP:PORT` or `unix:/path`.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9900")]
         admin: String,
@@ -78,6 +104,12 @@ enum TuneAction {
 }
 
 fn main() -> ExitCode {
+    // Socket activation first, while this is the only thread: taking the sockets unsets
+    // LISTEN_*, which is only sound single-threaded (and keeps them from a successor's env).
+    let systemd = ringway::sd_listen::listen_fds(true);
+    // Where we were started from, while the path still names this binary (after an upgrade
+    // replaced the file it names the new one; /proc/self/exe would keep naming this one).
+    let exe = std::env::current_exe();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match cli.command {
@@ -91,7 +123,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { config, allow_root } => match ringway::load_config(&config) {
+        Command::Run {
+            config,
+            allow_root,
+            upgrade_from,
+        } => match ringway::load_config(&config) {
             Ok(c) => {
                 // SAFETY: geteuid has no preconditions.
                 if unsafe { libc::geteuid() } == 0 && c.global.user.is_none() && !allow_root {
@@ -100,7 +136,31 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(EXIT_ENVIRONMENT);
                 }
-                run(c, config)
+                let systemd = match systemd {
+                    Ok(fds) => fds,
+                    Err(e) => {
+                        eprintln!("error: socket activation: {e}");
+                        return ExitCode::from(EXIT_ENVIRONMENT);
+                    }
+                };
+                let relaunch = match exe {
+                    Ok(program) => Some(ringway::takeover::Relaunch {
+                        program,
+                        global_args: vec!["--log-level".into(), cli.log_level.clone().into()],
+                        config: std::fs::canonicalize(&config).unwrap_or_else(|_| config.clone()),
+                        allow_root,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot tell which binary this is; binary upgrades are off");
+                        None
+                    }
+                };
+                let start = ringway::control::Start {
+                    systemd,
+                    upgrade_from,
+                    relaunch,
+                };
+                run(c, config, start)
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -130,6 +190,12 @@ fn main() -> ExitCode {
             admin,
             token_file,
         } => reload(config, &admin, token_file),
+        Command::Upgrade {
+            config,
+            bin,
+            admin,
+            token_file,
+        } => upgrade(config, bin, &admin, token_file),
         Command::Demo => {
             let (c, path) = match ringway::demo::config() {
                 Ok(c) => c,
@@ -143,26 +209,39 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_ENVIRONMENT);
             }
             print!("{}", ringway::demo::banner(&c, &path));
-            run(c, path)
+            run(c, path, ringway::control::Start::default())
         }
     }
 }
 
-fn reload(config: Option<PathBuf>, admin: &str, token_file: Option<PathBuf>) -> ExitCode {
+/// Where to reach ringway and the absolute path of `config`: the file's own `[admin]` (its
+/// socket first, else its TCP address and token), read even from a file that is otherwise
+/// invalid (the running ringway is the one that reports what is wrong with it), else `admin`
+/// and `token_file`.
+fn target_of(
+    config: Option<PathBuf>,
+    admin: &str,
+    token_file: Option<PathBuf>,
+) -> Result<(ringway::admin::Target, Option<PathBuf>), ExitCode> {
     let path = config.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
-    // Where to reach ringway: the file's own `[admin]`, read even from a file that is otherwise
-    // invalid (the running ringway is the one that reports what is wrong with it).
-    let target = match path
+    match path
         .as_deref()
         .and_then(ringway::admin::Target::from_file)
         .map(Ok)
         .unwrap_or_else(|| ringway::admin::Target::parse(admin, token_file.as_deref()))
     {
-        Ok(t) => t,
+        Ok(t) => Ok((t, path)),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            Err(ExitCode::from(EXIT_CONFIG))
         }
+    }
+}
+
+fn reload(config: Option<PathBuf>, admin: &str, token_file: Option<PathBuf>) -> ExitCode {
+    let (target, path) = match target_of(config, admin, token_file) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let body = match &path {
         Some(p) => serde_json::json!({ "config": p }).to_string(),
@@ -203,8 +282,53 @@ fn reload(config: Option<PathBuf>, admin: &str, token_file: Option<PathBuf>) -> 
     }
 }
 
-fn run(c: Config, path: PathBuf) -> ExitCode {
-    match ringway::control::run(c, path) {
+fn upgrade(
+    config: Option<PathBuf>,
+    bin: Option<PathBuf>,
+    admin: &str,
+    token_file: Option<PathBuf>,
+) -> ExitCode {
+    let (target, path) = match target_of(config, admin, token_file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    // Absolute, since ringway resolves it from its own working directory.
+    let bin = bin.map(|b| std::fs::canonicalize(&b).unwrap_or(b));
+    let mut body = serde_json::Map::new();
+    if let Some(p) = &path {
+        body.insert("config".into(), serde_json::json!(p));
+    }
+    if let Some(b) = &bin {
+        body.insert("bin".into(), serde_json::json!(b));
+    }
+    let body = serde_json::Value::Object(body).to_string();
+    match target.request("POST", "/upgrade", &body) {
+        Ok((200, text)) => {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            println!(
+                "upgraded: new pid {} serves; old pid {} drains",
+                v["new_pid"], v["old_pid"]
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((status, text)) => {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            match v["error"].as_str() {
+                Some(e) => eprintln!("{e}"),
+                None => eprint!("{text}"),
+            }
+            eprintln!("upgrade failed (HTTP {status}); the running ringway keeps serving");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach ringway's admin listener at {target}: {e}");
+            ExitCode::from(EXIT_ENVIRONMENT)
+        }
+    }
+}
+
+fn run(c: Config, path: PathBuf, start: ringway::control::Start) -> ExitCode {
+    match ringway::control::run_with(c, path, start) {
         Ok(s) => {
             tracing::info!(
                 uptime_ms = s.uptime.as_millis() as u64,

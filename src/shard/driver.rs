@@ -251,6 +251,25 @@ impl Shard {
         self.ring.push(entry);
     }
 
+    /// Cancels every armed accept; `on_accept` arms a new one when the cancel completes, and a
+    /// new accept tries the queue at once before it waits. An accept whose wakeup went elsewhere
+    /// (accepts poll with EPOLLEXCLUSIVE: one waiter per new connection, and a waiter of another
+    /// process that is cancelled at that moment takes the wakeup with it) thus takes what waits.
+    fn rearm_accepts(&mut self) {
+        if self.world.draining {
+            return;
+        }
+        for (id, l) in self.listeners.iter() {
+            if l.accepting && !l.closed && !l.removing {
+                self.ring.push(
+                    opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(l.fd)).all())
+                        .build()
+                        .user_data(Tag::new(Op::Cancel, id.0).encode()),
+                );
+            }
+        }
+    }
+
     fn arm_wake(&mut self) {
         let buf: *mut u64 = self.wake_buf;
         // SAFETY: `wake_buf` is leaked ('static), so the kernel's 8-byte write always lands in live
@@ -409,7 +428,11 @@ impl Shard {
                 sys::close(fd);
                 return;
             };
-            if draining || self.world.stats.active as usize >= self.conns_max {
+            // While draining, what still arrives was accepted by the kernel before our cancel
+            // took effect: a client whose handshake completed. It is served under the drain
+            // deadline rather than reset (after a binary upgrade the new process would have
+            // served it).
+            if self.world.stats.active as usize >= self.conns_max {
                 self.world.stats.rejected += 1;
                 sys::close(fd);
             } else if cfg.detect.is_some() {
@@ -543,6 +566,7 @@ impl Shard {
                     server,
                     up,
                 } => self.set_server_health(backend, server, up),
+                ShardMsg::RearmAccepts => self.rearm_accepts(),
                 ShardMsg::TlsSessions { listener, entries } => {
                     if let Some(cache) = self
                         .listeners

@@ -93,6 +93,9 @@ pub enum ShardMsg {
         listener: ListenerId,
         entries: Arc<Vec<(Vec<u8>, Vec<u8>)>>,
     },
+    /// Cancel and re-arm every accept, so one that missed its wakeup takes what is queued (see
+    /// `crate::takeover::watch_accept_queues`).
+    RearmAccepts,
 }
 
 pub const SHARD_QUEUE_MAX: usize = 64;
