@@ -79,6 +79,8 @@ fn upgrade_cli(rw: &Ringway, args: &[&str]) -> (Option<i32>, String, String) {
         .arg("upgrade")
         .arg("--admin")
         .arg(rw.admin.to_string())
+        .arg("--token-file")
+        .arg(admin_token_file())
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -513,6 +515,8 @@ fn reload_cli(rw: &Ringway) {
         .arg("reload")
         .arg("--admin")
         .arg(rw.admin.to_string())
+        .arg("--token-file")
+        .arg(admin_token_file())
         .stdin(Stdio::null())
         .output()
         .expect("run ringway reload");

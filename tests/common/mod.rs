@@ -137,6 +137,22 @@ impl Default for Opts {
     }
 }
 
+/// The bearer token of [`admin_token_file`].
+pub const ADMIN_TOKEN: &str = "ringway-test-admin-token-0123456789";
+
+/// A 0600 file holding [`ADMIN_TOKEN`], made once per test process; `config_text` names it in
+/// `[admin] token_file` so that tests can write to the admin API over TCP.
+pub fn admin_token_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::env::temp_dir().join(format!("ringway-test-token-{}", std::process::id()));
+        std::fs::write(&p, format!("{ADMIN_TOKEN}\n")).expect("token file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    })
+}
+
 pub fn config_text(listen: u16, admin: u16, servers: &[SocketAddr], o: &Opts) -> String {
     let servers: Vec<String> = servers
         .iter()
@@ -146,7 +162,8 @@ pub fn config_text(listen: u16, admin: u16, servers: &[SocketAddr], o: &Opts) ->
         "[global]\nshards = {}\ndrain_timeout = \"{}\"\nadmin = \"127.0.0.1:{admin}\"\n{}\n\
          [timeouts]\nconnect = \"{}\"\nclient_idle = \"{}\"\nserver_idle = \"{}\"\n\n\
          [[listener]]\nname = \"test\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"tcp\"\nbackend = \"be\"\nsplice = \"{}\"\n\n\
-         [[backend]]\nname = \"be\"\nservers = [ {} ]\n",
+         [[backend]]\nname = \"be\"\nservers = [ {} ]\n\
+         [admin]\ntoken_file = \"{}\"\n",
         o.shards,
         o.drain,
         o.extra_global,
@@ -154,7 +171,8 @@ pub fn config_text(listen: u16, admin: u16, servers: &[SocketAddr], o: &Opts) ->
         o.client_idle,
         o.server_idle,
         o.splice,
-        servers.join(", ")
+        servers.join(", "),
+        admin_token_file().display()
     )
 }
 
