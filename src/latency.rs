@@ -47,6 +47,16 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// Environment variable that turns the histograms off (`off`), for measuring what they cost
+/// (bench/README.md, "Stats cost"): shards then record nothing and allocate no histograms, and
+/// `/stats` and `/metrics` carry no latency. Read once per shard at start.
+pub const HISTOGRAMS_ENV: &str = "RINGWAY_LATENCY_HISTOGRAMS";
+
+/// Whether shards keep latency histograms (on unless [`HISTOGRAMS_ENV`] is `off`).
+pub fn histograms_enabled() -> bool {
+    std::env::var_os(HISTOGRAMS_ENV).is_none_or(|v| v != "off")
+}
+
 /// Significant decimal digits kept by every histogram.
 pub const SIGFIG: u8 = 2;
 /// Smallest value told apart from 0 (the unit of the histograms is 1 µs).
@@ -120,7 +130,7 @@ impl LatencyRange {
 }
 
 /// One latency distribution: a fixed-size HdrHistogram of microseconds plus the exact sum.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Latency {
     hist: Histogram<u64>,
     range: LatencyRange,
@@ -403,7 +413,7 @@ impl LatencyKind {
 
 /// The timings of one listener or one backend on one shard (or, after [`LatencySet::merge`],
 /// over all shards). The caller keys them, e.g. `Vec<(LatencyScope, name, LatencySet)>`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LatencySet {
     pub request: Latency,
     pub connect: Latency,

@@ -210,7 +210,11 @@ fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
 
     let path = rw.dir.0.join("ringway.toml");
     let text = std::fs::read_to_string(&path).expect("config");
-    std::fs::write(&path, text.replace(&a.addr.to_string(), &b.addr.to_string())).expect("write");
+    std::fs::write(
+        &path,
+        text.replace(&a.addr.to_string(), &b.addr.to_string()),
+    )
+    .expect("write");
     rw.signal(libc::SIGHUP);
     let switched = poll(Duration::from_secs(5), || {
         (first_byte(rw.listen) == b'B').then_some(())
@@ -219,7 +223,9 @@ fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
     assert!(rw.stderr().contains("reload done"), "{}", rw.stderr());
     std::io::Write::write_all(&mut tunnel, b"xy").expect("write");
     let mut two = [0u8; 2];
-    tunnel.read_exact(&mut two).expect("tunnel survives the reload");
+    tunnel
+        .read_exact(&mut two)
+        .expect("tunnel survives the reload");
     assert_eq!(&two, b"xy");
 
     // A file that does not validate: the error is located, ringway keeps the running config.
@@ -229,7 +235,10 @@ fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
         rw.stderr().contains("ringway.toml:2:").then_some(())
     });
     assert!(refused.is_some(), "{}", rw.stderr());
-    assert!(rw.child.try_wait().expect("try_wait").is_none(), "bad reload killed ringway");
+    assert!(
+        rw.child.try_wait().expect("try_wait").is_none(),
+        "bad reload killed ringway"
+    );
     assert_eq!(first_byte(rw.listen), b'B');
 }
 
