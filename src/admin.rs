@@ -1,5 +1,6 @@
 //! Owns: the admin HTTP listener on the control thread (loopback by default): `GET /stats`
-//! (JSON, merged from every shard on demand) and `GET /healthz`.
+//! (JSON, merged from every shard on demand), `GET /healthz`, and the routes of `dashboard.rs`
+//! (`GET /metrics`, the stats page at `GET /` and `GET /dashboard`).
 //! Must not: read shard state except through messages (`Shards::report`).
 
 use std::convert::Infallible;
@@ -63,6 +64,10 @@ async fn handle(
             }
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        (&Method::GET, "/metrics") => {
+            crate::dashboard::metrics(req.headers().get(hyper::header::ACCEPT), &shards).await
+        }
+        (&Method::GET, "/" | "/dashboard") => crate::dashboard::page(),
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",

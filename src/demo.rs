@@ -168,6 +168,8 @@ pub fn banner(config: &Config) -> String {
          \x20      -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' --max-time 2 http://{listen}/echo\n\
          \x20 for i in 1 2 3 4; do curl -s -b /tmp/rw-jar -c /tmp/rw-jar http://{listen}/sticky/; done\n\
          \x20 curl -s http://{admin}/stats\n\
+         \x20 curl -s http://{admin}/metrics\n\
+         Dashboard (live stats page): http://{admin}/\n\
          Access log lines appear below. Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
     )
 }

