@@ -206,10 +206,10 @@ impl ListenerScrape {
 impl Scrape {
     /// The natural input: the `/stats` report (with the merged histograms it carries) plus any
     /// further latency sets, keyed by scope and listener or backend name. Entries with the same
-    /// key are merged, so the caller may pass every shard's list concatenated. Backend latencies attach to the backend of that
-    /// name (a name missing from the report, e.g. removed by a reload, becomes a backend without
-    /// servers); listeners appear in the order of their first entry. `weight` is left `None`:
-    /// the report does not carry it.
+    /// key are merged, so the caller may pass every shard's list concatenated. Backend
+    /// latencies attach to the backend of that name (a name missing from the report, e.g.
+    /// removed by a reload, becomes a backend without servers); listeners appear in the order of
+    /// their first entry.
     pub fn from_report(
         report: &StatsReport,
         start_time_s: f64,
@@ -238,7 +238,7 @@ impl Scrape {
                             failed: c.checks_failed,
                             transitions: c.transitions,
                         }),
-                        weight: None,
+                        weight: Some(s.weight),
                         bytes_client_to_server: s.bytes_client_to_server,
                         bytes_server_to_client: s.bytes_server_to_client,
                         request_latency: s.request_latency.clone(),

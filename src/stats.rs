@@ -139,6 +139,8 @@ pub struct ServerStats {
     /// UP, DOWN (health checks) or DRAIN (weight 0).
     pub state: String,
     pub backup: bool,
+    /// Balancing weight in effect (0: draining).
+    pub weight: u32,
     /// Connections open to the server now (summed over shards).
     pub active: u64,
     /// Times the balancer chose this server.
@@ -369,6 +371,7 @@ impl StatsReport {
                                 address: s.address.clone(),
                                 state: s.state.clone(),
                                 backup: s.backup,
+                                weight: s.weight,
                                 ..ServerStats::default()
                             });
                             sum.servers.len() - 1

@@ -475,6 +475,7 @@ impl Backend {
                     let mut s = rt.stats.clone();
                     s.request_latency.clone_from(&rt.latency);
                     s.selected = rt.selected;
+                    s.weight = v.weight;
                     s.active = u64::from(v.active);
                     s.state = if !v.up {
                         "DOWN"
