@@ -1405,7 +1405,9 @@ mod tests {
         }
         // No server without checks gets those series; no listener a backend's timings.
         assert!(!text.contains("ringway_server_checks_passed_total{backend=\"www\",server=\"b"));
-        assert!(text.contains("ringway_server_weight{backend=\"www\",server=\"b \\\"quoted\\\"\"} 0"));
+        assert!(
+            text.contains("ringway_server_weight{backend=\"www\",server=\"b \\\"quoted\\\"\"} 0")
+        );
         assert!(!text.contains("tcp_connection_duration_seconds_count{listener=\"web\"}"));
         assert!(!text.contains("# EOF"));
     }
