@@ -108,17 +108,20 @@ impl Env for World {
     }
 
     fn exchange_done(&mut self, d: &ExchangeDone) {
+        // A 101 ends when its tunnel does (a WebSocket may live for hours): counted as a request,
+        // but its life is no request time.
+        let request_us = (d.status != 101).then_some(d.request_us);
         if let Some(l) = self.listeners.get_mut(&d.listener) {
             l.stats.http_requests += 1;
             l.stats.http_status.count(d.status);
             l.stats.bytes_client_to_server += d.bytes_received;
             l.stats.bytes_server_to_client += d.bytes_sent;
-            if let Some(set) = &mut l.latency {
-                set.record(LatencyKind::Request, d.request_us);
+            if let (Some(set), Some(us)) = (&mut l.latency, request_us) {
+                set.record(LatencyKind::Request, us);
             }
         }
         if let Some(b) = d.backend.and_then(|id| self.backends.get_mut(&id)) {
-            b.exchange_done(d.server, d.request_us, d.bytes_received, d.bytes_sent);
+            b.exchange_done(d.server, request_us, d.bytes_received, d.bytes_sent);
         }
     }
 

@@ -423,17 +423,18 @@ impl Backend {
         })
     }
 
-    /// One answered HTTP request routed here: its request time into the backend's and the
-    /// server's histograms, its bytes into the server's counters.
+    /// One answered HTTP request routed here: its request time (`None`: not a request time, a
+    /// 101 tunnel's life) into the backend's and the server's histograms, its bytes into the
+    /// server's counters.
     pub fn exchange_done(
         &mut self,
         server: Option<ServerId>,
-        request_us: u64,
+        request_us: Option<u64>,
         bytes_received: u64,
         bytes_sent: u64,
     ) {
-        if let Some(set) = &mut self.latency {
-            set.record(LatencyKind::Request, request_us);
+        if let (Some(set), Some(us)) = (&mut self.latency, request_us) {
+            set.record(LatencyKind::Request, us);
         }
         if let Some(rt) = server
             .and_then(|id| self.position(id))
@@ -441,8 +442,8 @@ impl Backend {
         {
             rt.stats.bytes_client_to_server += bytes_received;
             rt.stats.bytes_server_to_client += bytes_sent;
-            if let Some(l) = &mut rt.latency {
-                l.record(request_us);
+            if let (Some(l), Some(us)) = (&mut rt.latency, request_us) {
+                l.record(us);
             }
         }
     }
