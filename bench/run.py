@@ -433,7 +433,7 @@ class Bench:
         step = 0
         try:
             for name in names:
-                scens = [sc for (n, sc) in cells if n == name]
+                scens = [sc for sc in a.scenarios if runs(name, sc)]
                 if not scens:
                     continue
                 try:
