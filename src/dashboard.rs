@@ -75,8 +75,8 @@ mod tests {
             assert!(!PAGE.contains(needle), "dashboard.html contains {needle:?}");
         }
         for needle in [
-            "/stats",
-            "/api/v1/backends/",
+            "fetch(\"stats\"",
+            "api/v1/backends/",
             "sessionStorage",
             "<canvas",
             "name=\"viewport\"",
