@@ -579,3 +579,116 @@ fn a_backend_slowed_by_200_ms_shows_p50_between_200_and_260_ms_in_stats_and_metr
     let mean_ms = sum / total * 1000.0;
     assert!((200.0..=260.0).contains(&mean_ms), "mean {mean_ms} ms");
 }
+
+#[test]
+fn tls_handshakes_and_tcp_connections_are_timed_and_the_access_log_carries_the_timings() {
+    let ca = common::certs::TestCa::new();
+    let (cert, key) = ca.leaf("secure", "secure.test", &["secure.test"]);
+    let web = [Httpd::named("a"), Httpd::named("b")];
+    let servers: Vec<String> = web
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{{ name = \"s{i}\", address = \"{}\" }}", h.addr))
+        .collect();
+    let raw = free_port();
+    let logs = TempDir::new("rw-access");
+    let log_file = logs.0.join("access.log");
+    let rw = Ringway::start_text(|l, a| {
+        format!(
+            "[global]\nshards = 2\nadmin = \"127.0.0.1:{a}\"\n\
+             [[listener]]\nname = \"secure\"\nbind = \"127.0.0.1:{l}\"\nmode = \"http\"\nbackend = \"app\"\n\
+             access_log = \"{}\"\naccess_log_format = \"json\"\n\
+             [listener.tls]\n[[listener.tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[listener]]\nname = \"raw\"\nbind = \"127.0.0.1:{raw}\"\nmode = \"tcp\"\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\nservers = [ {} ]\n",
+            log_file.display(),
+            cert.display(),
+            key.display(),
+            servers.join(", ")
+        )
+    });
+    let port = rw.listen.port();
+    for _ in 0..2 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(&ca.ca_file)
+            .arg("--resolve")
+            .arg(format!("secure.test:{port}:127.0.0.1"))
+            .arg(format!("https://secure.test:{port}/x"))
+            .output()
+            .expect("curl");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            body.ends_with(" /x"),
+            "curl: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A TCP connection through the raw listener: opened, closed.
+    let raw_addr: SocketAddr = format!("127.0.0.1:{raw}").parse().expect("addr");
+    drop(TcpStream::connect(raw_addr).expect("connect raw"));
+
+    let listener = |stats: &serde_json::Value, name: &str| {
+        stats["listeners"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let stats = poll(Duration::from_secs(10), || {
+        let s = rw.stats();
+        (listener(&s, "raw")["latency"]["tcp_connection"]["count"] == 1).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no TCP connection recorded: {}", rw.stats()));
+    let secure = listener(&stats, "secure");
+    assert_eq!(secure["mode"], "http");
+    assert_eq!(secure["accepted"], 2, "{secure}");
+    assert_eq!(secure["http_requests"], 2, "{secure}");
+    assert_eq!(secure["latency"]["tls_handshake"]["count"], 2, "{secure}");
+    assert_eq!(secure["latency"]["request"]["count"], 2, "{secure}");
+    let raw_stats = listener(&stats, "raw");
+    assert_eq!(
+        (raw_stats["mode"].as_str(), raw_stats["accepted"].as_u64()),
+        (Some("tcp"), Some(1))
+    );
+    assert_eq!(raw_stats["active"], 0, "{raw_stats}");
+    let (_, text) = get(rw.admin, "/metrics", "text/plain");
+    for line in [
+        "ringway_listener_tls_handshake_duration_seconds_count{listener=\"secure\"} 2",
+        "ringway_listener_tcp_connection_duration_seconds_count{listener=\"raw\"} 1",
+        "ringway_listener_connections_accepted_total{listener=\"raw\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+
+    // The access log: both requests, with their timings, TLS version and SNI.
+    let lines = poll(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&log_file).ok()?;
+        let v: Vec<serde_json::Value> = t
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (v.len() == 2).then_some(v)
+    })
+    .expect("two access log lines");
+    for l in &lines {
+        assert_eq!(l["tls_version"], "TLSv1.3", "{l}");
+        assert_eq!(l["sni"], "secure.test", "{l}");
+        assert_eq!(l["retries"], 0, "{l}");
+        assert!(l["request_us"].as_u64().is_some_and(|us| us > 0), "{l}");
+        assert!(l["response_us"].as_u64().is_some(), "{l}");
+        assert!(l["queue_us"].is_null(), "{l}");
+        assert!(
+            ["s0", "s1"].contains(&l["server_name"].as_str().unwrap_or_default()),
+            "{l}"
+        );
+        assert!(
+            l["request_us"].as_u64() >= l["response_us"].as_u64(),
+            "the whole request outlasts its wait for the head: {l}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l["connect_us"].as_u64().is_some()),
+        "a new server connection has its connect time: {lines:?}"
+    );
+}
