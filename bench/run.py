@@ -73,6 +73,11 @@ PROXIES = {
     'tokio': dict(kind='ref', layer='l4', bin='ref-tokio', label='ref: tokio current_thread 64K'),
     'glommio': dict(kind='ref', layer='l4', bin='ref-glommio', label='ref: glommio 0.9 64K'),
     'ringway-http': dict(kind='ringway', layer='l7', splice='auto', label='ringway mode http (1 shard)'),
+    # The same binary and config with its latency histograms off: what they cost per request
+    # (README "Stats cost"). Interleave the two in one run: --proxies ringway-http,ringway-http-nohist,...
+    'ringway-http-nohist': dict(kind='ringway', layer='l7', splice='auto', skip=('H2', 'H3', 'H4'),
+                                env={'RINGWAY_LATENCY_HISTOGRAMS': 'off'},
+                                label='ringway mode http, latency histograms off'),
     'nginx-http': dict(kind='nginx-http', layer='l7', label='nginx proxy_pass + keepalive (1 worker)'),
     'haproxy-http': dict(kind='haproxy-http', layer='l7', label='HAProxy mode http, http-reuse always (nbthread 1)'),
     # The same two proxies configured as a new user would (conf/*-min.*): no X-Forwarded-For, no
@@ -311,7 +316,8 @@ class Bench:
             cmd = t0 + [os.path.join(self.ref_dir(), spec['bin']), f'127.0.0.1:{port}',
                         f'127.0.0.1:{self.backend_port}']
         errlog = open(os.path.join(self.work, f'{name}.log'), 'w')
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=errlog, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=errlog, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, **spec.get('env', {})))
         if not wait_port(port):
             stop(proc)
             raise RuntimeError(f'{name} did not start; see {errlog.name}')
@@ -427,7 +433,7 @@ class Bench:
         step = 0
         try:
             for name in names:
-                scens = [sc for (n, sc) in cells if n == name]
+                scens = [sc for sc in a.scenarios if runs(name, sc)]
                 if not scens:
                     continue
                 try:
@@ -497,7 +503,8 @@ def report(results, rows, args, meta):
              'the bottleneck (CPU 1 was), so compare the cost columns, not req/s.', '']
     for scen in args.scenarios:
         s = SCENARIOS[scen]
-        names = [n for n in args.proxies if runs(n, scen)]
+        # A proxy named twice in --proxies ran twice (interleaved rounds): one row, all its reps.
+        names = [n for n in dict.fromkeys(args.proxies) if runs(n, scen)]
         if not names:
             continue
         unit = 'CPU-µs/request' if s['cost'] == 'us_per_req' else 'CPU-s/GB'
@@ -579,7 +586,7 @@ def main():
     results = bench.run()
     meta = dict(date=now.strftime('%Y-%m-%d %H:%M UTC'), kernel=os.uname().release, cpus=os.cpu_count(),
                 args=dict(proxies=args.proxies, scenarios=args.scenarios, reps=args.reps, duration=args.duration))
-    rows = summarize(results, args.scenarios, args.proxies)
+    rows = summarize(results, args.scenarios, list(dict.fromkeys(args.proxies)))
     text = report(results, rows, args, meta)
     with open(os.path.join(out, 'results.json'), 'w') as f:
         json.dump(dict(meta=meta, results=results), f, indent=1)

@@ -37,6 +37,34 @@ pub struct Line<'a> {
     /// Who ended the exchange: done, client_closed, client_error, server_error, timeout, drain,
     /// local (ringway answered itself).
     pub term: &'a str,
+    /// `duration_ms` in microseconds.
+    pub request_us: u64,
+    /// Waited in the backend queue (`None`: did not queue).
+    pub queue_us: Option<u64>,
+    /// Connect to the server, to connected (with upstream TLS, handshake done); `None` when a
+    /// pooled connection was used or no connect succeeded.
+    pub connect_us: Option<u64>,
+    /// Request handed to the server to its first response head; `None` without one.
+    pub response_us: Option<u64>,
+    /// Attempts beyond the first (connect retries, replays on a new connection).
+    pub retries: u32,
+    /// Server name (as configured), `-` when none.
+    pub server_name: &'a str,
+    /// TLS termination: the negotiated version and the client's SNI.
+    pub tls_version: Option<&'a str>,
+    pub sni: Option<&'a str>,
+}
+
+/// `value` or `-`, for the combined format's `key=value` fields.
+struct Opt<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Formats `line` (without the trailing newline) into `out`. `now_unix_ms` is the wall clock.
@@ -46,7 +74,8 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
             // NCSA combined, then ringway's fields as key=value.
             let _ = write!(
                 out,
-                "{} - - [{}] \"{} {} HTTP/1.{}\" {} {} \"{}\" \"{}\" backend={} server={} shard={} duration_ms={} bytes_received={} term={}",
+                "{} - - [{}] \"{} {} HTTP/1.{}\" {} {} \"{}\" \"{}\" backend={} server={} shard={} duration_ms={} bytes_received={} term={} \
+                 request_us={} queue_us={} connect_us={} response_us={} retries={} server_name={} tls_version={} sni={}",
                 line.client.ip(),
                 clf_time(now_unix_ms),
                 sanitize(line.method),
@@ -62,6 +91,18 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
                 line.duration_ms,
                 line.bytes_received,
                 line.term,
+                line.request_us,
+                Opt(line.queue_us),
+                Opt(line.connect_us),
+                Opt(line.response_us),
+                line.retries,
+                line.server_name,
+                Opt(line.tls_version),
+                // The SNI is the client's text: escaped like the quoted fields, never empty.
+                Opt(line
+                    .sni
+                    .map(sanitize)
+                    .filter(|s| !s.is_empty() && !s.contains(' '))),
             );
         }
         AccessLogFormat::Json => {
@@ -82,6 +123,14 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
                 "referer": line.referer,
                 "user_agent": line.user_agent,
                 "term": line.term,
+                "request_us": line.request_us,
+                "queue_us": line.queue_us,
+                "connect_us": line.connect_us,
+                "response_us": line.response_us,
+                "retries": line.retries,
+                "server_name": line.server_name,
+                "tls_version": line.tls_version,
+                "sni": line.sni,
             });
             let _ = write!(out, "{value}");
         }
@@ -218,6 +267,14 @@ mod tests {
             referer: "",
             user_agent: "curl/8",
             term: "done",
+            request_us: 4_210,
+            queue_us: None,
+            connect_us: Some(180),
+            response_us: Some(3_900),
+            retries: 1,
+            server_name: "a",
+            tls_version: Some("TLSv1.3"),
+            sni: Some("example.test"),
         }
     }
 
@@ -232,7 +289,23 @@ mod tests {
         );
         assert_eq!(
             out,
-            "192.0.2.7 - - [24/Nov/2026:08:46:40 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 123 \"-\" \"curl/8\" backend=app server=127.0.0.1:9001 shard=1 duration_ms=4 bytes_received=0 term=done"
+            "192.0.2.7 - - [24/Nov/2026:08:46:40 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 123 \"-\" \"curl/8\" backend=app server=127.0.0.1:9001 shard=1 duration_ms=4 bytes_received=0 term=done \
+             request_us=4210 queue_us=- connect_us=180 response_us=3900 retries=1 server_name=a tls_version=TLSv1.3 sni=example.test"
+        );
+        // Absent values are `-`; an SNI that would break the key=value split is left out.
+        let mut out = String::new();
+        let plain = Line {
+            connect_us: None,
+            tls_version: None,
+            sni: Some("a b"),
+            ..line()
+        };
+        format(&plain, AccessLogFormat::Combined, 0, &mut out);
+        assert!(
+            out.ends_with(
+                "connect_us=- response_us=3900 retries=1 server_name=a tls_version=- sni=-"
+            ),
+            "{out}"
         );
     }
 
@@ -247,6 +320,14 @@ mod tests {
         assert_eq!(v["server"], "127.0.0.1:9001");
         assert_eq!(v["term"], "done");
         assert_eq!(v["time_unix_ms"], 5);
+        assert_eq!(v["request_us"], 4_210);
+        assert_eq!(v["queue_us"], serde_json::Value::Null);
+        assert_eq!(v["connect_us"], 180);
+        assert_eq!(v["response_us"], 3_900);
+        assert_eq!(v["retries"], 1);
+        assert_eq!(v["server_name"], "a");
+        assert_eq!(v["tls_version"], "TLSv1.3");
+        assert_eq!(v["sni"], "example.test");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Owns: the admin HTTP listeners on the control thread (`[admin] bind` on TCP, loopback by
 //! default, and `[admin] socket`, a unix socket of mode 0600): `GET /stats` (JSON, merged from
-//! every shard on demand), `GET /healthz`, `POST /reload`, the runtime API under `/api/v1`
+//! every shard on demand), `GET /healthz`, the routes of `dashboard.rs` (`GET /metrics`, the stats
+//! page at `GET /` and `GET /dashboard`), `POST /reload`, the runtime API under `/api/v1`
 //! ([`crate::api`]), and who may use them ([`authorize`]: writes over TCP need the bearer token
 //! of `[admin] token_file`, compared in constant time).
 //! Must not: read shard state except through messages (`Shards::report`).
@@ -309,6 +310,10 @@ async fn handle(
             }
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        (&Method::GET, "/metrics") => {
+            crate::dashboard::metrics(req.headers().get(hyper::header::ACCEPT), &shards).await
+        }
+        (&Method::GET, "/" | "/dashboard") => crate::dashboard::page(),
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -201,6 +201,8 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
          \x20 curl -s --unix-socket {sock} -X PATCH -d '{{\"state\":\"drain\"}}' http://ringway/api/v1/backends/web/servers/B\n\
          \x20 curl -s --unix-socket {sock} -X PATCH -d '{{\"state\":\"ready\"}}' http://ringway/api/v1/backends/web/servers/B\n\
          \x20 {exe} reload -c {path}     # after editing that file\n\
+         \x20 curl -s http://{admin}/metrics\n\
+         Dashboard (live stats page): http://{admin}/\n\
          Access log lines appear below. Stop with Ctrl-C (SIGINT): ringway drains and prints a summary.\n"
     )
 }

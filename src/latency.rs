@@ -39,13 +39,25 @@
 //!
 //! # Bucket semantics
 //!
-//! [`Latency::to_buckets`] counts, for a bound `le`, every HDR sub-bucket whose lowest value is
-//! `<= le`: a value exactly on a bound is always counted in it, and a value up to 1 % above a
-//! bound may be too (the sub-bucket that holds the bound). [`BUCKETS_REQUEST_S`] and
-//! [`BUCKETS_CONNECTION_S`] are the fixed Prometheus bucket sets; docs/metrics.md lists them.
+//! [`Latency::to_buckets`] counts, for a bound `le`, every HDR sub-bucket whose highest value is
+//! `<= le`: a value above a bound is never counted in it, and a value up to 1 % below a bound may
+//! count only in the next one (the sub-bucket that holds the bound straddles it). So a bucket
+//! never claims a request was faster than it was: "served within 250 ms" errs on the slow side.
+//! [`BUCKETS_REQUEST_S`] and [`BUCKETS_CONNECTION_S`] are the fixed Prometheus bucket sets;
+//! docs/metrics.md lists them.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+/// Environment variable that turns the histograms off (`off`), for measuring what they cost
+/// (bench/README.md, "Stats cost"): shards then record nothing and allocate no histograms, and
+/// `/stats` and `/metrics` carry no latency. Read once per shard at start.
+pub const HISTOGRAMS_ENV: &str = "RINGWAY_LATENCY_HISTOGRAMS";
+
+/// Whether shards keep latency histograms (on unless [`HISTOGRAMS_ENV`] is `off`).
+pub fn histograms_enabled() -> bool {
+    std::env::var_os(HISTOGRAMS_ENV).is_none_or(|v| v != "off")
+}
 
 /// Significant decimal digits kept by every histogram.
 pub const SIGFIG: u8 = 2;
@@ -57,23 +69,32 @@ pub const REQUEST_HIGHEST_US: u64 = 60_000_000;
 pub const CONNECTION_HIGHEST_US: u64 = 86_400_000_000;
 
 /// Prometheus bucket bounds (seconds) for request phases: 100 µs (a connect on the same rack) to
-/// 30 s (past every default timeout), roughly 1-2.5-5 per decade. `+Inf` ends the set.
+/// 30 s (past every default timeout), 1-2-2.5-5 per decade, so `histogram_quantile` interpolates
+/// within at most a factor 2 (a 200 ms backend reads 200-250 ms, not 100-250 ms). `+Inf` ends
+/// the set.
 pub const BUCKETS_REQUEST_S: &[f64] = &[
     0.0001,
+    0.0002,
+    0.00025,
     0.0005,
     0.001,
+    0.002,
     0.0025,
     0.005,
     0.01,
+    0.02,
     0.025,
     0.05,
     0.1,
+    0.2,
     0.25,
     0.5,
     1.0,
+    2.0,
     2.5,
     5.0,
     10.0,
+    20.0,
     30.0,
     f64::INFINITY,
 ];
@@ -120,7 +141,7 @@ impl LatencyRange {
 }
 
 /// One latency distribution: a fixed-size HdrHistogram of microseconds plus the exact sum.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Latency {
     hist: Histogram<u64>,
     range: LatencyRange,
@@ -222,14 +243,14 @@ impl Latency {
     /// `(bound, values <= bound)` per bound, always ending with `(+Inf, count)` (appended when
     /// `bounds_s` does not end with it). See the module doc for the 1 % fuzz at a bound.
     pub fn to_buckets(&self, bounds_s: &[f64]) -> Vec<(f64, u64)> {
-        // (lowest value of an occupied sub-bucket, count up to and including it), ascending.
+        // (highest value of an occupied sub-bucket, count up to and including it), ascending.
         let mut running = 0u64;
         let steps: Vec<(u64, u64)> = self
             .hist
             .iter_recorded()
             .map(|v| {
                 running = running.saturating_add(v.count_at_value());
-                (self.hist.lowest_equivalent(v.value_iterated_to()), running)
+                (self.hist.highest_equivalent(v.value_iterated_to()), running)
             })
             .collect();
         let total = self.count();
@@ -243,7 +264,7 @@ impl Latency {
                 0
             } else {
                 let bound_us = (bound * 1e6).round() as u64;
-                let within = steps.partition_point(|&(low_us, _)| low_us <= bound_us);
+                let within = steps.partition_point(|&(high_us, _)| high_us <= bound_us);
                 match within.checked_sub(1).and_then(|i| steps.get(i)) {
                     Some(&(_, c)) => c,
                     None => 0,
@@ -282,6 +303,12 @@ impl Latency {
             p99_ms: self.p99_ms(),
             p999_ms: self.p999_ms(),
             max_ms: self.max_ms(),
+            sum_ms: self.sum_us as f64 / 1000.0,
+            buckets: self
+                .default_buckets()
+                .into_iter()
+                .filter(|(le, _)| le.is_finite())
+                .collect(),
         }
     }
 }
@@ -292,7 +319,7 @@ fn us_to_ms(us: u64) -> f64 {
 
 /// One latency in `GET /stats`: quantiles in milliseconds (to the histogram's 1 % precision).
 /// Field names are documented API (docs/metrics.md).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LatencySnapshot {
     pub count: u64,
     pub p50_ms: f64,
@@ -300,6 +327,11 @@ pub struct LatencySnapshot {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// Exact sum of the values (ms).
+    pub sum_ms: f64,
+    /// The Prometheus buckets as `[le_seconds, cumulative count]`, without `+Inf` (that is
+    /// `count`): two snapshots give the distribution between them (the stats page's chart).
+    pub buckets: Vec<(f64, u64)>,
 }
 
 /// What a [`LatencySet`] is kept for; decides which of its timings are exported.
@@ -403,7 +435,7 @@ impl LatencyKind {
 
 /// The timings of one listener or one backend on one shard (or, after [`LatencySet::merge`],
 /// over all shards). The caller keys them, e.g. `Vec<(LatencyScope, name, LatencySet)>`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LatencySet {
     pub request: Latency,
     pub connect: Latency,
@@ -502,7 +534,7 @@ impl LatencySet {
 
 /// `latency` object of a listener or backend in `GET /stats`; a timing absent for the scope is
 /// left out of the JSON.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LatencySetSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<LatencySnapshot>,
@@ -600,7 +632,17 @@ mod tests {
     #[test]
     fn empty_histogram_reports_zeros() {
         let l = Latency::new(LatencyRange::Request);
-        assert_eq!(l.snapshot(), LatencySnapshot::default());
+        assert_eq!(
+            l.snapshot(),
+            LatencySnapshot {
+                buckets: BUCKETS_REQUEST_S
+                    .iter()
+                    .filter(|b| b.is_finite())
+                    .map(|&b| (b, 0))
+                    .collect(),
+                ..LatencySnapshot::default()
+            }
+        );
         assert_eq!(
             l.to_buckets(&[0.001, f64::INFINITY]),
             [(0.001, 0), (f64::INFINITY, 0)]
@@ -619,10 +661,10 @@ mod tests {
         assert_eq!(l.sum_us(), 2 * REQUEST_HIGHEST_US);
         let top = l.quantile_us(1.0);
         assert!((REQUEST_HIGHEST_US..=REQUEST_HIGHEST_US * 101 / 100).contains(&top));
-        // Saturated values land in the last finite bucket (30 s is below the range top, so they
-        // are only in +Inf) and every bucket from 60 s up.
+        // Saturated values are above every finite bound of the range (the sub-bucket holding
+        // its top reaches past 60 s): they are only in +Inf.
         let b = l.to_buckets(&[30.0, 60.0, f64::INFINITY]);
-        assert_eq!(b, [(30.0, 1), (60.0, 3), (f64::INFINITY, 3)]);
+        assert_eq!(b, [(30.0, 1), (60.0, 1), (f64::INFINITY, 3)]);
 
         let mut c = Latency::new(LatencyRange::Connection);
         c.record(u64::MAX);
@@ -652,22 +694,30 @@ mod tests {
     }
 
     #[test]
-    fn buckets_count_values_on_and_below_each_bound() {
+    fn buckets_never_count_a_value_below_a_bound_it_exceeds() {
         let mut l = Latency::new(LatencyRange::Request);
-        // On a bound, just below it, and well above it.
-        for v in [1_000, 999, 5_000, 2_500_000, 2_600_000] {
+        // Below 256 µs values are exact: on a bound counts in it.
+        for v in [200, 201] {
             l.record(v);
         }
-        let b = l.to_buckets(&[0.0005, 0.001, 0.005, 2.5, 5.0]);
+        // 990 µs is well below 1 ms; 1 000 µs shares its sub-bucket (1000..1003) with values
+        // above 1 ms, so it counts from the next bound on; 200 100 µs (just over 200 ms) never
+        // counts as <= 200 ms.
+        for v in [990, 1_000, 200_100, 2_600_000] {
+            l.record(v);
+        }
+        let b = l.to_buckets(&[0.0002, 0.001, 0.002, 0.2, 0.25, 2.5, 5.0]);
         assert_eq!(
             b,
             [
-                (0.0005, 0),
-                (0.001, 2),
-                (0.005, 3),
-                (2.5, 4),
-                (5.0, 5),
-                (f64::INFINITY, 5)
+                (0.0002, 1),
+                (0.001, 3),
+                (0.002, 4),
+                (0.2, 4),
+                (0.25, 5),
+                (2.5, 5),
+                (5.0, 6),
+                (f64::INFINITY, 6)
             ]
         );
     }
@@ -731,10 +781,17 @@ mod tests {
         let mut s = LatencySet::new();
         s.request.record(200);
         let json = serde_json::to_string(&s.snapshot(LatencyScope::Backend)).unwrap_or_default();
-        assert!(json.starts_with(
-            "{\"request\":{\"count\":1,\"p50_ms\":0.2,\"p90_ms\":0.2,\"p99_ms\":0.2,\
-             \"p999_ms\":0.2,\"max_ms\":0.2},\"queue\":{\"count\":0,"
-        ));
+        assert!(
+            json.starts_with(
+                "{\"request\":{\"count\":1,\"p50_ms\":0.2,\"p90_ms\":0.2,\"p99_ms\":0.2,\
+                 \"p999_ms\":0.2,\"max_ms\":0.2,\"sum_ms\":0.2,\"buckets\":[[0.0001,0],[0.0002,1],"
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains("[30.0,1]]},\"queue\":{\"count\":0,"),
+            "{json}"
+        );
         assert!(json.contains("\"connect\":") && json.contains("\"response_head\":"));
         assert!(!json.contains("tls_handshake") && !json.contains("tcp_connection"));
         let json = serde_json::to_string(&s.snapshot(LatencyScope::Listener)).unwrap_or_default();

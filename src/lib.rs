@@ -9,7 +9,8 @@
 //! - shard data plane: [`shard`] (one pinned thread per core: the io_uring driver, its slab of
 //!   connections, TLS inline), [`pipes`] (per-shard pipe pool for splice(2)).
 //! - control plane: [`control`] (startup, signals, drain), [`plan`] (config -> per-shard ops),
-//!   [`bus`] (messages to and from shards), [`admin`], [`health`], [`tls`] (certificate loading and
+//!   [`bus`] (messages to and from shards), [`admin`] (with [`dashboard`]: /metrics and the
+//!   stats page), [`health`], [`tls`] (certificate loading and
 //!   rustls configurations), [`upgrade`], [`sd_listen`] and [`adopt`] (inheriting listening
 //!   sockets from an old ringway or from systemd), [`inherit`] (adopting them at start) and
 //!   [`takeover`] (the binary upgrade: socket table, new binary, hand-over).
@@ -23,6 +24,7 @@ pub mod balancer;
 pub mod bus;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod demo;
 pub mod detect;
 pub mod health;

@@ -18,7 +18,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::latency::{LatencyKind, LatencyScope, LatencySet};
+use crate::latency::{Latency, LatencyKind, LatencyScope, LatencySet};
 use crate::stats::{ShardStats, StatsReport, StatusCounts};
 
 /// `Content-Type` of the Prometheus text format.
@@ -30,7 +30,7 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
 
 /// Server states with a `ringway_server_state` series each (as HAProxy's `haproxy_server_status`).
 /// A state outside this list (a future one) gets a series of its own, set to 1.
-pub const SERVER_STATES: &[&str] = &["UP", "DOWN", "DRAIN"];
+pub const SERVER_STATES: &[&str] = &["UP", "DOWN", "DRAIN", "MAINT"];
 
 /// Every metric family `encode` writes: name as it appears in the Prometheus text format, and its
 /// type there (OpenMetrics shows the counters without `_total` and `ringway_build_info` /
@@ -96,6 +96,13 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("ringway_server_checks_passed_total", "counter"),
     ("ringway_server_checks_failed_total", "counter"),
     ("ringway_server_check_transitions_total", "counter"),
+    ("ringway_server_proxied_bytes_total", "counter"),
+    ("ringway_server_request_duration_seconds", "histogram"),
+    ("ringway_listener_connections_accepted_total", "counter"),
+    ("ringway_listener_connections_active", "gauge"),
+    ("ringway_listener_http_requests_total", "counter"),
+    ("ringway_listener_http_responses_total", "counter"),
+    ("ringway_listener_proxied_bytes_total", "counter"),
     ("ringway_listener_request_duration_seconds", "histogram"),
     (
         "ringway_listener_tls_handshake_duration_seconds",
@@ -152,6 +159,11 @@ pub struct ServerScrape {
     pub checks: Option<CheckCounts>,
     /// Configured weight; `None` leaves `ringway_server_weight` out for this server.
     pub weight: Option<u32>,
+    /// HTTP: request body bytes from clients, response bytes to clients.
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+    /// Request time of the server's answered requests (merged over shards).
+    pub request_latency: Option<Latency>,
 }
 
 /// Health check counters of one server.
@@ -168,15 +180,36 @@ pub struct CheckCounts {
 pub struct ListenerScrape {
     pub name: String,
     pub latency: LatencySet,
+    pub accepted: u64,
+    pub active: u64,
+    pub http_requests: u64,
+    pub http_status: StatusCounts,
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+}
+
+impl ListenerScrape {
+    fn named(name: String, latency: LatencySet) -> ListenerScrape {
+        ListenerScrape {
+            name,
+            latency,
+            accepted: 0,
+            active: 0,
+            http_requests: 0,
+            http_status: StatusCounts::default(),
+            bytes_client_to_server: 0,
+            bytes_server_to_client: 0,
+        }
+    }
 }
 
 impl Scrape {
-    /// The natural input: the `/stats` report plus the latency sets the shards sent, keyed by
-    /// scope and listener or backend name. Entries with the same key are merged, so the caller
-    /// may pass every shard's list concatenated. Backend latencies attach to the backend of that
-    /// name (a name missing from the report, e.g. removed by a reload, becomes a backend without
-    /// servers); listeners appear in the order of their first entry. `weight` is left `None`:
-    /// the report does not carry it.
+    /// The natural input: the `/stats` report (with the merged histograms it carries) plus any
+    /// further latency sets, keyed by scope and listener or backend name. Entries with the same
+    /// key are merged, so the caller may pass every shard's list concatenated. Backend
+    /// latencies attach to the backend of that name (a name missing from the report, e.g.
+    /// removed by a reload, becomes a backend without servers); listeners appear in the order of
+    /// their first entry.
     pub fn from_report(
         report: &StatsReport,
         start_time_s: f64,
@@ -205,19 +238,38 @@ impl Scrape {
                             failed: c.checks_failed,
                             transitions: c.transitions,
                         }),
-                        weight: None,
+                        weight: Some(s.weight),
+                        bytes_client_to_server: s.bytes_client_to_server,
+                        bytes_server_to_client: s.bytes_server_to_client,
+                        request_latency: s.request_latency.clone(),
                     })
                     .collect(),
-                latency: LatencySet::new(),
+                latency: b.latency_set.clone().unwrap_or_default(),
             })
             .collect();
-        let mut listeners: Vec<ListenerScrape> = Vec::new();
+        let mut listeners: Vec<ListenerScrape> = report
+            .listeners
+            .iter()
+            .map(|l| ListenerScrape {
+                accepted: l.accepted,
+                active: l.active,
+                http_requests: l.http_requests,
+                http_status: l.http_status,
+                bytes_client_to_server: l.bytes_client_to_server,
+                bytes_server_to_client: l.bytes_server_to_client,
+                ..ListenerScrape::named(l.name.clone(), l.latency_set.clone().unwrap_or_default())
+            })
+            .collect();
         let mut backend_index: HashMap<String, usize> = backends
             .iter()
             .enumerate()
             .map(|(i, b)| (b.name.clone(), i))
             .collect();
-        let mut listener_index: HashMap<String, usize> = HashMap::new();
+        let mut listener_index: HashMap<String, usize> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.clone(), i))
+            .collect();
         for (scope, name, set) in latency {
             match scope {
                 LatencyScope::Backend => match backend_index.get(&name) {
@@ -244,7 +296,7 @@ impl Scrape {
                     }
                     None => {
                         listener_index.insert(name.clone(), listeners.len());
-                        listeners.push(ListenerScrape { name, latency: set });
+                        listeners.push(ListenerScrape::named(name, set));
                     }
                 },
             }
@@ -470,6 +522,28 @@ fn codes(status: &StatusCounts, labels: &Labels) -> Vec<(Labels, u64)> {
         (l, n)
     })
     .collect()
+}
+
+fn directions(labels: &Labels, to_server: u64, to_client: u64) -> Vec<(Labels, u64)> {
+    [
+        ("client_to_server", to_server),
+        ("server_to_client", to_client),
+    ]
+    .into_iter()
+    .map(|(d, n)| {
+        let mut l = labels.clone();
+        l.push(("direction", d.to_string()));
+        (l, n)
+    })
+    .collect()
+}
+
+fn histogram_of(latency: &Latency) -> Histogram {
+    Histogram {
+        sum_s: latency.sum_s(),
+        count: latency.count(),
+        buckets: latency.default_buckets(),
+    }
 }
 
 fn label(key: &'static str, value: &str) -> Labels {
@@ -728,16 +802,7 @@ fn histogram_family<'a>(
             let latency = set.get(kind);
             // A series appears once it has a value: an HTTP listener never shows TCP connection
             // durations, a backend without queueing no queue time.
-            (latency.count() > 0).then(|| {
-                (
-                    labels,
-                    Histogram {
-                        sum_s: latency.sum_s(),
-                        count: latency.count(),
-                        buckets: latency.default_buckets(),
-                    },
-                )
-            })
+            (latency.count() > 0).then(|| (labels, histogram_of(latency)))
         })
         .collect();
     Family {
@@ -895,7 +960,7 @@ fn families(scrape: &Scrape) -> Vec<Family> {
     });
     out.push(gauge_by(
         "server_state",
-        "1 for the server's current state, 0 for the others (UP, DOWN, DRAIN).",
+        "1 for the server's current state, 0 for the others (UP, DOWN, DRAIN, MAINT).",
         servers()
             .flat_map(|(b, s)| {
                 let mut states: Vec<&str> = SERVER_STATES.to_vec();
@@ -975,6 +1040,91 @@ fn families(scrape: &Scrape) -> Vec<Family> {
         ),
     ]);
 
+    out.push(counter_by(
+        "server_proxied",
+        "HTTP: bytes of the server's answered requests, by direction (client_to_server: request \
+         bodies, server_to_client: responses as sent to clients).",
+        servers()
+            .flat_map(|(b, s)| {
+                directions(
+                    &server_labels(b, &s.name),
+                    s.bytes_client_to_server,
+                    s.bytes_server_to_client,
+                )
+            })
+            .collect(),
+    ));
+    if let Some(f) = out.last_mut() {
+        f.unit = Some(Unit::Bytes);
+    }
+    out.push(Family {
+        name: "server_request_duration",
+        help: "HTTP requests the server answered: first request byte in to last response byte out.",
+        unit: Some(Unit::Seconds),
+        samples: Samples::Histogram(
+            servers()
+                .filter_map(|(b, s)| {
+                    let l = s.request_latency.as_ref().filter(|l| l.count() > 0)?;
+                    Some((server_labels(b, &s.name), histogram_of(l)))
+                })
+                .collect(),
+        ),
+    });
+
+    let listeners = &scrape.listeners;
+    let by_listener = |pick: fn(&ListenerScrape) -> u64| {
+        listeners
+            .iter()
+            .map(|l| (label("listener", &l.name), pick(l)))
+            .collect::<Vec<_>>()
+    };
+    out.extend([
+        counter_by(
+            "listener_connections_accepted",
+            "Client connections accepted on the listener, including those rejected at once.",
+            by_listener(|l| l.accepted),
+        ),
+        gauge_by(
+            "listener_connections_active",
+            "Client connections of the listener open now.",
+            listeners
+                .iter()
+                .map(|l| (label("listener", &l.name), GaugeValue::Int(l.active)))
+                .collect(),
+        ),
+        counter_by(
+            "listener_http_requests",
+            "HTTP requests answered on the listener, by a backend or by ringway itself.",
+            by_listener(|l| l.http_requests),
+        ),
+        counter_by(
+            "listener_http_responses",
+            "HTTP responses on the listener by status class.",
+            listeners
+                .iter()
+                .flat_map(|l| codes(&l.http_status, &label("listener", &l.name)))
+                .collect(),
+        ),
+        Family {
+            name: "listener_proxied",
+            help: "HTTP: bytes of the listener's answered requests, by direction (client_to_server: \
+                   request bodies, server_to_client: responses).",
+            unit: Some(Unit::Bytes),
+            samples: Samples::Counter(
+                listeners
+                    .iter()
+                    .flat_map(|l| {
+                        directions(
+                            &label("listener", &l.name),
+                            l.bytes_client_to_server,
+                            l.bytes_server_to_client,
+                        )
+                    })
+                    .collect(),
+            ),
+        },
+    ]);
+
     let listener_sets = || {
         scrape
             .listeners
@@ -1007,7 +1157,7 @@ fn families(scrape: &Scrape) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{BackendStats, ServerStats, ShardReport};
+    use crate::stats::{BackendStats, ListenerStats, ServerStats, ShardReport};
 
     /// A ShardStats with field number i (1-based) set to `i * m`. Written without `..` so that a new
     /// counter fails to compile here until the tests (and `total_families`) know it.
@@ -1076,6 +1226,11 @@ mod tests {
         a.count_status(200);
         a.count_status(200);
         a.count_status(503);
+        a.bytes_client_to_server = 70;
+        a.bytes_server_to_client = 700;
+        let mut server_latency = Latency::new(crate::latency::LatencyRange::Request);
+        server_latency.record(2_000);
+        a.request_latency = Some(server_latency);
         let b = server("b \"quoted\"", "10.0.0.2:80", "DRAIN", true);
         let shard_report = |shard: usize, m: u64, servers: Vec<ServerStats>| ShardReport {
             shard,
@@ -1084,6 +1239,22 @@ mod tests {
                 name: "www".to_string(),
                 queue: 1,
                 servers,
+                ..BackendStats::default()
+            }],
+            listeners: vec![ListenerStats {
+                name: "web".to_string(),
+                mode: "http".to_string(),
+                accepted: 5,
+                active: 1,
+                http_requests: 3,
+                http_status: StatusCounts {
+                    http_2xx: 2,
+                    http_4xx: 1,
+                    ..StatusCounts::default()
+                },
+                bytes_client_to_server: 11,
+                bytes_server_to_client: 22,
+                ..ListenerStats::default()
             }],
         };
         let mut report = StatsReport::from_shards(
@@ -1109,7 +1280,7 @@ mod tests {
         }
 
         let mut www = LatencySet::new();
-        www.request.record(1_000); // exactly 1 ms
+        www.request.record(990); // just under 1 ms
         www.request.record(20_000);
         www.queue.record(300);
         www.connect.record(150);
@@ -1211,22 +1382,32 @@ mod tests {
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"0.001\"} 2",
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"0.025\"} 4",
             "ringway_backend_request_duration_seconds_bucket{backend=\"www\",le=\"+Inf\"} 4",
-            "ringway_backend_request_duration_seconds_sum{backend=\"www\"} 0.042",
+            "ringway_backend_request_duration_seconds_sum{backend=\"www\"} 0.04198",
             "ringway_backend_request_duration_seconds_count{backend=\"www\"} 4",
             "ringway_backend_connect_duration_seconds_bucket{backend=\"www\",le=\"0.0005\"} 2",
             "ringway_listener_request_duration_seconds_count{listener=\"web\"} 1",
             "ringway_listener_tls_handshake_duration_seconds_count{listener=\"web\"} 1",
             "ringway_listener_tcp_connection_duration_seconds_bucket{listener=\"db\",le=\"60\"} 0",
             "ringway_listener_tcp_connection_duration_seconds_bucket{listener=\"db\",le=\"300\"} 1",
+            "ringway_listener_connections_accepted_total{listener=\"web\"} 10",
+            "ringway_listener_connections_active{listener=\"web\"} 2",
+            "ringway_listener_http_requests_total{listener=\"web\"} 6",
+            "ringway_listener_http_responses_total{listener=\"web\",code=\"4xx\"} 2",
+            "ringway_listener_proxied_bytes_total{listener=\"web\",direction=\"server_to_client\"} 44",
+            "ringway_server_proxied_bytes_total{backend=\"www\",server=\"a\",direction=\"client_to_server\"} 140",
+            "ringway_server_request_duration_seconds_count{backend=\"www\",server=\"a\"} 2",
+            "ringway_server_state{backend=\"www\",server=\"a\",state=\"MAINT\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing line {line:?} in:\n{text}"
             );
         }
-        // No server without checks or weight gets those series; no listener a backend's timings.
+        // No server without checks gets those series; no listener a backend's timings.
         assert!(!text.contains("ringway_server_checks_passed_total{backend=\"www\",server=\"b"));
-        assert!(!text.contains("ringway_server_weight{backend=\"www\",server=\"b"));
+        assert!(
+            text.contains("ringway_server_weight{backend=\"www\",server=\"b \\\"quoted\\\"\"} 0")
+        );
         assert!(!text.contains("tcp_connection_duration_seconds_count{listener=\"web\"}"));
         assert!(!text.contains("# EOF"));
     }

@@ -144,7 +144,9 @@ impl Planner {
         let ids = self.backend_ids(config);
         let id_of = |i: Option<usize>| i.and_then(|i| ids.get(i).copied().flatten());
         let timeouts = TimeoutsMs::from_config(&config.timeouts);
+        let listener_id = self.registry.listener(&l.name);
         let http = l.http.as_ref().map(|h| H1Cfg {
+            listener: listener_id,
             routes: Routes {
                 router: h.router.clone(),
                 ids: ids.clone(),
@@ -220,7 +222,7 @@ impl Planner {
             |h| (h.access_log.clone(), h.access_log_format),
         );
         Ok(ListenerCfg {
-            id: self.registry.listener(&l.name),
+            id: listener_id,
             name: l.name.clone(),
             bind: l.bind,
             http,

@@ -4,8 +4,14 @@
 //! control thread asks; totals are computed on demand, never maintained on the hot path.
 //!
 //! Field names are documented API (docs/metrics.md): renaming one breaks users.
+//!
+//! Latency histograms travel with the counters: each shard's copy of a backend's, server's and
+//! listener's histograms (`crate::latency`, never serialized as they are) are merged here with the
+//! counters, and the merged view carries their quantiles (`latency` in the JSON).
 
 use serde::Serialize;
+
+use crate::latency::{Latency, LatencyScope, LatencySet, LatencySetSnapshot};
 
 /// Counters of one shard. Every field is a monotonically increasing count except `active`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -126,13 +132,15 @@ impl ShardStats {
 }
 
 /// Requests one server of a backend answered, by status class (HTTP listeners).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ServerStats {
     pub name: String,
     pub address: String,
     /// UP, DOWN (health checks) or DRAIN (weight 0).
     pub state: String,
     pub backup: bool,
+    /// Balancing weight in effect (0: draining).
+    pub weight: u32,
     /// Connections open to the server now (summed over shards).
     pub active: u64,
     /// Times the balancer chose this server.
@@ -140,9 +148,20 @@ pub struct ServerStats {
     pub requests: u64,
     #[serde(flatten)]
     pub status: StatusCounts,
+    /// HTTP: request body bytes of this server's answered requests (as the access log's
+    /// `bytes_received`).
+    pub bytes_client_to_server: u64,
+    /// HTTP: response bytes (head and body) of this server's answered requests, sent to clients.
+    pub bytes_server_to_client: u64,
     /// Health check results (filled by the control thread; absent without `health_check`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<CheckStats>,
+    /// Request time of this server's answered requests (a shard's copy, then the merge).
+    #[serde(skip)]
+    pub request_latency: Option<Latency>,
+    /// Quantiles of `request_latency` (`{"request": {...}}`), merged view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySetSnapshot>,
 }
 
 /// Check results per (backend name, server name); written by the check tasks and read by the
@@ -172,15 +191,78 @@ impl ServerStats {
         self.active += o.active;
         self.selected += o.selected;
         self.status.merge(&o.status);
+        self.bytes_client_to_server += o.bytes_client_to_server;
+        self.bytes_server_to_client += o.bytes_server_to_client;
+        merge_latency(&mut self.request_latency, &o.request_latency);
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+fn merge_latency(sum: &mut Option<Latency>, other: &Option<Latency>) {
+    match (sum.as_mut(), other) {
+        (Some(s), Some(o)) => s.merge(o),
+        (None, Some(o)) => *sum = Some(o.clone()),
+        (_, None) => {}
+    }
+}
+
+fn merge_set(sum: &mut Option<LatencySet>, other: &Option<LatencySet>) {
+    match (sum.as_mut(), other) {
+        (Some(s), Some(o)) => s.merge(o),
+        (None, Some(o)) => *sum = Some(o.clone()),
+        (_, None) => {}
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BackendStats {
     pub name: String,
     /// HTTP requests waiting in this backend's queues now (summed over shards).
     pub queue: u64,
     pub servers: Vec<ServerStats>,
+    /// This backend's histograms (a shard's copy, then the merge); `None` with histograms off.
+    #[serde(skip)]
+    pub latency_set: Option<LatencySet>,
+    /// Quantiles of `latency_set`, merged view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySetSnapshot>,
+}
+
+/// One listener: its connections, and for HTTP its answered requests (counted when each one
+/// ends, as the access log sees it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ListenerStats {
+    pub name: String,
+    /// `tcp`, `http` or `detect`.
+    pub mode: String,
+    /// Client connections accepted on this listener (including those rejected at once).
+    pub accepted: u64,
+    /// Client connections of this listener open now.
+    pub active: u64,
+    /// HTTP: requests answered (by a backend or by ringway itself).
+    pub http_requests: u64,
+    #[serde(flatten)]
+    pub http_status: StatusCounts,
+    /// HTTP: request body bytes received from clients.
+    pub bytes_client_to_server: u64,
+    /// HTTP: response bytes (head and body) sent to clients.
+    pub bytes_server_to_client: u64,
+    #[serde(skip)]
+    pub latency_set: Option<LatencySet>,
+    /// Quantiles of `latency_set`, merged view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySetSnapshot>,
+}
+
+impl ListenerStats {
+    fn merge(&mut self, o: &ListenerStats) {
+        self.accepted += o.accepted;
+        self.active += o.active;
+        self.http_requests += o.http_requests;
+        self.http_status.merge(&o.http_status);
+        self.bytes_client_to_server += o.bytes_client_to_server;
+        self.bytes_server_to_client += o.bytes_server_to_client;
+        merge_set(&mut self.latency_set, &o.latency_set);
+    }
 }
 
 impl ShardStats {
@@ -232,6 +314,7 @@ pub struct ShardReport {
     pub stats: ShardStats,
     /// Per backend and server request counts (HTTP listeners).
     pub backends: Vec<BackendStats>,
+    pub listeners: Vec<ListenerStats>,
 }
 
 /// The document served at `GET /stats`.
@@ -242,6 +325,8 @@ pub struct StatsReport {
     pub total: ShardStats,
     /// Per backend and server, summed over shards.
     pub backends: Vec<BackendStats>,
+    /// Per listener, summed over shards.
+    pub listeners: Vec<ListenerStats>,
     pub per_shard: Vec<ShardReport>,
 }
 
@@ -252,16 +337,22 @@ impl StatsReport {
         reports.sort_by_key(|r| r.shard);
         let mut total = ShardStats::default();
         let mut backends: Vec<BackendStats> = Vec::new();
-        for r in &reports {
+        let mut listeners: Vec<ListenerStats> = Vec::new();
+        for r in &mut reports {
             total.merge(&r.stats);
+            for l in &r.listeners {
+                match listeners.iter_mut().find(|x| x.name == l.name) {
+                    Some(sum) => sum.merge(l),
+                    None => listeners.push(l.clone()),
+                }
+            }
             for b in &r.backends {
                 let i = match backends.iter().position(|x| x.name == b.name) {
                     Some(i) => i,
                     None => {
                         backends.push(BackendStats {
                             name: b.name.clone(),
-                            queue: 0,
-                            servers: Vec::new(),
+                            ..BackendStats::default()
                         });
                         backends.len() - 1
                     }
@@ -270,6 +361,7 @@ impl StatsReport {
                     continue;
                 };
                 sum.queue += b.queue;
+                merge_set(&mut sum.latency_set, &b.latency_set);
                 for s in &b.servers {
                     let j = match sum.servers.iter().position(|x| x.name == s.name) {
                         Some(j) => j,
@@ -279,6 +371,7 @@ impl StatsReport {
                                 address: s.address.clone(),
                                 state: s.state.clone(),
                                 backup: s.backup,
+                                weight: s.weight,
                                 ..ServerStats::default()
                             });
                             sum.servers.len() - 1
@@ -290,11 +383,43 @@ impl StatsReport {
                 }
             }
         }
+        // The merged histograms stay with the merged view (for /metrics); the shards' copies
+        // are not needed any more.
+        for r in &mut reports {
+            for l in &mut r.listeners {
+                l.latency_set = None;
+            }
+            for b in &mut r.backends {
+                b.latency_set = None;
+                for s in &mut b.servers {
+                    s.request_latency = None;
+                }
+            }
+        }
+        for l in &mut listeners {
+            l.latency = l
+                .latency_set
+                .as_ref()
+                .map(|set| set.snapshot(LatencyScope::Listener));
+        }
+        for b in &mut backends {
+            b.latency = b
+                .latency_set
+                .as_ref()
+                .map(|set| set.snapshot(LatencyScope::Backend));
+            for s in &mut b.servers {
+                s.latency = s.request_latency.as_ref().map(|l| LatencySetSnapshot {
+                    request: Some(l.snapshot()),
+                    ..LatencySetSnapshot::default()
+                });
+            }
+        }
         StatsReport {
             shards: reports.len(),
             uptime_ms,
             total,
             backends,
+            listeners,
             per_shard: reports,
         }
     }
@@ -324,11 +449,13 @@ mod tests {
                     shard: 1,
                     stats: b,
                     backends: Vec::new(),
+                    listeners: Vec::new(),
                 },
                 ShardReport {
                     shard: 0,
                     stats: a,
                     backends: Vec::new(),
+                    listeners: Vec::new(),
                 },
             ],
             7,

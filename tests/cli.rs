@@ -229,4 +229,18 @@ fn demo_routes_http_balances_and_tunnels_websocket() {
         "WebSocket echo through the demo"
     );
     assert!(status.is_some_and(|s| s.success()));
+    // The banner names the stats page and /metrics.
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut out);
+    }
+    assert!(
+        out.contains("Dashboard (live stats page): http://127.0.0.1:9900/\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("curl -s http://127.0.0.1:9900/metrics"),
+        "{out}"
+    );
 }

@@ -12,7 +12,8 @@ pub mod tcp;
 pub mod tunnel;
 
 use crate::balancer::Candidates;
-use crate::ids::{BackendId, ServerId};
+use crate::ids::{BackendId, ListenerId, ServerId};
+use crate::latency::LatencyKind;
 use crate::stats::ShardStats;
 use crate::upstream::{BackendCfg, Outcome, UpstreamError};
 
@@ -82,9 +83,47 @@ pub enum Pick {
     Unavailable,
 }
 
+/// Where a latency is recorded: a listener's or a backend's histograms on this shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyAt {
+    Listener(ListenerId),
+    Backend(BackendId),
+}
+
+/// One answered HTTP request, as the shard's histograms and per-listener counters take it (every
+/// request with a status, whether the access log is on or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeDone {
+    pub listener: ListenerId,
+    pub backend: Option<BackendId>,
+    pub server: Option<ServerId>,
+    pub status: u16,
+    /// First byte of the request head in to the response complete (µs).
+    pub request_us: u64,
+    /// Request body bytes received from the client.
+    pub bytes_received: u64,
+    /// Response bytes (head and body) sent to the client.
+    pub bytes_sent: u64,
+}
+
 /// What a session may ask of the shard around it (implemented by the driver; faked in tests).
 pub trait Env {
     fn now_ms(&self) -> u64;
+    /// The same clock in microseconds (the driver reads it once per loop turn, so this is the
+    /// time the turn's completions were reaped; see `crate::latency`).
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
+    /// Records one duration into a latency histogram of this shard.
+    fn record(&mut self, at: LatencyAt, kind: LatencyKind, value_us: u64) {
+        let _ = (at, kind, value_us);
+    }
+    /// One HTTP request was answered: its request time goes into the listener's, the backend's
+    /// and the server's histograms, its status and bytes into the per-listener and per-server
+    /// counters.
+    fn exchange_done(&mut self, done: &ExchangeDone) {
+        let _ = done;
+    }
     /// The shard is draining: finish what is in flight, keep nothing alive.
     fn draining(&self) -> bool;
     fn stats(&mut self) -> &mut ShardStats;
@@ -177,6 +216,17 @@ pub struct AccessRecord {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub duration_ms: u64,
+    /// The same span as `duration_ms`, in microseconds.
+    pub request_us: u64,
+    /// Time waited in the backend queue; `None` when the request did not queue.
+    pub queue_us: Option<u64>,
+    /// The successful connect to the server; `None` when a pooled connection was used or none
+    /// was made.
+    pub connect_us: Option<u64>,
+    /// Request head handed to the server to its (first) response head; `None` without one.
+    pub response_us: Option<u64>,
+    /// Attempts beyond the first (connect retries and replays on a new connection).
+    pub retries: u32,
     pub backend: Option<BackendId>,
     pub server: Option<ServerId>,
     pub term: Term,
@@ -260,6 +310,10 @@ pub(crate) mod testenv {
         pub answer: Option<Pick>,
         pub picks: Vec<(BackendId, ServerId)>,
         pub outcomes: Vec<(ServerId, Outcome)>,
+        /// Microseconds past `now` (ms), for timings finer than the millisecond clock.
+        pub extra_us: u64,
+        pub recorded: Vec<(LatencyAt, LatencyKind, u64)>,
+        pub done: Vec<ExchangeDone>,
     }
 
     impl FakeEnv {
@@ -272,6 +326,9 @@ pub(crate) mod testenv {
                 answer: None,
                 picks: Vec::new(),
                 outcomes: Vec::new(),
+                extra_us: 0,
+                recorded: Vec::new(),
+                done: Vec::new(),
             }
         }
 
@@ -284,6 +341,18 @@ pub(crate) mod testenv {
     impl Env for FakeEnv {
         fn now_ms(&self) -> u64 {
             self.now
+        }
+
+        fn now_us(&self) -> u64 {
+            self.now * 1000 + self.extra_us
+        }
+
+        fn record(&mut self, at: LatencyAt, kind: LatencyKind, value_us: u64) {
+            self.recorded.push((at, kind, value_us));
+        }
+
+        fn exchange_done(&mut self, done: &ExchangeDone) {
+            self.done.push(*done);
         }
 
         fn draining(&self) -> bool {

@@ -8,10 +8,13 @@
 use std::net::SocketAddr;
 
 use super::tunnel::Tunnel;
-use super::{CLIENT, Env, Intent, Intents, Pick, QUEUED_MAX, Term, UPSTREAM, UpstreamEvent, Wire};
+use super::{
+    CLIENT, Env, Intent, Intents, LatencyAt, Pick, QUEUED_MAX, Term, UPSTREAM, UpstreamEvent, Wire,
+};
 use crate::balancer::{Candidates, hash_bytes};
 use crate::config::SpliceMode;
 use crate::ids::{BackendId, ServerId};
+use crate::latency::LatencyKind;
 use crate::proxy_protocol::{Received, parse_received};
 use crate::router::Router;
 use crate::upstream::{Outcome, UpstreamError};
@@ -55,6 +58,7 @@ enum Phase {
     Connecting {
         server: ServerId,
         since_ms: u64,
+        since_us: u64,
     },
     Tunnel(Tunnel),
     Closed,
@@ -196,6 +200,7 @@ impl TcpSession {
                 self.phase = Phase::Connecting {
                     server,
                     since_ms: env.now_ms(),
+                    since_us: env.now_us(),
                 };
                 self.intents.push(Intent::Connect {
                     backend,
@@ -224,13 +229,22 @@ impl TcpSession {
             self.close(Term::ServerError);
             return;
         }
-        let Phase::Connecting { server, .. } = self.phase else {
+        let Phase::Connecting {
+            server, since_us, ..
+        } = self.phase
+        else {
             return;
         };
         let backend = self.backend.unwrap_or(BackendId(0));
         match ev {
             UpstreamEvent::Ready { .. } | UpstreamEvent::Connected => {
                 env.outcome(backend, server, Outcome::Connected);
+                let connect_us = env.now_us().saturating_sub(since_us);
+                env.record(
+                    LatencyAt::Backend(backend),
+                    LatencyKind::Connect,
+                    connect_us,
+                );
                 let now = env.now_ms();
                 w.active_ms = [now, now];
                 self.phase = Phase::Tunnel(Tunnel::new(cfg.splice));

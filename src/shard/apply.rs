@@ -10,13 +10,15 @@ use std::sync::Arc;
 
 use io_uring::{opcode, types};
 
-use super::driver::{ListenerSlot, Shard};
+use super::driver::{ListenerRt, ListenerSlot, Shard};
 use super::listener::ListenerCfg;
 use super::ring::{Op, Tag};
 use super::{BootError, Conn, ShardOp, sys};
 use crate::access_log::Sink;
 use crate::ids::{BackendId, ListenerId};
+use crate::latency::LatencySet;
 use crate::session::Term;
+use crate::stats::ListenerStats;
 use crate::upstream::{Backend, BackendCfg};
 
 impl Shard {
@@ -40,7 +42,7 @@ impl Shard {
         match self.world.backends.get_mut(&cfg.id) {
             Some(b) => b.update(cfg, &mut stale),
             None => {
-                let b = Backend::new(cfg, shard, count);
+                let b = Backend::with_histograms(cfg, shard, count, self.world.histograms);
                 self.world.backends.insert(b.cfg.id, b);
             }
         }
@@ -77,6 +79,34 @@ impl Shard {
         cfg: Arc<ListenerCfg>,
         fd: Option<i32>,
     ) -> Result<(), BootError> {
+        let mode = if cfg.detect.is_some() {
+            "detect"
+        } else if cfg.http.is_some() {
+            "http"
+        } else {
+            "tcp"
+        };
+        match self.world.listeners.get_mut(&cfg.id) {
+            Some(rt) => {
+                if rt.stats.mode != mode {
+                    rt.stats.mode = mode.to_string();
+                }
+            }
+            None => {
+                let histograms = self.world.histograms;
+                self.world.listeners.insert(
+                    cfg.id,
+                    ListenerRt {
+                        stats: ListenerStats {
+                            name: cfg.name.clone(),
+                            mode: mode.to_string(),
+                            ..ListenerStats::default()
+                        },
+                        latency: histograms.then(LatencySet::new),
+                    },
+                );
+            }
+        }
         if let Some(l) = self.listeners.get_mut(&cfg.id) {
             l.cfg = cfg;
             if let Some(fd) = fd {

@@ -40,12 +40,14 @@ impl Shard {
             expired: false,
             wait_tick: false,
         };
+        let listener = conn.cfg.id;
         let Some(key) = self.slab.insert(Conn::Detect(conn)) else {
             self.world.stats.rejected += 1;
             sys::close(fd);
             return;
         };
         self.world.stats.active += 1;
+        self.world.listener_conn(listener, true);
         self.detect_pending += 1;
         self.detect_arm_poll(key.slot);
         self.timers.insert(
@@ -173,6 +175,7 @@ impl Shard {
         };
         self.detect_pending = self.detect_pending.saturating_sub(1);
         self.world.stats.active = self.world.stats.active.saturating_sub(1);
+        self.world.listener_conn(d.cfg.id, false);
         let cfg = d.cfg;
         tracing::debug!(shard = self.world.shard, protocol = ?protocol, waited_ms = self.world.now_ms.saturating_sub(d.opened_ms), "protocol detected");
         let (tls_backend, tcp_backend) = cfg

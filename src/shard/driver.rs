@@ -21,11 +21,12 @@ use super::{BootError, Conn, EventSender, ShardEvent, ShardMsg, sys};
 use crate::access_log::Sink;
 use crate::balancer::Candidates;
 use crate::ids::{BackendId, IdMap, ListenerId, ServerId};
+use crate::latency::{LatencyKind, LatencySet};
 use crate::pipes::PipePool;
 use crate::session::h1::H1Session;
 use crate::session::tcp::TcpSession;
-use crate::session::{Env, Pick, Term, TimeoutsMs};
-use crate::stats::{ShardReport, ShardStats};
+use crate::session::{Env, ExchangeDone, LatencyAt, Pick, Term, TimeoutsMs};
+use crate::stats::{ListenerStats, ShardReport, ShardStats};
 use crate::timer::{TimerKey, TimerWheel};
 use crate::upstream::{Backend, BackendCfg, Ejected, Outcome};
 
@@ -41,7 +42,14 @@ const SCRATCH_BYTES: usize = 16 * 1024;
 /// session (inside the slab) and its environment can be borrowed at once.
 pub(super) struct World {
     pub shard: usize,
+    /// The shard clock, read once per loop turn (after `io_uring_enter` returns): every
+    /// completion of a turn is stamped with the time it was reaped. `now_ms` is `now_us / 1000`.
     pub now_ms: u64,
+    pub now_us: u64,
+    /// Latency histograms are kept (`crate::latency::histograms_enabled`).
+    pub histograms: bool,
+    /// Per-listener counters and histograms on this shard (by id; kept while the listener is).
+    pub listeners: IdMap<ListenerId, ListenerRt>,
     pub draining: bool,
     pub stats: ShardStats,
     pub backends: IdMap<BackendId, Backend>,
@@ -52,9 +60,69 @@ pub(super) struct World {
     pub queued: usize,
 }
 
+/// What this shard counts and records for one listener.
+pub(super) struct ListenerRt {
+    pub stats: ListenerStats,
+    /// `None`: histograms off.
+    pub latency: Option<LatencySet>,
+}
+
+impl World {
+    /// Connections of listener `id` opened (`true`) or closed on this shard.
+    pub(super) fn listener_conn(&mut self, id: ListenerId, opened: bool) {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            if opened {
+                l.stats.active += 1;
+            } else {
+                l.stats.active = l.stats.active.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Records `value_us` as `kind` for listener `id` (TLS handshakes, TCP connections).
+    pub(super) fn record_listener(&mut self, id: ListenerId, kind: LatencyKind, value_us: u64) {
+        if let Some(set) = self.listeners.get_mut(&id).and_then(|l| l.latency.as_mut()) {
+            set.record(kind, value_us);
+        }
+    }
+}
+
 impl Env for World {
     fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+
+    fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    fn record(&mut self, at: LatencyAt, kind: LatencyKind, value_us: u64) {
+        match at {
+            LatencyAt::Listener(id) => self.record_listener(id, kind, value_us),
+            LatencyAt::Backend(id) => {
+                if let Some(set) = self.backends.get_mut(&id).and_then(|b| b.latency.as_mut()) {
+                    set.record(kind, value_us);
+                }
+            }
+        }
+    }
+
+    fn exchange_done(&mut self, d: &ExchangeDone) {
+        // A 101 ends when its tunnel does (a WebSocket may live for hours): counted as a request,
+        // but its life is no request time.
+        let request_us = (d.status != 101).then_some(d.request_us);
+        if let Some(l) = self.listeners.get_mut(&d.listener) {
+            l.stats.http_requests += 1;
+            l.stats.http_status.count(d.status);
+            l.stats.bytes_client_to_server += d.bytes_received;
+            l.stats.bytes_server_to_client += d.bytes_sent;
+            if let (Some(set), Some(us)) = (&mut l.latency, request_us) {
+                set.record(LatencyKind::Request, us);
+            }
+        }
+        if let Some(b) = d.backend.and_then(|id| self.backends.get_mut(&id)) {
+            b.exchange_done(d.server, request_us, d.bytes_received, d.bytes_sent);
+        }
     }
 
     fn draining(&self) -> bool {
@@ -186,6 +254,9 @@ impl Shard {
             world: World {
                 shard: id,
                 now_ms: 0,
+                now_us: 0,
+                histograms: crate::latency::histograms_enabled(),
+                listeners: IdMap::default(),
                 draining: false,
                 stats: ShardStats::default(),
                 backends: IdMap::default(),
@@ -313,7 +384,10 @@ impl Shard {
                 tracing::error!(shard = self.world.shard, error = %e, "io_uring_enter failed; shard stops");
                 break;
             }
-            self.world.now_ms = self.epoch.elapsed().as_millis() as u64;
+            // One clock read per turn (CLOCK_MONOTONIC through the vDSO; the coarse clock ticks
+            // only every 1-4 ms, too coarse for sub-millisecond phases: see crate::latency).
+            self.world.now_us = self.epoch.elapsed().as_micros() as u64;
+            self.world.now_ms = self.world.now_us / 1000;
             let mut completions = std::mem::take(&mut self.completions);
             self.ring.drain_completions(&mut completions);
             for c in completions.drain(..) {
@@ -419,6 +493,9 @@ impl Shard {
         if c.result >= 0 {
             let fd = c.result;
             self.world.stats.accepted += 1;
+            if let Some(l) = self.world.listeners.get_mut(&id) {
+                l.stats.accepted += 1;
+            }
             let Some(cfg) = self
                 .listeners
                 .get(&id)
@@ -605,6 +682,8 @@ impl Shard {
     fn report(&self) -> ShardReport {
         let mut ids: Vec<&BackendId> = self.world.backends.keys().collect();
         ids.sort();
+        let mut listener_ids: Vec<&ListenerId> = self.world.listeners.keys().collect();
+        listener_ids.sort();
         ShardReport {
             shard: self.world.shard,
             stats: self.world.stats,
@@ -612,6 +691,16 @@ impl Shard {
                 .into_iter()
                 .filter_map(|id| self.world.backends.get(id))
                 .map(|b| b.report())
+                .collect(),
+            listeners: listener_ids
+                .into_iter()
+                // A listener removed by a reload leaves the report with it.
+                .filter(|id| self.listeners.get(*id).is_some_and(|l| !l.removing))
+                .filter_map(|id| self.world.listeners.get(id))
+                .map(|l| ListenerStats {
+                    latency_set: l.latency.clone(),
+                    ..l.stats.clone()
+                })
                 .collect(),
         }
     }

@@ -131,6 +131,8 @@ impl Shard {
                     queued: false,
                     again: false,
                     opened_ms: opened,
+                    opened_us: opened.saturating_mul(1000),
+                    tls_started_us: 0,
                 };
                 b
             }
@@ -151,6 +153,8 @@ impl Shard {
                 queued: false,
                 again: false,
                 opened_ms: opened,
+                opened_us: opened.saturating_mul(1000),
+                tls_started_us: 0,
             }),
         };
         if let Some(entry) = self.slab.get_mut(slot) {
@@ -176,7 +180,9 @@ impl Shard {
             return;
         }
         sys::close(i.fd);
+        let listener = i.cfg.id;
         self.slab.remove(slot);
+        self.world.listener_conn(listener, false);
         self.world.stats.closed += 1;
         self.world.stats.active = self.world.stats.active.saturating_sub(1);
         tracing::trace!(

@@ -52,6 +52,10 @@ pub(super) struct StreamConn {
     /// Something changed while syncing: drive once more.
     pub again: bool,
     pub opened_ms: u64,
+    /// Accepted (µs, shard clock): TCP connection durations.
+    pub opened_us: u64,
+    /// TLS termination: the first bytes of the ClientHello arrived (µs; 0: not yet).
+    pub tls_started_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,13 +292,17 @@ impl Shard {
             queued: false,
             again: false,
             opened_ms: now,
+            opened_us: self.world.now_us,
+            tls_started_us: 0,
         };
+        let listener = conn.cfg.id;
         let Some(key) = self.slab.insert(Conn::Stream(Box::new(conn))) else {
             self.world.stats.rejected += 1;
             sys::close(fd);
             return;
         };
         self.world.stats.active += 1;
+        self.world.listener_conn(listener, true);
         if is_tls {
             self.world.stats.tls_active += 1;
         }
@@ -324,6 +332,9 @@ impl Shard {
                             match &mut s.tls {
                                 Some(tls) => {
                                     let was = tls.is_handshaking();
+                                    if was && s.tls_started_us == 0 {
+                                        s.tls_started_us = self.world.now_us.max(1);
+                                    }
                                     let got = tls.receive(
                                         bytes,
                                         &mut s.wire.rx[CLIENT],
@@ -515,6 +526,15 @@ impl Shard {
         }
         self.world.stats.closed += 1;
         self.world.stats.active = self.world.stats.active.saturating_sub(1);
+        self.world.listener_conn(c.cfg.id, false);
+        if let Proto::Tcp(_) = &c.proto {
+            let lived_us = self.world.now_us.saturating_sub(c.opened_us);
+            self.world.record_listener(
+                c.cfg.id,
+                crate::latency::LatencyKind::TcpConnection,
+                lived_us,
+            );
+        }
         if c.tls.is_some() {
             self.world.stats.tls_active = self.world.stats.tls_active.saturating_sub(1);
         }
@@ -620,10 +640,11 @@ impl Shard {
         let listener = c.cfg.id;
         let backend = rec.backend.and_then(|b| self.world.backends.get(&b));
         let backend_name = backend.map_or("-", |b| b.cfg.name.as_str());
-        let server = backend
-            .zip(rec.server)
-            .and_then(|(b, s)| b.cfg.server(s))
-            .map_or_else(|| "-".to_string(), |s| s.address.to_string());
+        let server_cfg = backend.zip(rec.server).and_then(|(b, s)| b.cfg.server(s));
+        let server = server_cfg.map_or_else(|| "-".to_string(), |s| s.address.to_string());
+        let server_name = server_cfg.map_or("-", |s| s.name.as_str());
+        let tls_version = c.tls.as_ref().and_then(|t| t.version());
+        let sni = c.tls.as_ref().and_then(|t| t.sni());
         let Some(sink) = self
             .listeners
             .get_mut(&listener)
@@ -646,6 +667,14 @@ impl Shard {
             referer: &rec.referer,
             user_agent: &rec.user_agent,
             term: rec.term.as_str(),
+            request_us: rec.request_us,
+            queue_us: rec.queue_us,
+            connect_us: rec.connect_us,
+            response_us: rec.response_us,
+            retries: rec.retries,
+            server_name,
+            tls_version,
+            sni,
         });
     }
 }
@@ -685,6 +714,8 @@ fn tls_client_events(
                 Handshake::Resumed => world.stats.tls_resumed += 1,
                 Handshake::Full => world.stats.tls_handshakes += 1,
             }
+            let took_us = world.now_us.saturating_sub(s.tls_started_us);
+            world.record_listener(s.cfg.id, crate::latency::LatencyKind::TlsHandshake, took_us);
             tracing::trace!(shard = world.shard, sni = ?tls.sni(), "TLS handshake done");
         }
     }

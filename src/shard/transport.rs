@@ -55,6 +55,15 @@ impl Tls {
         !self.done
     }
 
+    /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`), once the handshake has chosen one.
+    pub fn version(&self) -> Option<&'static str> {
+        match self.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+            rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+            _ => Some("other"),
+        }
+    }
+
     pub fn sni(&self) -> Option<&str> {
         match &self.conn {
             Connection::Server(s) => s.server_name(),

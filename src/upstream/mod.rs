@@ -18,6 +18,7 @@ use crate::balancer::{
 };
 use crate::config::{AdminState, Balance, HashKey};
 use crate::ids::{BackendId, ServerId};
+use crate::latency::{Latency, LatencyKind, LatencyRange, LatencySet};
 use crate::proxy_protocol::ProxyVersion;
 use crate::session::Pick;
 use crate::shard::slab::Key;
@@ -201,6 +202,8 @@ struct ServerRt {
     selected: u64,
     fails: u32,
     stats: ServerStats,
+    /// Request time of the requests this server answered (`None`: histograms off).
+    latency: Option<Latency>,
 }
 
 /// A server was ejected by passive health on this shard (tell the control thread).
@@ -224,11 +227,25 @@ pub struct Backend {
     pub tls_generation: u32,
     shard: usize,
     shard_count: usize,
+    /// This backend's histograms on this shard, allocated here once (`None`: histograms off).
+    pub latency: Option<LatencySet>,
 }
 
 impl Backend {
     pub fn new(cfg: BackendCfg, shard: usize, shard_count: usize) -> Backend {
+        Backend::with_histograms(cfg, shard, shard_count, true)
+    }
+
+    /// [`Backend::new`], with or without latency histograms (fixed memory, allocated now: one
+    /// [`LatencySet`] plus one request histogram per server; see `crate::latency`).
+    pub fn with_histograms(
+        cfg: BackendCfg,
+        shard: usize,
+        shard_count: usize,
+        histograms: bool,
+    ) -> Backend {
         let mut b = Backend {
+            latency: histograms.then(LatencySet::new),
             algo: algorithm(&cfg, shard),
             cfg: BackendCfg {
                 servers: Vec::new(),
@@ -275,6 +292,10 @@ impl Backend {
                             selected: 0,
                             fails: 0,
                             stats: ServerStats::default(),
+                            latency: self
+                                .latency
+                                .as_ref()
+                                .map(|_| Latency::new(LatencyRange::Request)),
                         },
                     ),
                 };
@@ -419,6 +440,31 @@ impl Backend {
         })
     }
 
+    /// One answered HTTP request routed here: its request time (`None`: not a request time, a
+    /// 101 tunnel's life) into the backend's and the server's histograms, its bytes into the
+    /// server's counters.
+    pub fn exchange_done(
+        &mut self,
+        server: Option<ServerId>,
+        request_us: Option<u64>,
+        bytes_received: u64,
+        bytes_sent: u64,
+    ) {
+        if let (Some(set), Some(us)) = (&mut self.latency, request_us) {
+            set.record(LatencyKind::Request, us);
+        }
+        if let Some(rt) = server
+            .and_then(|id| self.position(id))
+            .and_then(|i| self.servers.get_mut(i))
+        {
+            rt.stats.bytes_client_to_server += bytes_received;
+            rt.stats.bytes_server_to_client += bytes_sent;
+            if let (Some(l), Some(us)) = (&mut rt.latency, request_us) {
+                l.record(us);
+            }
+        }
+    }
+
     /// A health check (or an ejection) changed a server's state on every shard.
     pub fn set_up(&mut self, server: ServerId, up: bool) {
         if let Some(v) = self.position(server).and_then(|i| self.views.get_mut(i)) {
@@ -437,6 +483,8 @@ impl Backend {
         BackendStats {
             name: self.cfg.name.clone(),
             queue: self.queue.len() as u64,
+            latency_set: self.latency.clone(),
+            latency: None,
             servers: self
                 .servers
                 .iter()
@@ -444,7 +492,9 @@ impl Backend {
                 .zip(&self.cfg.servers)
                 .map(|((rt, v), c)| {
                     let mut s = rt.stats.clone();
+                    s.request_latency.clone_from(&rt.latency);
                     s.selected = rt.selected;
+                    s.weight = v.weight;
                     s.active = u64::from(v.active);
                     s.state = if c.admin == AdminState::Maint {
                         "MAINT"

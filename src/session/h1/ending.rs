@@ -5,6 +5,14 @@
 
 use super::*;
 
+/// When the current exchange's request started (µs); 0 outside an exchange.
+fn ex_started_us(phase: &Phase) -> u64 {
+    match phase {
+        Phase::Exchange(ex) => ex.timing.started_us,
+        _ => 0,
+    }
+}
+
 impl H1Session {
     /// The upstream failed. Before any response byte reached the client this is retried where
     /// safe, else it becomes a status; after, the client connection is closed.
@@ -44,6 +52,7 @@ impl H1Session {
         let paid_replay = replay && !reused && ex.candidates.can_retry();
         if connect_retry || free_replay || paid_replay {
             self.intents.push(Intent::Release { reusable: false });
+            ex.timing.retries += 1;
             if connect_retry {
                 env.stats().connect_retries += 1;
                 // Nothing was sent: what waits for the upstream is the whole request so far.
@@ -112,7 +121,16 @@ impl H1Session {
                     .access_log
                     .then(|| Box::new(raw_request_line(&w.rx[CLIENT])));
                 Box::new(Exchange {
+                    listener: cfg.listener,
                     backend: None,
+                    timing: Timing {
+                        started_us: if started_ms.is_some() {
+                            self.head_started_us
+                        } else {
+                            env.now_us()
+                        },
+                        ..Timing::default()
+                    },
                     up: Up::None,
                     candidates: Candidates::new(1, true),
                     key: None,
@@ -165,6 +183,7 @@ impl H1Session {
     /// One access log record for the current exchange (once), and its status counted.
     pub(super) fn log(&mut self, env: &mut impl Env, term: Term) {
         let now = env.now_ms();
+        let request_us = env.now_us().saturating_sub(ex_started_us(&self.phase));
         let Phase::Exchange(ex) = &mut self.phase else {
             return;
         };
@@ -173,6 +192,15 @@ impl H1Session {
         }
         if ex.status != 0 {
             env.stats().count_status(ex.status);
+            env.exchange_done(&ExchangeDone {
+                listener: ex.listener,
+                backend: ex.backend,
+                server: ex.server,
+                status: ex.status,
+                request_us,
+                bytes_received: ex.req_body_bytes,
+                bytes_sent: ex.resp_bytes,
+            });
         }
         let status = std::mem::take(&mut ex.status);
         let Some(log) = ex.log.take() else {
@@ -188,6 +216,11 @@ impl H1Session {
             bytes_sent: ex.resp_bytes,
             bytes_received: ex.req_body_bytes,
             duration_ms: now.saturating_sub(ex.started_ms),
+            request_us,
+            queue_us: ex.timing.queue_us,
+            connect_us: ex.timing.connect_us,
+            response_us: ex.timing.response_us,
+            retries: ex.timing.retries,
             backend: ex.backend,
             server: ex.server,
             term,
@@ -322,6 +355,10 @@ impl H1Session {
             Phase::Exchange(ex) => match ex.up {
                 Up::Queued { .. } => {
                     env.stats().http_queue_timeouts += 1;
+                    let now_us = env.now_us();
+                    if let Phase::Exchange(ex) = &mut self.phase {
+                        ex.left_queue(env, now_us);
+                    }
                     self.local_response(
                         w,
                         env,

@@ -127,6 +127,14 @@ impl H1Session {
             };
         let (head, consumed_bytes) = head;
         let status = head.status;
+        if ex.timing.response_us.is_none() {
+            // The first head (an interim 100 counts): how long the server took to start answering.
+            let waited = env.now_us().saturating_sub(ex.timing.req_sent_us);
+            ex.timing.response_us = Some(waited);
+            if let Some(b) = ex.backend {
+                env.record(LatencyAt::Backend(b), LatencyKind::ResponseHead, waited);
+            }
+        }
         let interim = (100..200).contains(&status) && status != 101;
         let tunnel = status == 101;
         if tunnel && !ex.upgrade {

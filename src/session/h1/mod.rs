@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use super::tcp::Routes;
 use super::tunnel::Tunnel;
 use super::{
-    AccessRecord, CLIENT, Env, Intent, Intents, Pick, QUEUED_MAX, Term, TimeoutsMs, UPSTREAM,
-    UpstreamEvent, Wire,
+    AccessRecord, CLIENT, Env, ExchangeDone, Intent, Intents, LatencyAt, Pick, QUEUED_MAX, Term,
+    TimeoutsMs, UPSTREAM, UpstreamEvent, Wire,
 };
 use crate::balancer::{Candidates, hash_bytes};
 use crate::config::{HashKey, SpliceMode};
@@ -25,7 +25,8 @@ use crate::http1::{
     self, ChunkVerdict, ChunkedScanner, ForwardOpts, Framing, HeadVerdict, RequestHead,
     ResponseOpts,
 };
-use crate::ids::{BackendId, ServerId};
+use crate::ids::{BackendId, ListenerId, ServerId};
+use crate::latency::LatencyKind;
 use crate::proxy_protocol::{Received, parse_received};
 use crate::upstream::{Outcome, UpstreamError};
 
@@ -40,6 +41,8 @@ const LINGER_BYTES_MAX: u64 = 1 << 20;
 /// that the next request on a keep-alive connection picks up).
 #[derive(Debug, Clone, PartialEq)]
 pub struct H1Cfg {
+    /// The listener (its histograms and counters on this shard).
+    pub listener: ListenerId,
     pub routes: Routes,
     pub x_forwarded_for: bool,
     pub x_real_ip: bool,
@@ -139,10 +142,28 @@ struct LogFields {
     user_agent: String,
 }
 
+/// Microsecond timings of one exchange (for the histograms and the access log).
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
+    /// First byte of the request head.
+    started_us: u64,
+    /// Entered the current `Up::Queued` or `Up::Connecting` state.
+    up_since_us: u64,
+    /// The request was handed to an open upstream connection.
+    req_sent_us: u64,
+    queue_us: Option<u64>,
+    connect_us: Option<u64>,
+    response_us: Option<u64>,
+    /// Attempts beyond the first.
+    retries: u32,
+}
+
 /// One request/response exchange.
 #[derive(Debug)]
 struct Exchange {
+    listener: ListenerId,
     backend: Option<BackendId>,
+    timing: Timing,
     up: Up,
     candidates: Candidates,
     key: Option<u64>,
@@ -211,6 +232,8 @@ pub struct H1Session {
     phase: Phase,
     requests: u32,
     opened_ms: u64,
+    /// First byte of the request head being read (µs), when `Phase::Head` has `started_ms`.
+    head_started_us: u64,
     pub intents: Intents,
     /// The encoded head of the current request while it can be replayed (kept across requests
     /// for its capacity).
@@ -230,6 +253,7 @@ impl H1Session {
             phase: Phase::Head { started_ms: None },
             requests: 0,
             opened_ms: now_ms,
+            head_started_us: 0,
             intents: Intents::default(),
             replay: Vec::new(),
             spare: None,
@@ -373,6 +397,7 @@ impl H1Session {
             self.phase = Phase::Head {
                 started_ms: Some(now),
             };
+            self.head_started_us = env.now_us();
         }
         let limits = http1::Limits {
             head_bytes_max: cfg.head_bytes_max as usize,
@@ -450,7 +475,12 @@ impl H1Session {
             _ => false,
         };
         let fresh = Exchange {
+            listener: cfg.listener,
             backend: route,
+            timing: Timing {
+                started_us: self.head_started_us,
+                ..Timing::default()
+            },
             up: Up::None,
             candidates: Candidates::new(1, true),
             key: None,
@@ -539,12 +569,15 @@ impl H1Session {
     /// Asks for a server for the current exchange: a connect intent, the queue, or 503.
     fn connect(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H1Cfg, allow_pool: bool) {
         let now = env.now_ms();
+        let now_us = env.now_us();
         let Phase::Exchange(ex) = &mut self.phase else {
             return;
         };
         let Some(backend) = ex.backend else {
             return;
         };
+        ex.left_queue(env, now_us);
+        ex.timing.up_since_us = now_us;
         match env.pick(backend, &mut ex.candidates, ex.key, ex.sticky) {
             Pick::Server(server) => {
                 let sticky_on = env
@@ -596,6 +629,7 @@ impl H1Session {
         ev: UpstreamEvent,
     ) {
         let now = env.now_ms();
+        let now_us = env.now_us();
         let Phase::Exchange(ex) = &mut self.phase else {
             return;
         };
@@ -615,6 +649,7 @@ impl H1Session {
                 }
                 ex.up = Up::Open { server, reused };
                 ex.req_sent_ms = now;
+                ex.timing.req_sent_us = now_us;
                 w.active_ms[UPSTREAM] = now;
             }
             UpstreamEvent::Connected => {
@@ -623,9 +658,27 @@ impl H1Session {
                     reused: false,
                 };
                 ex.req_sent_ms = now;
+                let connect_us = now_us.saturating_sub(ex.timing.up_since_us);
+                ex.timing.connect_us = Some(connect_us);
+                ex.timing.req_sent_us = now_us;
+                if let Some(b) = ex.backend {
+                    env.record(LatencyAt::Backend(b), LatencyKind::Connect, connect_us);
+                }
                 w.active_ms[UPSTREAM] = now;
             }
             UpstreamEvent::Failed(_) => {}
+        }
+    }
+}
+
+impl Exchange {
+    /// The request leaves the backend queue (a server has room, or it timed out): its wait is
+    /// recorded. The caller moves `up` on (and dequeues, on a timeout).
+    fn left_queue(&mut self, env: &mut impl Env, now_us: u64) {
+        if let (Up::Queued { .. }, Some(b)) = (self.up, self.backend) {
+            let waited = now_us.saturating_sub(self.timing.up_since_us);
+            self.timing.queue_us = Some(waited);
+            env.record(LatencyAt::Backend(b), LatencyKind::Queue, waited);
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::upstream::test_backend;
 
 fn cfg() -> H1Cfg {
     H1Cfg {
+        listener: crate::ids::ListenerId(0),
         routes: Routes {
             router: Router {
                 rules: Vec::new(),
@@ -577,4 +578,94 @@ fn large_bodies_switch_to_splice_once_the_copy_path_is_quiet() {
         "{v:?}"
     );
     assert_eq!(v[1], Intent::Release { reusable: true });
+}
+
+#[test]
+fn every_phase_is_timed_in_microseconds_and_the_answered_request_is_reported_once() {
+    let (mut env, cfg, mut w) = (env(), cfg(), Wire::default());
+    let mut s = session(&env);
+    w.rx[CLIENT].extend_from_slice(b"GET /t HTTP/1.1\r\nHost: x\r\n");
+    s.progress(&mut w, &mut env, &cfg); // the head starts at 1_000_000 µs
+    env.extra_us = 250;
+    w.rx[CLIENT].extend_from_slice(b"\r\n");
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(intents(&mut s), vec![connect(10, true)]);
+    env.extra_us = 1_250; // connected 1 ms after the connect was asked for
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    env.now += 200; // the server thinks for 200 ms
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    s.progress(&mut w, &mut env, &cfg);
+    let at = LatencyAt::Backend(BackendId(1));
+    assert_eq!(
+        env.recorded,
+        vec![
+            (at, LatencyKind::Connect, 1_000),
+            (at, LatencyKind::ResponseHead, 200_000),
+        ]
+    );
+    let total = 201_250;
+    assert_eq!(
+        env.done,
+        vec![ExchangeDone {
+            listener: crate::ids::ListenerId(0),
+            backend: Some(BackendId(1)),
+            server: Some(ServerId(10)),
+            status: 200,
+            request_us: total,
+            bytes_received: 0,
+            bytes_sent: 40,
+        }]
+    );
+    let log = intents(&mut s).into_iter().find_map(|i| match i {
+        Intent::Log(r) => Some(r),
+        _ => None,
+    });
+    let log = log.expect("a log record");
+    assert_eq!(log.request_us, total);
+    assert_eq!(log.connect_us, Some(1_000));
+    assert_eq!(log.response_us, Some(200_000));
+    assert_eq!((log.queue_us, log.retries), (None, 0));
+}
+
+#[test]
+fn a_failed_request_is_reported_with_its_retries_and_no_connect_time() {
+    let (mut env, cfg, mut w) = (env(), cfg(), Wire::default());
+    let mut s = session(&env);
+    w.rx[CLIENT].extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(intents(&mut s), vec![connect(10, true)]);
+    s.on_upstream(
+        &mut w,
+        &mut env,
+        &cfg,
+        UpstreamEvent::Failed(UpstreamError::Connect(libc::ECONNREFUSED)),
+    );
+    s.progress(&mut w, &mut env, &cfg);
+    let v = intents(&mut s);
+    assert!(v.contains(&connect(11, true)), "{v:?}");
+    // `retries = 2`: the third refusal is the last.
+    let mut log = None;
+    for _ in 0..2 {
+        s.on_upstream(
+            &mut w,
+            &mut env,
+            &cfg,
+            UpstreamEvent::Failed(UpstreamError::Connect(libc::ECONNREFUSED)),
+        );
+        s.progress(&mut w, &mut env, &cfg);
+        log = intents(&mut s).into_iter().find_map(|i| match i {
+            Intent::Log(r) => Some(r),
+            _ => None,
+        });
+    }
+    let log = log.expect("a log record");
+    assert_eq!((log.status, log.retries, log.connect_us), (502, 2, None));
+    assert_eq!(env.done.len(), 1);
+    assert_eq!(env.done[0].status, 502);
+    assert!(
+        env.recorded.is_empty(),
+        "no connect succeeded: {:?}",
+        env.recorded
+    );
 }
