@@ -266,19 +266,13 @@ fn reload(config: Option<PathBuf>, admin: &str, token_file: Option<PathBuf>) -> 
             }
             ExitCode::SUCCESS
         }
-        Ok((status, text)) => {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            match v["error"].as_str() {
-                Some(e) => eprintln!("{e}"),
-                None => eprint!("{text}"),
-            }
-            eprintln!("reload refused (HTTP {status}); the running configuration stays");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            eprintln!("error: cannot reach ringway's admin listener at {target}: {e}");
-            ExitCode::from(EXIT_ENVIRONMENT)
-        }
+        Ok((status, text)) => refused(
+            status,
+            &text,
+            "reload refused",
+            "the running configuration stays",
+        ),
+        Err(e) => unreachable_admin(&target, &e),
     }
 }
 
@@ -311,20 +305,30 @@ fn upgrade(
             );
             ExitCode::SUCCESS
         }
-        Ok((status, text)) => {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            match v["error"].as_str() {
-                Some(e) => eprintln!("{e}"),
-                None => eprint!("{text}"),
-            }
-            eprintln!("upgrade failed (HTTP {status}); the running ringway keeps serving");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            eprintln!("error: cannot reach ringway's admin listener at {target}: {e}");
-            ExitCode::from(EXIT_ENVIRONMENT)
-        }
+        Ok((status, text)) => refused(
+            status,
+            &text,
+            "upgrade failed",
+            "the running ringway keeps serving",
+        ),
+        Err(e) => unreachable_admin(&target, &e),
     }
+}
+
+/// A refusal from the admin listener: its `error` (or the body), then what it means.
+fn refused(status: u16, text: &str, what: &str, stays: &str) -> ExitCode {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    match v["error"].as_str() {
+        Some(e) => eprintln!("{e}"),
+        None => eprint!("{text}"),
+    }
+    eprintln!("{what} (HTTP {status}); {stays}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn unreachable_admin(target: &ringway::admin::Target, e: &std::io::Error) -> ExitCode {
+    eprintln!("error: cannot reach ringway's admin listener at {target}: {e}");
+    ExitCode::from(EXIT_ENVIRONMENT)
 }
 
 fn run(c: Config, path: PathBuf, start: ringway::control::Start) -> ExitCode {
