@@ -415,23 +415,38 @@ fn backend_dies_mid_response_client_sees_close_not_hang() {
 
 #[test]
 fn client_reset_mid_upload_closes_backend_side() {
-    let (tx, rx) = mpsc::channel::<u64>();
+    // The backend says when the upload reaches it, then how many bytes it saw before the end.
+    // Until the first bytes arrive ringway may not have connected at all (a client reset
+    // before that is answered by closing the client only), so the reset waits for them.
+    let (tx, rx) = mpsc::channel::<Option<u64>>();
     let tx = std::sync::Mutex::new(tx);
     let b = Backend::spawn(move |mut s| {
         let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-        let d = recv_stream(&mut s).map(|d| d.bytes).unwrap_or(u64::MAX - 1);
-        let _ = tx.lock().map(|t| t.send(d));
+        let mut first = [0u8; 1];
+        let started = matches!(s.read(&mut first), Ok(1));
+        let _ = tx.lock().map(|t| t.send(None));
+        let d = if started {
+            recv_stream(&mut s).map(|d| d.bytes + 1).unwrap_or(u64::MAX - 1)
+        } else {
+            0
+        };
+        let _ = tx.lock().map(|t| t.send(Some(d)));
     });
     let rw = Ringway::start(&[b.addr], &Opts::default());
     let mut c = connect(rw.listen);
     send_stream(&mut c, 4, MIB).expect("upload");
+    assert_eq!(
+        rx.recv_timeout(IO_TIMEOUT).expect("the upload reached the backend"),
+        None
+    );
     let sock = socket2::Socket::from(c);
     sock.set_linger(Some(Duration::ZERO)).expect("linger");
     drop(sock);
     let seen = rx
         .recv_timeout(Duration::from_secs(10))
-        .expect("backend saw the end promptly");
-    assert!(seen <= MIB || seen == u64::MAX - 1);
+        .expect("backend saw the end promptly")
+        .expect("one connection");
+    assert!(seen <= MIB || seen == u64::MAX - 1, "{seen}");
     rw.wait_total("active", Duration::from_secs(5), |n| n == 0);
 }
 

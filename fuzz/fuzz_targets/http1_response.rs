@@ -18,18 +18,22 @@ fuzz_target!(|data: &[u8]| {
                 head_bytes_max: 1 << 20,
                 ..Limits::default()
             };
-            let mut out = Vec::new();
-            let opts = ResponseOpts {
-                keep_alive: head.keep_alive,
-                version_minor_client: 1,
-                tunnel: head.status == 101,
-                set_cookie: Some(("SERVERID", "s1")),
-            };
-            encode_response(data, &head, &opts, &mut out);
-            assert!(matches!(
-                parse_response(&out, &roomy, request_is_head),
-                HeadVerdict::Complete { .. }
-            ));
+            // dechunk: a chunked response relayed to an HTTP/1.0 client loses Transfer-Encoding.
+            for dechunk in [false, true] {
+                let mut out = Vec::new();
+                let opts = ResponseOpts {
+                    keep_alive: head.keep_alive && !dechunk,
+                    version_minor_client: u8::from(!dechunk),
+                    tunnel: head.status == 101,
+                    set_cookie: Some(("SERVERID", "s1")),
+                    dechunk,
+                };
+                encode_response(data, &head, &opts, &mut out);
+                assert!(matches!(
+                    parse_response(&out, &roomy, request_is_head),
+                    HeadVerdict::Complete { .. }
+                ));
+            }
         }
     }
 });
