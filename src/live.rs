@@ -53,6 +53,9 @@ impl ChangeError {
     }
 }
 
+/// Changes of one apply logged one per line at info; the rest at debug.
+const CHANGES_LOGGED_MAX: usize = 50;
+
 /// What a change did, as the admin API and `ringway reload` print it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
@@ -284,8 +287,20 @@ impl Live {
             restart_needed = restart_needed.len(),
             "configuration applied"
         );
-        for line in &changes {
-            tracing::info!(change = %line, "configuration change");
+        // One line per change at info while that stays readable; a sync of thousands of Redis
+        // routes logs the first ones and a count (all of them at debug).
+        for (i, line) in changes.iter().enumerate() {
+            if i < CHANGES_LOGGED_MAX {
+                tracing::info!(change = %line, "configuration change");
+            } else {
+                tracing::debug!(change = %line, "configuration change");
+            }
+        }
+        if changes.len() > CHANGES_LOGGED_MAX {
+            tracing::info!(
+                more = changes.len() - CHANGES_LOGGED_MAX,
+                "more configuration changes (listed at debug level)"
+            );
         }
         for line in &restart_needed {
             tracing::warn!(change = %line, "not applied: needs a restart");
