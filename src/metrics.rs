@@ -136,8 +136,9 @@ pub struct BackendScrape {
     /// HTTP requests waiting in this backend's queues now.
     pub queue: u64,
     pub servers: Vec<ServerScrape>,
-    /// Merged over shards; exported: request, queue, connect, response_head.
-    pub latency: LatencySet,
+    /// Merged over shards; exported: request, queue, connect, response_head. `None` until the
+    /// backend has recorded something (no histogram series then).
+    pub latency: Option<LatencySet>,
 }
 
 /// One server of a backend, summed over shards.
@@ -244,7 +245,7 @@ impl Scrape {
                         request_latency: s.request_latency.clone(),
                     })
                     .collect(),
-                latency: b.latency_set.clone().unwrap_or_default(),
+                latency: b.latency_set.clone(),
             })
             .collect();
         let mut listeners: Vec<ListenerScrape> = report
@@ -275,7 +276,10 @@ impl Scrape {
                 LatencyScope::Backend => match backend_index.get(&name) {
                     Some(&i) => {
                         if let Some(b) = backends.get_mut(i) {
-                            b.latency.merge(&set);
+                            match &mut b.latency {
+                                Some(l) => l.merge(&set),
+                                None => b.latency = Some(set),
+                            }
                         }
                     }
                     None => {
@@ -284,7 +288,7 @@ impl Scrape {
                             name,
                             queue: 0,
                             servers: Vec::new(),
-                            latency: set,
+                            latency: Some(set),
                         });
                     }
                 },
@@ -908,7 +912,7 @@ fn families(scrape: &Scrape) -> Vec<Family> {
     let backend_sets = || {
         backends
             .iter()
-            .map(|b| (label("backend", &b.name), &b.latency))
+            .filter_map(|b| Some((label("backend", &b.name), b.latency.as_ref()?)))
     };
     out.extend([
         histogram_family(
@@ -1320,7 +1324,7 @@ mod tests {
         assert_eq!(s.backends.len(), 1);
         let www = &s.backends[0];
         assert_eq!(www.queue, 2);
-        assert_eq!(www.latency.request.count(), 4);
+        assert_eq!(www.latency.as_ref().map(|l| l.request.count()), Some(4));
         assert_eq!(www.servers[0].requests, 6);
         assert_eq!(
             www.servers[0].checks,

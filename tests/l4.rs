@@ -426,7 +426,9 @@ fn client_reset_mid_upload_closes_backend_side() {
         let started = matches!(s.read(&mut first), Ok(1));
         let _ = tx.lock().map(|t| t.send(None));
         let d = if started {
-            recv_stream(&mut s).map(|d| d.bytes + 1).unwrap_or(u64::MAX - 1)
+            recv_stream(&mut s)
+                .map(|d| d.bytes + 1)
+                .unwrap_or(u64::MAX - 1)
         } else {
             0
         };
@@ -436,7 +438,8 @@ fn client_reset_mid_upload_closes_backend_side() {
     let mut c = connect(rw.listen);
     send_stream(&mut c, 4, MIB).expect("upload");
     assert_eq!(
-        rx.recv_timeout(IO_TIMEOUT).expect("the upload reached the backend"),
+        rx.recv_timeout(IO_TIMEOUT)
+            .expect("the upload reached the backend"),
         None
     );
     let sock = socket2::Socket::from(c);

@@ -100,7 +100,7 @@ impl Env for World {
         match at {
             LatencyAt::Listener(id) => self.record_listener(id, kind, value_us),
             LatencyAt::Backend(id) => {
-                if let Some(set) = self.backends.get_mut(&id).and_then(|b| b.latency.as_mut()) {
+                if let Some(set) = self.backends.get_mut(&id).and_then(|b| b.latency_mut()) {
                     set.record(kind, value_us);
                 }
             }
