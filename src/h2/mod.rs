@@ -7,9 +7,13 @@
 //! come out, and the session that wires a connection to backends lives in `crate::session`.
 //! See docs/design/h2.md for why this is written here and for the limits chosen.
 
+pub mod conn;
 pub mod frame;
 pub mod hpack;
 mod huffman_table;
+
+#[cfg(test)]
+mod tests;
 
 
 use std::fmt;
