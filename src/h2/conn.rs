@@ -394,8 +394,9 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 impl Head {
@@ -569,22 +570,37 @@ impl Bucket {
 /// What a frame produced, before it is shown to the application (borrowing only the input).
 #[derive(Debug, Clone, Copy)]
 enum Pending<'a> {
-    RequestHead { stream: u32, end_stream: bool },
-    Trailers { stream: u32 },
+    RequestHead {
+        stream: u32,
+        end_stream: bool,
+    },
+    Trailers {
+        stream: u32,
+    },
     Data {
         stream: u32,
         data: &'a [u8],
         end_stream: bool,
     },
-    Reset { stream: u32, code: ErrorCode },
-    StreamError { stream: u32, error: H2Error },
+    Reset {
+        stream: u32,
+        code: ErrorCode,
+    },
+    StreamError {
+        stream: u32,
+        error: H2Error,
+    },
     GoAway {
         last_stream: u32,
         code: ErrorCode,
         debug: &'a [u8],
     },
-    WindowOpen { stream: u32 },
-    ConnectionError { error: H2Error },
+    WindowOpen {
+        stream: u32,
+    },
+    ConnectionError {
+        error: H2Error,
+    },
 }
 
 type Step<'a> = Result<Option<Pending<'a>>, Violation>;
@@ -627,6 +643,8 @@ pub struct H2Conn {
     early_resets: u32,
     local_resets: u32,
     counters: H2Counters,
+    /// The last error the peer caused, stream or connection (for logs).
+    last_error: Option<Violation>,
 }
 
 impl H2Conn {
@@ -634,7 +652,9 @@ impl H2Conn {
     /// window raise) are in the output already: the server preface may go first (§3.4).
     pub fn new(cfg: H2Cfg, now_ms: u64) -> H2Conn {
         let mut cfg = cfg;
-        cfg.conn_window_bytes = cfg.conn_window_bytes.clamp(DEFAULT_WINDOW_BYTES, WINDOW_MAX);
+        cfg.conn_window_bytes = cfg
+            .conn_window_bytes
+            .clamp(DEFAULT_WINDOW_BYTES, WINDOW_MAX);
         cfg.stream_window_bytes = cfg.stream_window_bytes.min(WINDOW_MAX);
         cfg.streams_max = cfg.streams_max.max(1);
         let mut out = Vec::with_capacity(256);
@@ -693,11 +713,18 @@ impl H2Conn {
             early_resets: 0,
             local_resets: 0,
             counters: H2Counters::default(),
+            last_error: None,
         }
     }
 
     pub fn counters(&self) -> H2Counters {
         self.counters
+    }
+
+    /// The last error the peer caused (a stream reset, or the connection's end), for logs:
+    /// refused and malformed streams reach the application as no event at all.
+    pub fn last_error(&self) -> Option<Violation> {
+        self.last_error
     }
 
     /// Streams open or half-closed.
@@ -777,14 +804,10 @@ impl H2Conn {
         loop {
             if self.is_finished() {
                 self.phase = Phase::Closed;
-                return Fed::Closed {
-                    consumed_bytes: at,
-                };
+                return Fed::Closed { consumed_bytes: at };
             }
             if self.out.len() >= self.cfg.output_bytes_max {
-                return Fed::Blocked {
-                    consumed_bytes: at,
-                };
+                return Fed::Blocked { consumed_bytes: at };
             }
             let rest = input.get(at..).unwrap_or(&[]);
             let pending = if self.phase == Phase::Preface {
@@ -792,9 +815,7 @@ impl H2Conn {
                 if rest[..n] != PREFACE[..n] {
                     self.fail(H2Error::BadPreface)
                 } else if n < PREFACE.len() {
-                    return Fed::NeedMore {
-                        consumed_bytes: at,
-                    };
+                    return Fed::NeedMore { consumed_bytes: at };
                 } else {
                     at += PREFACE.len();
                     self.phase = Phase::FirstSettings;
@@ -805,9 +826,7 @@ impl H2Conn {
             } else {
                 match frame::parse(rest, FRAME_BYTES_MIN) {
                     FrameVerdict::Partial => {
-                        return Fed::NeedMore {
-                            consumed_bytes: at,
-                        };
+                        return Fed::NeedMore { consumed_bytes: at };
                     }
                     FrameVerdict::Invalid {
                         violation,
@@ -916,6 +935,7 @@ impl H2Conn {
         }
         frame::write_goaway(&mut self.out, self.last_stream_id, error.code(), &[]);
         self.counters.goaway_sent += 1;
+        self.last_error = Some(Violation::connection(error));
         self.phase = Phase::Closed;
         self.streams.clear();
         self.block = None;
@@ -926,6 +946,7 @@ impl H2Conn {
     fn reset_for_error<'a>(&mut self, id: u32, error: H2Error) -> Option<Pending<'a>> {
         frame::write_rst_stream(&mut self.out, id, error.code());
         self.counters.resets_sent += 1;
+        self.last_error = Some(Violation::stream(id, error));
         self.local_resets += 1;
         if self.local_resets > self.cfg.local_resets_max {
             return self.fail(H2Error::LocalResets {
@@ -1177,7 +1198,11 @@ impl H2Conn {
 
     /// Decodes a block into the arena (or only through HPACK for `Discard`); an HPACK error
     /// ends the connection, a malformed field only the stream.
-    fn decode(&mut self, block: &[u8], block_use: BlockUse) -> Result<Option<Malformed>, Violation> {
+    fn decode(
+        &mut self,
+        block: &[u8],
+        block_use: BlockUse,
+    ) -> Result<Option<Malformed>, Violation> {
         let limits = DecodeLimits {
             list_bytes_max: self.cfg.header_list_bytes_max as usize,
             fields_max: self.cfg.fields_max as usize,
@@ -1242,10 +1267,9 @@ impl H2Conn {
             self.credit_conn(flow_bytes);
             return match self.ended(stream) {
                 Some(Ended::ResetByUs) => Ok(None),
-                Some(Ended::ResetByPeer | Ended::Finished) | None => Err(Violation::stream(
-                    stream,
-                    H2Error::StreamClosed(Kind::Data),
-                )),
+                Some(Ended::ResetByPeer | Ended::Finished) | None => {
+                    Err(Violation::stream(stream, H2Error::StreamClosed(Kind::Data)))
+                }
             };
         };
         let s = &mut self.streams[i];

@@ -15,7 +15,6 @@ mod huffman_table;
 #[cfg(test)]
 mod tests;
 
-
 use std::fmt;
 
 use hpack::HpackError;
