@@ -751,7 +751,7 @@ impl H2Conn {
     pub fn stream_state(&self, stream: u32) -> StreamState {
         match self.find(stream) {
             Some(i) => self.streams[i].state(),
-            None if stream > self.last_stream_id || stream % 2 == 0 => StreamState::Idle,
+            None if stream > self.last_stream_id || stream.is_multiple_of(2) => StreamState::Idle,
             None => StreamState::Closed,
         }
     }
@@ -989,7 +989,7 @@ impl H2Conn {
                 end_headers,
                 priority,
             } => {
-                if stream % 2 == 0 {
+                if stream.is_multiple_of(2) {
                     return Err(conn_err(H2Error::EvenStreamId));
                 }
                 if end_headers {
@@ -1254,7 +1254,7 @@ impl H2Conn {
         flow_bytes: u32,
         now_ms: u64,
     ) -> Step<'a> {
-        if stream % 2 == 0 || stream > self.last_stream_id {
+        if stream.is_multiple_of(2) || stream > self.last_stream_id {
             return Err(conn_err(H2Error::IdleStream(Kind::Data)));
         }
         // §6.9: counted against the connection whatever becomes of the stream.
@@ -1327,7 +1327,7 @@ impl H2Conn {
     }
 
     fn on_rst_stream<'a>(&mut self, stream: u32, code: ErrorCode, now_ms: u64) -> Step<'a> {
-        if stream % 2 == 0 || stream > self.last_stream_id {
+        if stream.is_multiple_of(2) || stream > self.last_stream_id {
             return Err(conn_err(H2Error::IdleStream(Kind::RstStream)));
         }
         self.counters.resets_received += 1;
@@ -1362,7 +1362,7 @@ impl H2Conn {
             return Ok((was <= 0 && self.conn_send_window > 0)
                 .then_some(Pending::WindowOpen { stream: 0 }));
         }
-        if stream % 2 == 0 || stream > self.last_stream_id {
+        if stream.is_multiple_of(2) || stream > self.last_stream_id {
             return Err(conn_err(H2Error::IdleStream(Kind::WindowUpdate)));
         }
         let Some(i) = self.find(stream) else {
@@ -1667,6 +1667,12 @@ impl H2Conn {
         self.counters.goaway_sent += 1;
         self.phase = Phase::Closed;
         self.streams.clear();
+    }
+
+    /// Our SETTINGS are not acknowledged yet: the caller times this (RFC 9113 §6.5.3) and
+    /// calls [`H2Conn::abort`] with SETTINGS_TIMEOUT when it lasts too long.
+    pub fn awaiting_settings_ack(&self) -> bool {
+        self.settings_unacked
     }
 
     /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE, if it sent one (advisory for our responses).

@@ -323,7 +323,7 @@ pub fn parse_payload(head: FrameHead, p: &[u8]) -> Result<Frame<'_>, Violation> 
             }
             let ack = flags & FLAG_ACK != 0;
             // §6.5: an ACK carries nothing; parameters come in sixes.
-            if (ack && !p.is_empty()) || p.len() % 6 != 0 {
+            if (ack && !p.is_empty()) || !p.len().is_multiple_of(6) {
                 return Err(conn(H2Error::BadFrameSize(Kind::Settings)));
             }
             for s in p.chunks_exact(6) {

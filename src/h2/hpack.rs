@@ -935,7 +935,10 @@ mod tests {
 
     /// Decodes and encodes a series of blocks on one connection, byte for byte, checking the
     /// table size after each.
-    fn series(table_bytes: usize, huffman: HuffmanUse, steps: &[(&str, &[(&str, &str)], usize)]) {
+    /// One step: the block in hex, the fields it carries, the table size after it.
+    type Step<'a> = (&'a str, &'a [(&'a str, &'a str)], usize);
+
+    fn series(table_bytes: usize, huffman: HuffmanUse, steps: &[Step<'_>]) {
         let mut d = Decoder::new(table_bytes);
         let mut e = Encoder::new(table_bytes, huffman, IndexUse::All);
         for (i, &(block, list, size)) in steps.iter().enumerate() {

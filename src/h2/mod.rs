@@ -292,17 +292,49 @@ impl H2Error {
 
     /// For ENHANCE_YOUR_CALM closes: the `reason` label of `h2_calm_closes` in /stats.
     pub fn calm_reason(self) -> Option<&'static str> {
-        match self {
-            H2Error::RapidReset { .. } | H2Error::EarlyResets { .. } => Some("rapid_reset"),
-            H2Error::LocalResets { .. } => Some("local_resets"),
+        Some(match self {
+            H2Error::RapidReset { .. } | H2Error::EarlyResets { .. } => "rapid_reset",
+            H2Error::LocalResets { .. } => "local_resets",
             H2Error::ContinuationFlood { .. } | H2Error::HeaderBlockTooLarge { .. } => {
-                Some("continuation")
+                "continuation"
             }
-            H2Error::Flood(Glitch::Settings) => Some("settings_flood"),
-            H2Error::Flood(Glitch::Ping) => Some("ping_flood"),
-            H2Error::Flood(_) => Some("glitches"),
-            H2Error::Hpack(e) if e.is_limit() => Some("hpack"),
-            _ => None,
-        }
+            H2Error::Flood(Glitch::Settings) => "settings_flood",
+            H2Error::Flood(Glitch::Ping) => "ping_flood",
+            H2Error::Flood(
+                Glitch::EmptyData
+                | Glitch::ClosedStream
+                | Glitch::Priority
+                | Glitch::Refused
+                | Glitch::EmptyContinuation,
+            ) => "glitches",
+            H2Error::Hpack(e) if e.is_limit() => "hpack",
+            H2Error::Hpack(_)
+            | H2Error::BadPreface
+            | H2Error::SettingsNotFirst
+            | H2Error::FrameTooLarge { .. }
+            | H2Error::BadFrameSize(_)
+            | H2Error::StreamIdZero(_)
+            | H2Error::StreamIdNotZero(_)
+            | H2Error::PaddingTooLong
+            | H2Error::SelfDependency
+            | H2Error::PushPromise
+            | H2Error::BadSettingFlag
+            | H2Error::BadInitialWindowSize
+            | H2Error::BadMaxFrameSize
+            | H2Error::ZeroWindowIncrement
+            | H2Error::StreamWindowOverflow
+            | H2Error::ConnWindowOverflow
+            | H2Error::StreamWindowExceeded
+            | H2Error::ConnWindowExceeded
+            | H2Error::IdleStream(_)
+            | H2Error::EvenStreamId
+            | H2Error::StreamIdNotIncreasing
+            | H2Error::StreamClosed(_)
+            | H2Error::ExpectedContinuation
+            | H2Error::UnexpectedContinuation
+            | H2Error::TooManyStreams
+            | H2Error::GoingAway
+            | H2Error::Malformed(_) => return None,
+        })
     }
 }
