@@ -258,7 +258,7 @@ pub fn parse_payload(head: FrameHead, p: &[u8]) -> Result<Frame<'_>, Violation> 
             if stream == 0 {
                 return Err(conn(H2Error::StreamIdZero(Kind::Data)));
             }
-            let data = unpad(flags, p, Kind::Data)?;
+            let data = unpad(flags, p)?;
             Ok(Frame::Data {
                 stream,
                 data,
@@ -270,15 +270,25 @@ pub fn parse_payload(head: FrameHead, p: &[u8]) -> Result<Frame<'_>, Violation> 
             if stream == 0 {
                 return Err(conn(H2Error::StreamIdZero(Kind::Headers)));
             }
-            let mut rest = unpad(flags, p, Kind::Headers)?;
-            let mut priority = None;
-            if flags & FLAG_PRIORITY != 0 {
-                let (fields, after) = rest
-                    .split_first_chunk::<5>()
-                    .ok_or(conn(H2Error::BadFrameSize(Kind::Headers)))?;
-                priority = Some(parse_priority(fields));
-                rest = after;
-            }
+            let too_small = conn(H2Error::BadFrameSize(Kind::Headers));
+            let (pad, rest) = if flags & FLAG_PADDED != 0 {
+                let (&pad, rest) = p.split_first().ok_or(too_small)?;
+                (usize::from(pad), rest)
+            } else {
+                (0, p)
+            };
+            let (priority, rest) = if flags & FLAG_PRIORITY != 0 {
+                let (fields, after) = rest.split_first_chunk::<5>().ok_or(too_small)?;
+                (Some(parse_priority(fields)), after)
+            } else {
+                (None, rest)
+            };
+            // §6.2: "Padding that exceeds the size remaining for the header block fragment".
+            let keep = rest
+                .len()
+                .checked_sub(pad)
+                .ok_or(conn(H2Error::PaddingTooLong))?;
+            let rest = &rest[..keep];
             // A self-dependency is a stream error, left to the connection: the block must
             // still be decoded to keep HPACK state (§4.3).
             Ok(Frame::Headers {
@@ -398,12 +408,14 @@ fn exact<const N: usize>(p: &[u8], kind: Kind) -> Result<[u8; N], Violation> {
     }
 }
 
-/// §6.1, §6.2: strips the Pad Length octet and the padding when PADDED is set.
-fn unpad(flags: u8, p: &[u8], kind: Kind) -> Result<&[u8], Violation> {
+/// §6.1: strips DATA's Pad Length octet and its padding when PADDED is set.
+fn unpad(flags: u8, p: &[u8]) -> Result<&[u8], Violation> {
     if flags & FLAG_PADDED == 0 {
         return Ok(p);
     }
-    let (&pad, rest) = p.split_first().ok_or(conn(H2Error::BadFrameSize(kind)))?;
+    let (&pad, rest) = p
+        .split_first()
+        .ok_or(conn(H2Error::BadFrameSize(Kind::Data)))?;
     // "the length of the padding is the length of the frame payload or greater": the payload
     // counts the Pad Length octet, so padding may take all of `rest` but no more.
     let keep = rest
@@ -668,6 +680,21 @@ mod tests {
                 ErrorCode::FRAME_SIZE_ERROR,
                 H2Error::BadFrameSize(Kind::Headers)
             )
+        );
+    }
+
+    #[test]
+    fn headers_padding_over_the_priority_fields_is_a_protocol_error() {
+        // Pad Length 5, then the 5 priority octets: nothing is left for the padding.
+        let b = frame(
+            TYPE_HEADERS,
+            FLAG_PADDED | FLAG_PRIORITY | FLAG_END_HEADERS,
+            1,
+            &[5, 0, 0, 0, 0, 16],
+        );
+        assert_eq!(
+            conn_err(&b),
+            (ErrorCode::PROTOCOL_ERROR, H2Error::PaddingTooLong)
         );
     }
 
