@@ -27,7 +27,8 @@
 //!   `fields_max` entries of 16 bytes (reused for every request: no allocation per request once
 //!   grown);
 //! - output: at most `output_bytes_max` plus one response field block or one control frame;
-//! - streams: at most `streams_max` entries of about 48 bytes, plus a ring of the last
+//! - streams: at most `streams_max` entries of 56 bytes (id, both sides' state, four window
+//!   counters), plus a ring of the last
 //!   [`CLOSED_RING`] closed stream ids (8 bytes each).
 //!
 //! Nothing of a request body is buffered here: DATA payloads are handed out as slices of the
@@ -47,6 +48,10 @@ pub const DATA_FRAME_BYTES_MAX: usize = 16_384;
 /// Closed streams remembered, to tell "closed" from "never opened" (§5.1) and to ignore what
 /// was in flight when we reset a stream.
 pub const CLOSED_RING: usize = 64;
+/// Bytes of one open stream's state here (the module doc's per-stream memory).
+pub const STREAM_BYTES: usize = std::mem::size_of::<Stream>();
+// The module doc's figure: change both together.
+const _: () = assert!(STREAM_BYTES <= 56);
 /// SETTINGS_HEADER_TABLE_SIZE we keep (the RFC default, so never sent).
 pub const DECODER_TABLE_BYTES: usize = 4096;
 
@@ -270,6 +275,7 @@ enum Send {
     Done,
 }
 
+/// One open or half-closed stream: 56 bytes on 64-bit targets ([`STREAM_BYTES`]).
 #[derive(Debug)]
 struct Stream {
     id: u32,

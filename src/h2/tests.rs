@@ -1950,3 +1950,104 @@ fn every_frame_split_anywhere_gives_the_same_events() {
         assert_eq!(evs, whole, "cut {cut}");
     }
 }
+
+// ---- §5.1 every frame type in every state -------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Idle,
+    Open,
+    HalfClosedLocal,
+    HalfClosedRemote,
+    ClosedByPeerReset,
+    ClosedFinished,
+    ResetByUs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    Stream(ErrorCode),
+    Connection(ErrorCode),
+}
+
+fn set_up(p: &mut Peer, setup: Setup) {
+    match setup {
+        Setup::Idle => {}
+        Setup::Open => {
+            p.request(1, POST, false);
+        }
+        Setup::HalfClosedLocal => {
+            p.request(1, POST, false);
+            p.conn.send_response_head(1, 204, [], true).unwrap();
+        }
+        Setup::HalfClosedRemote => {
+            p.request(1, GET, true);
+        }
+        Setup::ClosedByPeerReset => {
+            p.request(1, POST, false);
+            p.send(&rst(1, ErrorCode::CANCEL));
+        }
+        Setup::ClosedFinished => {
+            p.request(1, GET, true);
+            p.conn.send_response_head(1, 204, [], true).unwrap();
+        }
+        Setup::ResetByUs => {
+            p.request(1, POST, false);
+            p.conn.reset(1, ErrorCode::CANCEL).unwrap();
+        }
+    }
+    p.out();
+}
+
+#[test]
+fn s5_1_every_frame_type_in_every_state() {
+    use Outcome::{Accepted as A, Connection as C, Stream as S};
+    const PROTO: ErrorCode = ErrorCode::PROTOCOL_ERROR;
+    const CLOSED: ErrorCode = ErrorCode::STREAM_CLOSED;
+    // Columns: DATA, HEADERS (a trailer block with END_STREAM), PRIORITY, RST_STREAM,
+    // WINDOW_UPDATE, CONTINUATION without a block.
+    let table = [
+        (
+            Setup::Idle,
+            [C(PROTO), S(PROTO), A, C(PROTO), C(PROTO), C(PROTO)],
+        ),
+        (Setup::Open, [A, A, A, A, A, C(PROTO)]),
+        (Setup::HalfClosedLocal, [A, A, A, A, A, C(PROTO)]),
+        (
+            Setup::HalfClosedRemote,
+            [S(CLOSED), S(CLOSED), A, A, A, C(PROTO)],
+        ),
+        (
+            Setup::ClosedByPeerReset,
+            [S(CLOSED), C(CLOSED), A, A, A, C(PROTO)],
+        ),
+        (
+            Setup::ClosedFinished,
+            [S(CLOSED), C(CLOSED), A, A, A, C(PROTO)],
+        ),
+        (Setup::ResetByUs, [A, A, A, A, A, C(PROTO)]),
+    ];
+    for (setup, outcomes) in table {
+        for (column, want) in outcomes.into_iter().enumerate() {
+            let mut p = Peer::new();
+            set_up(&mut p, setup);
+            let bytes = match column {
+                0 => fr(DATA, 0, 1, b"x"),
+                1 => p.headers(1, &[("x-t", "1")], true),
+                2 => fr(PRIORITY, 0, 1, &[0, 0, 0, 3, 16]),
+                3 => rst(1, ErrorCode::CANCEL),
+                4 => window_update(1, 1),
+                _ => fr(CONTINUATION, END_HEADERS, 1, &[0x82]),
+            };
+            p.send(&bytes);
+            let outs = p.out();
+            let got = match (goaway_of(&outs), rst_of(&outs, 1)) {
+                (Some((_, code)), _) => Outcome::Connection(code),
+                (None, Some(code)) => Outcome::Stream(code),
+                (None, None) => Outcome::Accepted,
+            };
+            assert_eq!(got, want, "{setup:?}, frame column {column}");
+        }
+    }
+}
