@@ -27,6 +27,7 @@ pub mod control;
 pub mod dashboard;
 pub mod demo;
 pub mod detect;
+pub mod h2;
 pub mod health;
 pub mod http1;
 pub mod ids;
