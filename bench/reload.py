@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Reload under load: ringway, HAProxy and nginx, each with no reloads and with one reload a second.
 
-    python3 bench/reload.py            # full: every proxy and reload method, 10 s per run (~4 min)
-    python3 bench/reload.py --quick    # smoke: 2 s per run, one method per proxy, bench configs only
+    python3 bench/reload.py            # full: every proxy and reload method, 3 rounds x 10 s (~8 min)
+    python3 bench/reload.py --quick    # smoke: 1 x 2 s, one method per proxy, bench configs (~20 s)
 
 The H1 load of bench/run.py (wrk, one thread, 64 keep-alive connections, `GET /small`) through
 an HTTP proxy to the backend nginx, with run.py's pinning (proxy alone on CPU 0; wrk, the backend
@@ -79,6 +79,18 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def cpu0_ticks():
+    """CPU 0's busy and steal ticks from /proc/stat. Busy minus the proxy's CPU is what else ran
+    on the proxy's CPU (other processes, interrupts): near 0 when the run was undisturbed."""
+    with open('/proc/stat') as f:
+        for line in f:
+            if line.startswith('cpu0 '):
+                v = [int(x) for x in line.split()[1:9]]
+                # user nice system idle iowait irq softirq steal
+                return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
+    return 0, 0
+
+
 class Tree:
     """The processes of one proxy: the roots this harness started (one, or one master per `-sf`
     reload) and everything below them. CPU = utime+stime+cutime+cstime summed over the live tree
@@ -107,6 +119,7 @@ class Tree:
                 self.reaped_s += ru.ru_utime + ru.ru_stime
 
     def pids(self):
+        self.reap()     # an exited root left unreaped would show up as a zombie
         seen = []
         for p in self.live_roots():
             seen += [q for q in RUN.proc_tree(p.pid) if q not in seen]
@@ -150,7 +163,6 @@ class Case:
         w = h.work
         self.cfg = os.path.join(w, f'{tag}.{"toml" if self.kind == "ringway" else "conf"}')
         self.log_path = os.path.join(w, f'{tag}.log')
-        self.pidfile = os.path.join(w, f'{tag}.pid')
         self.sock = os.path.join(w, f'{tag}.sock')
         self.weight_i = 0
         self.tree = Tree()
@@ -187,7 +199,7 @@ class Case:
             return t0 + [self.h.args.ringway_bin, 'run', '-c', self.cfg]
         if self.kind == 'haproxy':
             # Master-worker (-W), in the foreground (-db) so this harness is the master's parent.
-            return t0 + ['haproxy', '-W', '-db', '-f', self.cfg, '-p', self.pidfile] + (['-sf', str(sf)] if sf else [])
+            return t0 + ['haproxy', '-W', '-db', '-f', self.cfg] + (['-sf', str(sf)] if sf else [])
         return t0 + ['nginx', '-c', self.cfg, '-g', 'daemon off;']
 
     def spawn(self, cmd):
@@ -295,6 +307,7 @@ class Harness:
             if perf is not None:
                 perf.command('enable')
             c0 = tree.cpu_s()
+            b0 = cpu0_ticks()
             seen = set(tree.pids())
             cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{CONNS}', f'-d{duration}s', '--latency',
                    '-s', os.path.join(RUN.CONF, 'stats.lua'), f'http://127.0.0.1:{case.port}{PATH}']
@@ -323,6 +336,7 @@ class Harness:
             pids = tree.pids()
             seen.update(pids)
             c1 = tree.cpu_s()
+            b1 = cpu0_ticks()
             rss = RUN.rss_kib(pids)
             conns = perf.finish() if perf is not None else None
         finally:
@@ -339,6 +353,7 @@ class Harness:
                  p99_ms=js['p99_us'] / 1e3, max_ms=js['max_us'] / 1e3, err_connect=js['err_connect'],
                  err_read=js['err_read'], err_write=js['err_write'], err_timeout=js['err_timeout'],
                  non2xx=js['non2xx'], cpu_s=cpu, util=cpu / wall,
+                 cpu0_other_s=(b1[0] - b0[0]) / TCK - cpu, cpu0_steal_s=(b1[1] - b0[1]) / TCK,
                  us_per_req=cpu * 1e6 / max(js['requests'], 1), rss_kib=rss, procs_end=len(pids),
                  procs_seen=len(seen), reloads=len(reloads), reload_log=reloads)
         r['failed'] = r['err_connect'] + r['err_read'] + r['err_write'] + r['err_timeout'] + r['non2xx']
@@ -382,8 +397,10 @@ class Harness:
                 if 'error' in r:
                     progress(f'  error: {r["error"]}')
                 else:
+                    busy = (f'; {r["cpu0_other_s"]:.2f} s of other work on CPU 0: disturbed'
+                            if r['cpu0_other_s'] > 0.05 * a.duration else '')
                     progress(f'  {r["rps"]:.0f} req/s, p99 {r["p99_ms"]:.2f} ms, failed {r["failed"]}, '
-                             f'{r["us_per_req"]:.1f} CPU-µs/req, {r["reloads"]} reload(s)')
+                             f'{r["us_per_req"]:.1f} CPU-µs/req, {r["reloads"]} reload(s){busy}')
         finally:
             RUN.stop(self.bench.backend)
         return results
@@ -392,6 +409,12 @@ class Harness:
         cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{CONNS}', f'-d{self.args.warmup}s',
                f'http://127.0.0.1:{case.port}{PATH}']
         subprocess.run(cmd, capture_output=True, timeout=self.args.warmup + 30)
+
+
+# Per-run values the tables show (median over the runs of a row).
+KEYS = ('rps', 'p50_ms', 'p99_ms', 'max_ms', 'us_per_req', 'util', 'rss_kib', 'reconnects', 'fin_from_proxy',
+        'rst_from_proxy', 'reload_cmd_wall_ms', 'reload_cmd_cpu_ms', 'failed', 'err_connect', 'err_read',
+        'err_write', 'err_timeout', 'non2xx', 'reloads', 'applied', 'cpu0_other_s')
 
 
 def num(v, digits=0):
@@ -408,9 +431,10 @@ def report(results, args, meta, perf_ok):
              f'Machine: {meta["cpus"]} CPUs, kernel {meta["kernel"]}, HAProxy {meta["haproxy"]}, nginx '
              f'{meta["nginx"]}. Proxy alone on CPU 0 (one shard / worker / thread), wrk (1 thread, {CONNS} '
              f'keep-alive connections, `GET {PATH}`), the nginx backend and this harness on CPU 1. '
-             f'{args.reps} run(s) of {args.duration} s per row (median when more), {args.warmup} s warm-up '
-             'each, every run on a freshly started proxy. A reload at 0.5 s and then every second while wrk '
-             'runs; each rewrites the file with the server\'s weight flipped (1 <-> 2) first.', '',
+             f'{args.reps} round(s) of {args.duration} s runs (every proxy and method once per round), '
+             f'median [min–max] per row; {args.warmup} s warm-up per run, every run on a freshly started '
+             'proxy. A reload at 0.5 s and then every second while wrk runs; each rewrites the file with '
+             'the server\'s weight flipped (1 <-> 2) first. Columns without a range are medians.', '',
              '- **failed** = wrk connect + read + write + timeout errors + non-2xx responses. A keep-alive '
              'connection the proxy closes after a response without saying `Connection: close` reaches wrk '
              'with its next request already sent: a read error (and wrk reconnects). One closed with '
@@ -426,6 +450,9 @@ def report(results, args, meta, perf_ok):
              'workers that exited during the run count; CPU an old worker spends after wrk ends does not. '
              'Not counted: the reload command itself (`nginx -s reload`, `ringway reload`), run on CPU 1 '
              'and shown as "reload cmd".',
+             '- **util** = proxy CPU-s / wall-s (below ~0.9: CPU 1, wrk + backend, was the bottleneck). '
+             '**other on CPU 0** = CPU 0\'s busy time (/proc/stat) minus the proxy\'s CPU: what else ran '
+             'on the proxy\'s CPU (interrupts, other processes); near 0 when the run was undisturbed.',
              '- **RSS** = VmRSS summed over the tree when wrk ends (old workers still draining included); '
              '**procs** = processes in the tree seen during the run (sampled every second) / at the end.',
              '']
@@ -434,48 +461,55 @@ def report(results, args, meta, perf_ok):
     for name in names:
         methods = list(dict.fromkeys(r['method'] for r in results if r['proxy'] == name))
         lines += [f'## {PROXIES[name]["label"]}', '',
-                  '| reloads | req/s | p50 ms | p99 ms | max ms | failed | connect/read/write/timeout | non-2xx '
-                  '| reconnects | FIN/RST | CPU-µs/req | util | RSS MiB | procs seen/end | reload cmd ms (wall/CPU) |',
-                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+                  '| reloads per run | req/s | p50 ms | p99 ms | max ms | failed | connect/read/write/timeout '
+                  '| non-2xx | reconnects | FIN/RST | CPU-µs/req | util | other on CPU 0, s | RSS MiB '
+                  '| procs seen/end | reload cmd ms (wall/CPU) |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for method in methods:
             rs = [r for r in results if r['proxy'] == name and r['method'] == method]
             ok = [r for r in rs if 'error' not in r]
             title = 'none' if method == 'none' else f'1/s `{method}`'
             if not ok:
-                lines.append(f'| {title} | failed: {rs[0].get("error", "")[:80]} |' + ' |' * 13)
+                lines.append(f'| {title} | failed: {rs[0].get("error", "")[:80]} |' + ' |' * 14)
                 continue
-            med = {k: median_of(ok, k) for k in ('rps', 'p50_ms', 'p99_ms', 'max_ms', 'us_per_req', 'util',
-                                                 'rss_kib', 'reconnects', 'fin_from_proxy', 'rst_from_proxy',
-                                                 'reload_cmd_wall_ms', 'reload_cmd_cpu_ms')}
-            errs = '/'.join(str(sum(r[k] for r in ok)) for k in ('err_connect', 'err_read', 'err_write', 'err_timeout'))
-            failed = sum(r['failed'] for r in ok)
-            reloads = sum(r['reloads'] for r in ok)
-            applied = [r['applied'] for r in ok if r.get('applied') is not None]
-            rl = f'{reloads} ({sum(applied)} applied)' if applied else str(reloads)
-            rl = '' if method == 'none' else f': {rl}'
+            med = {k: median_of(ok, k) for k in KEYS}
+
+            def cell(key, digits=0, scale=1.0):
+                vals = [r[key] * scale for r in ok if r.get(key) is not None]
+                if not vals:
+                    return '–'
+                m = statistics.median(vals)
+                if len(vals) == 1 or min(vals) == max(vals):
+                    return f'{m:.{digits}f}'
+                return f'{m:.{digits}f} [{min(vals):.{digits}f}–{max(vals):.{digits}f}]'
+
+            errs = '/'.join(num(med[k]) for k in ('err_connect', 'err_read', 'err_write', 'err_timeout'))
+            rl = '' if method == 'none' else f': {num(med["reloads"])}'
+            if method != 'none' and med['applied'] is not None:
+                rl += f' ({num(med["applied"])} applied)'
             cmd = (f'{num(med["reload_cmd_wall_ms"], 1)} / {num(med["reload_cmd_cpu_ms"], 1)}'
                    if med['reload_cmd_wall_ms'] is not None else '–')
             fr = (f'{num(med["fin_from_proxy"])}/{num(med["rst_from_proxy"])}'
                   if med['fin_from_proxy'] is not None else '–')
-            lines.append(f'| {title}{rl} | {num(med["rps"])} | {num(med["p50_ms"], 2)} | {num(med["p99_ms"], 2)} | '
-                         f'{num(med["max_ms"], 1)} | **{failed}** | {errs} | {sum(r["non2xx"] for r in ok)} | '
-                         f'{num(med["reconnects"])} | {fr} | {num(med["us_per_req"], 2)} | {num(med["util"], 2)} | '
-                         f'{num(med["rss_kib"] / 1024 if med["rss_kib"] else None, 1)} | '
+            lines.append(f'| {title}{rl} | {cell("rps")} | {cell("p50_ms", 2)} | {cell("p99_ms", 2)} | '
+                         f'{cell("max_ms", 1)} | **{cell("failed")}** | {errs} | {num(med["non2xx"])} | '
+                         f'{cell("reconnects")} | {fr} | {cell("us_per_req", 2)} | {num(med["util"], 2)} | '
+                         f'{cell("cpu0_other_s", 2)} | {cell("rss_kib", 1, 1 / 1024)} | '
                          f'{max(r["procs_seen"] for r in ok)}/{max(r["procs_end"] for r in ok)} | {cmd} |')
-            summary.append((name, method, med, failed))
+            summary.append((name, method, med))
         lines.append('')
     lines += ['## Methods', ''] + [f'- `{m}`: {d}' for m, d in METHODS.items()
                                    if any(r['method'] == m for r in results)] + ['']
     # One line per proxy/method: the change from its own no-reload run.
     lines += ['## Reloading vs not, same proxy', '', '| proxy | method | req/s change | p99 none -> 1/s | failed (1/s run) |',
               '|---|---|---|---|---|']
-    base = {n: med for n, m, med, _ in summary if m == 'none'}
-    for name, method, med, failed in summary:
+    base = {n: med for n, m, med in summary if m == 'none'}
+    for name, method, med in summary:
         b = base.get(name)
         if method == 'none' or b is None or not b['rps']:
             continue
         lines.append(f'| {PROXIES[name]["label"]} | {method} | {(med["rps"] / b["rps"] - 1) * 100:+.1f} % | '
-                     f'{num(b["p99_ms"], 2)} -> {num(med["p99_ms"], 2)} ms | {failed} |')
+                     f'{num(b["p99_ms"], 2)} -> {num(med["p99_ms"], 2)} ms | {num(med["failed"])} |')
     lines.append('')
     errs = [r for r in results if 'error' in r]
     if errs:
@@ -499,7 +533,7 @@ def main():
                     ','.join(m for m in METHODS if m != 'none') + '); default all')
     ap.add_argument('--duration', type=int, default=None, help='seconds per run (default 10; 2 with --quick)')
     ap.add_argument('--warmup', type=int, default=None, help='seconds of warm-up per run (default 1; 0 with --quick)')
-    ap.add_argument('--reps', type=int, default=1, help='runs per proxy and method')
+    ap.add_argument('--reps', type=int, default=None, help='rounds: runs per proxy and method (default 3; 1 with --quick)')
     ap.add_argument('--ringway-bin', default=os.path.join(RUN.ROOT, 'target', 'release', 'ringway'))
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>-reload)')
     args = ap.parse_args()
@@ -513,18 +547,20 @@ def main():
             ap.error(f'unknown method {m}')
     args.duration = args.duration or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
+    args.reps = args.reps or (1 if args.quick else 3)
     for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
         if shutil.which(tool) is None:
             raise SystemExit(f'{tool} not found: apt-get install nginx haproxy wrk util-linux')
     if any(PROXIES[p]['kind'] == 'ringway' for p in names) and not os.path.exists(args.ringway_bin):
         raise SystemExit(f'{args.ringway_bin} not found: cargo build --release')
+    # Rounds: every proxy and method once per round, so drift (the VM's neighbours) spreads over all.
     plan = []
-    for name in names:
-        methods = PROXIES[name]['methods']
-        if args.quick and not wanted:
-            methods = (QUICK_METHODS.get(name, methods[0]),)
-        methods = [m for m in methods if wanted is None or m in wanted]
-        for rep in range(args.reps):
+    for rep in range(args.reps):
+        for name in names:
+            methods = PROXIES[name]['methods']
+            if args.quick and not wanted:
+                methods = (QUICK_METHODS.get(name, methods[0]),)
+            methods = [m for m in methods if wanted is None or m in wanted]
             plan += [(name, m, rep) for m in ['none'] + methods]
     now = datetime.datetime.now(datetime.timezone.utc)
     out = args.out or os.path.join(HERE, 'results', now.strftime('%Y-%m-%dT%H%M%SZ') + '-reload')
