@@ -18,6 +18,7 @@ during the run, the processes seen, and RSS when wrk ends. See bench/README.md "
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,11 @@ import kops  # noqa: E402  (Perf: perf stat through its --control pipe)
 TCK = os.sysconf('SC_CLK_TCK')
 CONNS = 64
 PATH = '/small'
-HARNESS_CPU = 1         # with wrk and the backend: CPU 0 is the proxy's alone
-WEIGHTS = (1, 2)        # the change every reload makes
-WRK_PROBES = 1          # wrk.resolve() test-connects the address once before its 64 connections
+HARNESS_CPU = 1             # with wrk and the backend: CPU 0 is the proxy's alone
+WEIGHTS = (1, 2)            # the change every reload makes
+OTHER_CPU_SHARE_MAX = 0.05  # other processes' CPU-s per second of run above which a run is repeated
+RETRY_PAUSE_S = 10          # before repeating a disturbed run
+WRK_PROBES = 1              # wrk.resolve() test-connects the address once before its 64 connections
 
 # A proxy: which run.py template, how to point its one server's weight, which reload methods.
 PROXIES = {
@@ -79,16 +82,22 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def cpu0_ticks():
-    """CPU 0's busy and steal ticks from /proc/stat. Busy minus the proxy's CPU is what else ran
-    on the proxy's CPU (other processes, interrupts): near 0 when the run was undisturbed."""
-    with open('/proc/stat') as f:
-        for line in f:
-            if line.startswith('cpu0 '):
-                v = [int(x) for x in line.split()[1:9]]
-                # user nice system idle iowait irq softirq steal
-                return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
-    return 0, 0
+def foreign_cpu_s():
+    """CPU time of every process that is not this harness or below it (other users of the
+    machine): utime+stime+cutime+cstime summed over them, so the short-lived ones a parent reaps
+    during a run count too. The difference over a run is what else competed for the 2 CPUs."""
+    mine = set(RUN.proc_tree(os.getpid()))
+    total = 0
+    for d in os.listdir('/proc'):
+        if not d.isdigit() or int(d) in mine:
+            continue
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                st = f.read()
+            total += sum(int(x) for x in st[st.rindex(')') + 2:].split()[11:15])
+        except (OSError, ValueError):
+            pass
+    return total / TCK
 
 
 class Tree:
@@ -278,6 +287,7 @@ class Harness:
     def __init__(self, args):
         self.args = args
         self.raw = []
+        self.disturbed = []     # runs repeated because other processes competed for the CPUs
         self.perf_ok = (shutil.which('perf') is not None and
                         os.path.isdir(os.path.join(kops.TRACEFS, 'events', 'sock', 'inet_sock_set_state')))
         # run.Bench for the backend only (its nginx on CPU 1, run.py's backend.conf).
@@ -307,7 +317,7 @@ class Harness:
             if perf is not None:
                 perf.command('enable')
             c0 = tree.cpu_s()
-            b0 = cpu0_ticks()
+            f0 = foreign_cpu_s()
             seen = set(tree.pids())
             cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{CONNS}', f'-d{duration}s', '--latency',
                    '-s', os.path.join(RUN.CONF, 'stats.lua'), f'http://127.0.0.1:{case.port}{PATH}']
@@ -336,7 +346,7 @@ class Harness:
             pids = tree.pids()
             seen.update(pids)
             c1 = tree.cpu_s()
-            b1 = cpu0_ticks()
+            f1 = foreign_cpu_s()
             rss = RUN.rss_kib(pids)
             conns = perf.finish() if perf is not None else None
         finally:
@@ -353,7 +363,7 @@ class Harness:
                  p99_ms=js['p99_us'] / 1e3, max_ms=js['max_us'] / 1e3, err_connect=js['err_connect'],
                  err_read=js['err_read'], err_write=js['err_write'], err_timeout=js['err_timeout'],
                  non2xx=js['non2xx'], cpu_s=cpu, util=cpu / wall,
-                 cpu0_other_s=(b1[0] - b0[0]) / TCK - cpu, cpu0_steal_s=(b1[1] - b0[1]) / TCK,
+                 other_cpu_s=f1 - f0,
                  us_per_req=cpu * 1e6 / max(js['requests'], 1), rss_kib=rss, procs_end=len(pids),
                  procs_seen=len(seen), reloads=len(reloads), reload_log=reloads)
         r['failed'] = r['err_connect'] + r['err_read'] + r['err_write'] + r['err_timeout'] + r['non2xx']
@@ -375,35 +385,50 @@ class Harness:
         self.bench.start_backend()
         try:
             for step, (name, method, rep) in enumerate(plan, 1):
-                tag = f'{name}-{method}-{rep}'
-                progress(f'[{step}/{len(plan)}] {name} {METHODS[method] if method == "none" else method} '
-                         f'rep {rep + 1}/{a.reps} ({a.duration}s)')
-                case = Case(self, name, method, tag)
-                try:
-                    case.start()
-                    if a.warmup:
-                        self.warmup(case)
-                    r = self.wrk_run(case, a.duration, method != 'none', tag)
-                    if not case.alive():
-                        r['error'] = f'{name} exited during the run; see its log'
-                except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                    r = dict(error=str(e))
-                finally:
-                    case.tree.stop()
-                    with open(case.log_path, errors='replace') as f:
-                        r['log_tail'] = f.read()[-2000:]
-                r.update(proxy=name, method=method, rep=rep)
-                results.append(r)
-                if 'error' in r:
-                    progress(f'  error: {r["error"]}')
-                else:
-                    busy = (f'; {r["cpu0_other_s"]:.2f} s of other work on CPU 0: disturbed'
-                            if r['cpu0_other_s'] > 0.05 * a.duration else '')
+                for attempt in range(a.retries + 1):
+                    progress(f'[{step}/{len(plan)}] {name} {METHODS[method] if method == "none" else method} '
+                             f'rep {rep + 1}/{a.reps} ({a.duration}s)' + (f', again ({attempt + 1})' if attempt else ''))
+                    r = self.one(name, method, f'{name}-{method}-{rep}-{attempt}')
+                    r.update(proxy=name, method=method, rep=rep, attempt=attempt)
+                    if 'error' in r:
+                        progress(f'  error: {r["error"]}')
+                        break
+                    r['disturbed'] = r['other_cpu_s'] > OTHER_CPU_SHARE_MAX * a.duration
+                    busy = (f'; other processes used {r["other_cpu_s"]:.2f} CPU-s: disturbed'
+                            if r['disturbed'] else '')
                     progress(f'  {r["rps"]:.0f} req/s, p99 {r["p99_ms"]:.2f} ms, failed {r["failed"]}, '
                              f'{r["us_per_req"]:.1f} CPU-µs/req, {r["reloads"]} reload(s){busy}')
+                    if not r['disturbed']:
+                        break
+                    if attempt < a.retries:
+                        self.disturbed.append(r)
+                        time.sleep(RETRY_PAUSE_S)
+                results.append(r)
         finally:
             RUN.stop(self.bench.backend)
         return results
+
+    def one(self, name, method, tag):
+        """A fresh proxy, the warm-up, one measured run; the proxy stopped on every path."""
+        case = Case(self, name, method, tag)
+        r = {}
+        try:
+            case.start()
+            if self.args.warmup:
+                self.warmup(case)
+            r = self.wrk_run(case, self.args.duration, method != 'none', tag)
+            if not case.alive():
+                r['error'] = f'{name} exited during the run; see its log'
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            r['error'] = str(e)
+        finally:
+            case.tree.stop()
+            try:
+                with open(case.log_path, errors='replace') as f:
+                    r['log_tail'] = f.read()[-2000:]
+            except OSError:
+                pass
+        return r
 
     def warmup(self, case):
         cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{CONNS}', f'-d{self.args.warmup}s',
@@ -414,7 +439,7 @@ class Harness:
 # Per-run values the tables show (median over the runs of a row).
 KEYS = ('rps', 'p50_ms', 'p99_ms', 'max_ms', 'us_per_req', 'util', 'rss_kib', 'reconnects', 'fin_from_proxy',
         'rst_from_proxy', 'reload_cmd_wall_ms', 'reload_cmd_cpu_ms', 'failed', 'err_connect', 'err_read',
-        'err_write', 'err_timeout', 'non2xx', 'reloads', 'applied', 'cpu0_other_s')
+        'err_write', 'err_timeout', 'non2xx', 'reloads', 'applied', 'other_cpu_s')
 
 
 def num(v, digits=0):
@@ -426,10 +451,12 @@ def median_of(rs, key):
     return statistics.median(vals) if vals else None
 
 
-def report(results, args, meta, perf_ok):
+def report(results, args, meta, perf_ok, repeated):
     lines = [f'# Reload under load — {meta["date"]}', '',
              f'Machine: {meta["cpus"]} CPUs, kernel {meta["kernel"]}, HAProxy {meta["haproxy"]}, nginx '
-             f'{meta["nginx"]}. Proxy alone on CPU 0 (one shard / worker / thread), wrk (1 thread, {CONNS} '
+             f'{meta["nginx"]}' + (f', ringway binary sha256 {meta["ringway_binary"]["sha256"][:12]} (built '
+                                   f'{meta["ringway_binary"]["mtime"]})' if meta.get('ringway_binary') else '') +
+             f'. Proxy alone on CPU 0 (one shard / worker / thread), wrk (1 thread, {CONNS} '
              f'keep-alive connections, `GET {PATH}`), the nginx backend and this harness on CPU 1. '
              f'{args.reps} round(s) of {args.duration} s runs (every proxy and method once per round), '
              f'median [min–max] per row; {args.warmup} s warm-up per run, every run on a freshly started '
@@ -451,8 +478,9 @@ def report(results, args, meta, perf_ok):
              'Not counted: the reload command itself (`nginx -s reload`, `ringway reload`), run on CPU 1 '
              'and shown as "reload cmd".',
              '- **util** = proxy CPU-s / wall-s (below ~0.9: CPU 1, wrk + backend, was the bottleneck). '
-             '**other on CPU 0** = CPU 0\'s busy time (/proc/stat) minus the proxy\'s CPU: what else ran '
-             'on the proxy\'s CPU (interrupts, other processes); near 0 when the run was undisturbed.',
+             '**other CPU-s** = CPU time of every process outside this bench during the run (the machine '
+             'is shared): a run with more than ' f'{OTHER_CPU_SHARE_MAX * args.duration:.1f}' ' CPU-s is repeated up to '
+             f'{args.retries} time(s) after a {RETRY_PAUSE_S} s pause; † marks a row that kept a disturbed run.',
              '- **RSS** = VmRSS summed over the tree when wrk ends (old workers still draining included); '
              '**procs** = processes in the tree seen during the run (sampled every second) / at the end.',
              '']
@@ -462,7 +490,7 @@ def report(results, args, meta, perf_ok):
         methods = list(dict.fromkeys(r['method'] for r in results if r['proxy'] == name))
         lines += [f'## {PROXIES[name]["label"]}', '',
                   '| reloads per run | req/s | p50 ms | p99 ms | max ms | failed | connect/read/write/timeout '
-                  '| non-2xx | reconnects | FIN/RST | CPU-µs/req | util | other on CPU 0, s | RSS MiB '
+                  '| non-2xx | reconnects | FIN/RST | CPU-µs/req | util | other CPU-s | RSS MiB '
                   '| procs seen/end | reload cmd ms (wall/CPU) |',
                   '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for method in methods:
@@ -494,7 +522,7 @@ def report(results, args, meta, perf_ok):
             lines.append(f'| {title}{rl} | {cell("rps")} | {cell("p50_ms", 2)} | {cell("p99_ms", 2)} | '
                          f'{cell("max_ms", 1)} | **{cell("failed")}** | {errs} | {num(med["non2xx"])} | '
                          f'{cell("reconnects")} | {fr} | {cell("us_per_req", 2)} | {num(med["util"], 2)} | '
-                         f'{cell("cpu0_other_s", 2)} | {cell("rss_kib", 1, 1 / 1024)} | '
+                         f'{cell("other_cpu_s", 2)}{" †" if any(r.get("disturbed") for r in ok) else ""} | {cell("rss_kib", 1, 1 / 1024)} | '
                          f'{max(r["procs_seen"] for r in ok)}/{max(r["procs_end"] for r in ok)} | {cmd} |')
             summary.append((name, method, med))
         lines.append('')
@@ -511,10 +539,23 @@ def report(results, args, meta, perf_ok):
         lines.append(f'| {PROXIES[name]["label"]} | {method} | {(med["rps"] / b["rps"] - 1) * 100:+.1f} % | '
                      f'{num(b["p99_ms"], 2)} -> {num(med["p99_ms"], 2)} ms | {num(med["failed"])} |')
     lines.append('')
+    if repeated:
+        lines += [f'{len(repeated)} run(s) were repeated because other processes used the CPUs meanwhile '
+                  '(in results.json under `repeated`): ' +
+                  ', '.join(f'{r["proxy"]} {r["method"]} round {r["rep"] + 1} ({r["other_cpu_s"]:.1f} CPU-s)'
+                            for r in repeated) + '.', '']
     errs = [r for r in results if 'error' in r]
     if errs:
         lines += ['## Errors', ''] + [f'- {e["proxy"]} {e["method"]} rep {e["rep"]}: {e["error"]}' for e in errs] + ['']
     return '\n'.join(lines)
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def version(cmd, pattern):
@@ -534,6 +575,8 @@ def main():
     ap.add_argument('--duration', type=int, default=None, help='seconds per run (default 10; 2 with --quick)')
     ap.add_argument('--warmup', type=int, default=None, help='seconds of warm-up per run (default 1; 0 with --quick)')
     ap.add_argument('--reps', type=int, default=None, help='rounds: runs per proxy and method (default 3; 1 with --quick)')
+    ap.add_argument('--retries', type=int, default=None,
+                    help='repeats of a run during which other processes used the CPUs (default 2; 0 with --quick)')
     ap.add_argument('--ringway-bin', default=os.path.join(RUN.ROOT, 'target', 'release', 'ringway'))
     ap.add_argument('--out', default=None, help='results directory (default bench/results/<UTC date-time>-reload)')
     args = ap.parse_args()
@@ -548,6 +591,7 @@ def main():
     args.duration = args.duration or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.reps = args.reps or (1 if args.quick else 3)
+    args.retries = args.retries if args.retries is not None else (0 if args.quick else 2)
     for tool in ('nginx', 'haproxy', 'wrk', 'taskset'):
         if shutil.which(tool) is None:
             raise SystemExit(f'{tool} not found: apt-get install nginx haproxy wrk util-linux')
@@ -568,6 +612,13 @@ def main():
     # The harness itself (the reload loop, /proc scans, reload commands) stays off the proxy's CPU.
     os.sched_setaffinity(0, {HARNESS_CPU})
     h = Harness(args)
+    binary = None
+    if any(PROXIES[p]['kind'] == 'ringway' for p in names):
+        # A copy: a rebuild while the bench runs must not mix two binaries in one report.
+        binary = dict(path=args.ringway_bin, sha256=sha256_of(args.ringway_bin),
+                      mtime=datetime.datetime.fromtimestamp(os.path.getmtime(args.ringway_bin),
+                                                            datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'))
+        args.ringway_bin = shutil.copy2(args.ringway_bin, os.path.join(h.work, 'ringway'))
     try:
         results = h.run(plan)
     finally:
@@ -575,10 +626,11 @@ def main():
     meta = dict(date=now.strftime('%Y-%m-%d %H:%M UTC'), kernel=os.uname().release, cpus=os.cpu_count(),
                 haproxy=version(['haproxy', '-v'], r'version (\S+)'), nginx=version(['nginx', '-v'], r'nginx/(\S+)'),
                 args=dict(proxies=names, methods=args.methods, duration=args.duration, warmup=args.warmup,
-                          reps=args.reps, quick=args.quick), connections_counted=h.perf_ok)
-    text = report(results, args, meta, h.perf_ok)
+                          reps=args.reps, retries=args.retries, quick=args.quick),
+                connections_counted=h.perf_ok, ringway_binary=binary)
+    text = report(results, args, meta, h.perf_ok, h.disturbed)
     with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(meta=meta, results=results), f, indent=1)
+        json.dump(dict(meta=meta, results=results, repeated=h.disturbed), f, indent=1)
     with open(os.path.join(out, 'report.md'), 'w') as f:
         f.write(text + '\n')
     with open(os.path.join(out, 'raw-wrk.txt'), 'w') as f:
