@@ -197,6 +197,10 @@ impl StreamConn {
                 return Choice::H2;
             }
         }
+        if self.tls.is_none() && self.cfg.http_accept_proxy {
+            // The PROXY header comes first and HTTP/1.1 reads it: no prior-knowledge h2c here.
+            return Choice::H1;
+        }
         let rx = &self.wire.rx[CLIENT];
         if rx.is_empty() {
             Choice::H1
