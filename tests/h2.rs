@@ -470,3 +470,187 @@ fn drain_sends_goaway_and_lets_the_stream_in_flight_finish() {
     );
     assert!(rw.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+/// Frames from ringway on a raw connection, until it closes (or `IO_TIMEOUT`).
+fn read_frames_until_close(s: &mut std::net::TcpStream) -> Vec<(u8, u32, Vec<u8>)> {
+    use std::io::Read;
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() >= at + 9 {
+        let len =
+            usize::from(buf[at]) << 16 | usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]);
+        let kind = buf[at + 3];
+        let stream =
+            u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) & 0x7fff_ffff;
+        let Some(payload) = buf.get(at + 9..at + 9 + len) else {
+            break;
+        };
+        out.push((kind, stream, payload.to_vec()));
+        at += 9 + len;
+    }
+    out
+}
+
+/// The error code of a GOAWAY payload.
+fn goaway_code(p: &[u8]) -> Option<u32> {
+    let b = p.get(4..8)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Preface, SETTINGS and one GET for `path` on stream 1, as a raw client sends them.
+fn raw_get(authority: &str, path: &str) -> Vec<u8> {
+    use ringway::h2::frame;
+    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
+    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
+    let mut out = frame::PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
+    let fields: [(&[u8], &[u8]); 4] = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", authority.as_bytes()),
+        (b":path", path.as_bytes()),
+    ];
+    let mut block = Vec::new();
+    enc.encode(fields, &mut block);
+    frame::write_headers(&mut out, 1, &block, true, 16_384);
+    out
+}
+
+#[test]
+fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_finishes() {
+    use std::io::Write;
+    let backend = Httpd::spawn(|r| {
+        if r.target == "/slow" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Reply::Bytes(ok("slow done"))
+    });
+    let other = Httpd::named("b");
+    let keep_port = free_port();
+    let keep = format!(
+        "[[listener]]\nname = \"keep\"\nbind = \"127.0.0.1:{keep_port}\"\nmode = \"http\"\nbackend = \"b\"\n"
+    );
+    let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, &keep));
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    s.write_all(&raw_get(&rw.listen.to_string(), "/slow"))
+        .expect("send");
+    poll(IO_TIMEOUT, || {
+        (!backend.requests().is_empty()).then_some(())
+    })
+    .expect("request reached the backend");
+    // The same file without listener `web`.
+    let path = rw.dir.0.join("ringway.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let start = text
+        .find("[[listener]]\nname = \"web\"")
+        .expect("web listener");
+    let end = text
+        .find("[[listener]]\nname = \"keep\"")
+        .expect("keep listener");
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    std::fs::write(&path, without).expect("write config");
+    rw.signal(libc::SIGHUP);
+    let frames = read_frames_until_close(&mut s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(
+        goaway,
+        Some(0),
+        "GOAWAY NO_ERROR: {frames:?}\n{}",
+        rw.stderr()
+    );
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), "slow done");
+    assert!(rw.total("h2_goaway_sent") >= 1);
+}
+
+#[test]
+fn an_idle_connection_gets_goaway_after_http_keep_alive() {
+    use std::io::Write;
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = Ringway::start_text(|l, ad| {
+        h2_config(l, ad, a.addr, b.addr, "").replace(
+            "connect = \"2s\"\n",
+            "connect = \"2s\"\nhttp_keep_alive = \"300ms\"\n",
+        )
+    });
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    s.write_all(&raw_get(&rw.listen.to_string(), "/once"))
+        .expect("send");
+    let frames = read_frames_until_close(&mut s);
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, _, _)| *kind == 0x0)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), "a /once");
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(goaway, Some(0), "{frames:?}");
+    assert_eq!(rw.total("h2_goaway_sent"), 1);
+}
+
+#[test]
+fn rapid_reset_flood_ends_with_enhance_your_calm_while_others_are_served() {
+    use ringway::h2::ErrorCode;
+    use ringway::h2::frame;
+    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
+    use std::io::Write;
+    if !have("curl") {
+        return;
+    }
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
+    let mut out = frame::PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
+    let authority = rw.listen.to_string();
+    // CVE-2023-44487: open a stream and cancel it at once, over and over.
+    for i in 0..400u32 {
+        let stream = 2 * i + 1;
+        let fields: [(&[u8], &[u8]); 4] = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":authority", authority.as_bytes()),
+            (b":path", b"/flood"),
+        ];
+        let mut block = Vec::new();
+        enc.encode(fields, &mut block);
+        frame::write_headers(&mut out, stream, &block, true, 16_384);
+        frame::write_rst_stream(&mut out, stream, ErrorCode::CANCEL);
+    }
+    // The write may fail once ringway has had enough and closed.
+    let _ = s.write_all(&out);
+    // A normal client on another connection is served meanwhile.
+    let (body, err) = curl(&[
+        "--http2-prior-knowledge",
+        &format!("http://{}/calm", rw.listen),
+    ]);
+    assert_eq!(body, "a /calm", "{err}");
+    let frames = read_frames_until_close(&mut s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(goaway, Some(ErrorCode::ENHANCE_YOUR_CALM.0), "{frames:?}");
+    assert_eq!(rw.total("h2_calm_closes"), 1);
+    assert!(rw.total("h2_resets_received") >= 50);
+}

@@ -193,7 +193,10 @@ fn a_stream_becomes_one_http1_exchange_and_its_response_comes_back_as_frames() {
     s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
     let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
-    assert!(up.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\n"), "{up}");
+    assert!(
+        up.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\n"),
+        "{up}"
+    );
     assert!(up.contains("\r\ncookie: a=1; b=2\r\n"), "{up}");
     assert!(up.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{up}");
     assert!(!up.contains("content-length"), "{up}");
@@ -218,8 +221,14 @@ fn a_stream_becomes_one_http1_exchange_and_its_response_comes_back_as_frames() {
         _ => None,
     });
     let log = log.expect("logged");
-    assert_eq!((log.proto, log.status, log.target.as_str()), ("h2", 200, "/a?b=1"));
-    assert!(after.contains(&Intent::Release { reusable: true }), "{after:?}");
+    assert_eq!(
+        (log.proto, log.status, log.target.as_str()),
+        ("h2", 200, "/a?b=1")
+    );
+    assert!(
+        after.contains(&Intent::Release { reusable: true }),
+        "{after:?}"
+    );
 }
 
 #[test]
@@ -271,7 +280,10 @@ fn streams_wait_their_turn_and_a_reset_frees_the_next() {
             .any(|i| matches!(i, Intent::Log(r) if r.term == Term::ClientClosed)),
         "{after:?}"
     );
-    assert!(after.contains(&Intent::Release { reusable: false }), "{after:?}");
+    assert!(
+        after.contains(&Intent::Release { reusable: false }),
+        "{after:?}"
+    );
     assert_eq!(after.last(), Some(&connect()), "{after:?}");
     assert_eq!(env.stats.h2_resets_received, 1);
     s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
