@@ -451,6 +451,9 @@ impl H2Session {
         }
         let (id, is_head) = (front.id, front.is_head);
         let mut changed = false;
+        // The stream cannot take the response (never expected: the inner session parsed it
+        // already, and a stream the client reset is dropped before we get here).
+        let mut failed = false;
         for _ in 0..64 {
             let step = match &mut self.resp {
                 Resp::Head => {
@@ -464,10 +467,7 @@ impl H2Session {
                     match http1::parse_response(&self.virt.tx, &limits, is_head) {
                         HeadVerdict::Partial => break,
                         HeadVerdict::Invalid(_) => {
-                            // The inner session sent it on, so it parsed there; never expected.
-                            let _ = self.conn.reset(id, ErrorCode::INTERNAL_ERROR);
-                            self.resp = Resp::Done;
-                            self.virt.tx.clear();
+                            failed = true;
                             true
                         }
                         HeadVerdict::Complete {
@@ -494,9 +494,7 @@ impl H2Session {
                                 self.conn.send_response_head(id, head.status, fields, end)
                             };
                             if sent.is_err() {
-                                let _ = self.conn.reset(id, ErrorCode::INTERNAL_ERROR);
-                                self.resp = Resp::Done;
-                                self.virt.tx.clear();
+                                failed = true;
                             } else {
                                 self.virt.tx.drain(..consumed_bytes.min(self.virt.tx.len()));
                                 self.resp = next;
@@ -523,7 +521,7 @@ impl H2Session {
                             taken > 0 || last
                         }
                         Err(_) => {
-                            self.resp = Resp::Done;
+                            failed = true;
                             true
                         }
                     }
@@ -541,7 +539,7 @@ impl H2Session {
                             taken > 0
                         }
                         Err(_) => {
-                            self.resp = Resp::Done;
+                            failed = true;
                             true
                         }
                     }
@@ -576,8 +574,8 @@ impl H2Session {
                                 moved = taken > 0;
                             }
                             Err(_) => {
-                                self.resp = Resp::Done;
-                                continue;
+                                failed = true;
+                                break;
                             }
                         }
                     }
@@ -608,12 +606,28 @@ impl H2Session {
                 }
             };
             changed |= step;
-            if !step {
+            if !step || failed {
                 break;
             }
         }
-        let _ = (w, env);
+        if failed {
+            self.fail_front(env, id);
+            changed = true;
+        }
+        let _ = (w, cfg);
         changed
+    }
+
+    /// The front stream cannot go on: it is reset and its exchange abandoned (the upstream
+    /// connection is not reused); the next stream starts on a fresh inner session.
+    fn fail_front(&mut self, env: &mut impl Env, id: u32) {
+        let _ = self.conn.reset(id, ErrorCode::INTERNAL_ERROR);
+        self.inner.abort(env, Term::ServerError);
+        self.take_inner_intents();
+        if self.streams.front().is_some_and(|s| s.id == id) {
+            self.streams.pop_front();
+        }
+        self.restart_inner(env);
     }
 
     /// The front stream is over when its response is complete and the inner exchange ended (or
