@@ -640,6 +640,12 @@ impl H2Session {
                 self.restart_inner(env);
                 return true;
             };
+            if !resp_done && (!self.virt.tx.is_empty() || !self.pending.is_empty()) {
+                // What the backend sent before the exchange ended still goes out first, as
+                // the client's windows allow (a drain closes the inner session right after a
+                // complete response; a close-delimited body ends with the close).
+                return false;
+            }
             if !resp_done {
                 if matches!(self.resp, Resp::UntilEof) && term == Term::Done {
                     let _ = self.conn.send_data(id, &[], true);
@@ -733,6 +739,10 @@ impl H2Session {
             return None;
         }
         if self.streams.front().is_some_and(|s| s.started) {
+            if self.inner_closed.is_some() {
+                // The exchange is over; the rest of its response waits for the client's window.
+                return Some(w.active_ms[CLIENT].saturating_add(cfg.h1.timeouts.client_idle));
+            }
             return self.inner.deadline(w, env, &cfg.h1);
         }
         if self.streams.is_empty() {
@@ -747,15 +757,27 @@ impl H2Session {
 
     /// The driver's timer fired.
     pub fn on_timer(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) {
-        if self.streams.front().is_some_and(|s| s.started) {
+        let now = env.now_ms();
+        let passed = self.deadline(w, env, cfg).is_some_and(|d| now >= d);
+        let front = self.streams.front().filter(|s| s.started).map(|s| s.id);
+        if let (Some(id), Some(_)) = (front, self.inner_closed) {
+            if passed {
+                // A client that keeps its window shut does not keep the stream forever.
+                env.stats().idle_timeouts += 1;
+                let _ = self.conn.reset(id, ErrorCode::CANCEL);
+                self.streams.pop_front();
+                self.restart_inner(env);
+            }
+            return;
+        }
+        if front.is_some() {
             Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
                 s.on_timer(w, env, &cfg.h1)
             });
             self.take_inner_intents();
             return;
         }
-        let now = env.now_ms();
-        if self.deadline(w, env, cfg).is_some_and(|d| now >= d) && self.streams.is_empty() {
+        if passed && self.streams.is_empty() {
             // Idle: GOAWAY NO_ERROR, then close once it is sent (RFC 9113 §6.8).
             env.stats().idle_timeouts += 1;
             self.conn.go_away();

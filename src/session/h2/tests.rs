@@ -326,3 +326,58 @@ fn a_backend_failing_mid_response_resets_only_that_stream_and_drain_sends_goaway
     assert!(intents(&mut s).contains(&Intent::Close(Term::Done)));
     assert_eq!(env.stats.h2_goaway_sent, 1);
 }
+
+#[test]
+fn a_drain_lets_the_response_in_flight_finish_as_the_window_opens() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(Some(10));
+    w.rx[CLIENT].extend(c.get(1, "/big", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    env.draining = true;
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    w.rx[UPSTREAM].extend_from_slice(&[b'y'; 100]);
+    s.progress(&mut w, &mut env, &cfg);
+    // The inner exchange is over (draining: no keep-alive), 90 bytes still wait for the window.
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert!(
+        got.contains(&Got::Data(1, vec![b'y'; 10], false)),
+        "{got:?}"
+    );
+    assert!(got.contains(&Got::GoAway(ErrorCode::NO_ERROR)), "{got:?}");
+    assert!(!got.iter().any(|g| matches!(g, Got::Rst(..))), "{got:?}");
+    assert!(!s.is_closed());
+    frame::write_window_update(&mut w.rx[CLIENT], 1, 1000);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::Data(1, vec![b'y'; 90], true)]);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_close_delimited_response_ends_its_stream_with_the_close() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/old", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    w.eof[UPSTREAM] = true;
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    let data: Vec<u8> = got
+        .iter()
+        .filter_map(|g| match g {
+            Got::Data(1, d, _) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(text(&data), "until the end");
+    assert!(matches!(got.last(), Some(Got::Data(1, _, true))), "{got:?}");
+    assert!(!s.is_closed());
+}
