@@ -53,6 +53,20 @@ pub struct Line<'a> {
     /// TLS termination: the negotiated version and the client's SNI.
     pub tls_version: Option<&'a str>,
     pub sni: Option<&'a str>,
+    /// The client's protocol: `h1` or `h2`.
+    pub proto: &'a str,
+}
+
+impl Line<'_> {
+    /// The request line's version: `HTTP/1.x` as received, `HTTP/2.0` for HTTP/2 (as nginx
+    /// logs it).
+    fn version(&self) -> String {
+        if self.proto == "h2" {
+            "HTTP/2.0".to_string()
+        } else {
+            format!("HTTP/1.{}", self.version_minor)
+        }
+    }
 }
 
 /// `value` or `-`, for the combined format's `key=value` fields.
@@ -74,13 +88,13 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
             // NCSA combined, then ringway's fields as key=value.
             let _ = write!(
                 out,
-                "{} - - [{}] \"{} {} HTTP/1.{}\" {} {} \"{}\" \"{}\" backend={} server={} shard={} duration_ms={} bytes_received={} term={} \
-                 request_us={} queue_us={} connect_us={} response_us={} retries={} server_name={} tls_version={} sni={}",
+                "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" backend={} server={} shard={} duration_ms={} bytes_received={} term={} \
+                 request_us={} queue_us={} connect_us={} response_us={} retries={} server_name={} tls_version={} sni={} proto={}",
                 line.client.ip(),
                 clf_time(now_unix_ms),
                 sanitize(line.method),
                 sanitize(line.target),
-                line.version_minor,
+                line.version(),
                 line.status,
                 line.bytes_sent,
                 dash_if_empty(&sanitize(line.referer)),
@@ -103,6 +117,7 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
                     .sni
                     .map(sanitize)
                     .filter(|s| !s.is_empty() && !s.contains(' '))),
+                line.proto,
             );
         }
         AccessLogFormat::Json => {
@@ -112,7 +127,7 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
                 "client_port": line.client.port(),
                 "method": line.method,
                 "target": line.target,
-                "version": format!("HTTP/1.{}", line.version_minor),
+                "version": line.version(),
                 "status": line.status,
                 "bytes_sent": line.bytes_sent,
                 "bytes_received": line.bytes_received,
@@ -131,6 +146,7 @@ pub fn format(line: &Line<'_>, format: AccessLogFormat, now_unix_ms: u64, out: &
                 "server_name": line.server_name,
                 "tls_version": line.tls_version,
                 "sni": line.sni,
+                "proto": line.proto,
             });
             let _ = write!(out, "{value}");
         }
@@ -275,6 +291,7 @@ mod tests {
             server_name: "a",
             tls_version: Some("TLSv1.3"),
             sni: Some("example.test"),
+            proto: "h1",
         }
     }
 
@@ -290,7 +307,7 @@ mod tests {
         assert_eq!(
             out,
             "192.0.2.7 - - [24/Nov/2026:08:46:40 +0000] \"GET /a?b=\\\"c\\\" HTTP/1.1\" 200 123 \"-\" \"curl/8\" backend=app server=127.0.0.1:9001 shard=1 duration_ms=4 bytes_received=0 term=done \
-             request_us=4210 queue_us=- connect_us=180 response_us=3900 retries=1 server_name=a tls_version=TLSv1.3 sni=example.test"
+             request_us=4210 queue_us=- connect_us=180 response_us=3900 retries=1 server_name=a tls_version=TLSv1.3 sni=example.test proto=h1"
         );
         // Absent values are `-`; an SNI that would break the key=value split is left out.
         let mut out = String::new();
@@ -303,7 +320,7 @@ mod tests {
         format(&plain, AccessLogFormat::Combined, 0, &mut out);
         assert!(
             out.ends_with(
-                "connect_us=- response_us=3900 retries=1 server_name=a tls_version=- sni=-"
+                "connect_us=- response_us=3900 retries=1 server_name=a tls_version=- sni=- proto=h1"
             ),
             "{out}"
         );
@@ -328,6 +345,21 @@ mod tests {
         assert_eq!(v["server_name"], "a");
         assert_eq!(v["tls_version"], "TLSv1.3");
         assert_eq!(v["sni"], "example.test");
+        assert_eq!(v["proto"], "h1");
+        assert_eq!(v["version"], "HTTP/1.1");
+        let mut out = String::new();
+        format(
+            &Line {
+                proto: "h2",
+                ..line()
+            },
+            AccessLogFormat::Json,
+            5,
+            &mut out,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v["version"], "HTTP/2.0");
+        assert_eq!(v["proto"], "h2");
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("ringway_connect_retries_total", "counter"),
     ("ringway_tls_peek_rejected_total", "counter"),
     ("ringway_proxy_rejected_total", "counter"),
+    ("ringway_h2_connections_total", "counter"),
+    ("ringway_h2_streams_total", "counter"),
+    ("ringway_h2_resets_received_total", "counter"),
+    ("ringway_h2_resets_sent_total", "counter"),
+    ("ringway_h2_goaway_sent_total", "counter"),
+    ("ringway_h2_calm_closes_total", "counter"),
     ("ringway_tls_handshakes_total", "counter"),
     ("ringway_tls_resumed_total", "counter"),
     ("ringway_tls_handshake_errors_total", "counter"),
@@ -579,6 +585,12 @@ fn total_families(total: &ShardStats, out: &mut Vec<Family>) {
         drain_closed,
         tls_peek_rejected,
         proxy_rejected,
+        h2_connections,
+        h2_streams,
+        h2_resets_received,
+        h2_resets_sent,
+        h2_goaway_sent,
+        h2_calm_closes,
         tls_handshakes,
         tls_resumed,
         tls_handshake_errors,
@@ -683,6 +695,36 @@ fn total_families(total: &ShardStats, out: &mut Vec<Family>) {
             "accept_proxy listeners: connections closed for a missing or malformed PROXY \
              protocol header.",
             proxy_rejected,
+        ),
+        counter(
+            "h2_connections",
+            "HTTP/2 client connections opened (ALPN h2 or prior-knowledge h2c).",
+            h2_connections,
+        ),
+        counter(
+            "h2_streams",
+            "HTTP/2 streams opened by clients (one request each).",
+            h2_streams,
+        ),
+        counter(
+            "h2_resets_received",
+            "RST_STREAM frames received from HTTP/2 clients.",
+            h2_resets_received,
+        ),
+        counter(
+            "h2_resets_sent",
+            "RST_STREAM frames sent to HTTP/2 clients.",
+            h2_resets_sent,
+        ),
+        counter(
+            "h2_goaway_sent",
+            "GOAWAY frames sent to HTTP/2 clients (drain, reload, idle, errors).",
+            h2_goaway_sent,
+        ),
+        counter(
+            "h2_calm_closes",
+            "HTTP/2 connections ended with ENHANCE_YOUR_CALM (floods, rapid reset).",
+            h2_calm_closes,
         ),
         counter(
             "tls_handshakes",
@@ -1209,10 +1251,16 @@ mod tests {
             http_tunnels: 38 * m,
             http_queued: 39 * m,
             http_queue_timeouts: 40 * m,
+            h2_connections: 41 * m,
+            h2_streams: 42 * m,
+            h2_resets_received: 43 * m,
+            h2_resets_sent: 44 * m,
+            h2_goaway_sent: 45 * m,
+            h2_calm_closes: 46 * m,
         }
     }
 
-    const SHARDSTATS_FIELDS: u64 = 40;
+    const SHARDSTATS_FIELDS: u64 = 46;
 
     /// Two shards, one backend of two servers (one with health checks), two listeners; every
     /// exported family has at least one series.

@@ -221,11 +221,18 @@ impl Planner {
             (config::AccessLog::Off, config::AccessLogFormat::Combined),
             |h| (h.access_log.clone(), h.access_log_format),
         );
+        let h2 = match (&http, &l.http) {
+            (Some(h1), Some(h)) if h.http2 => {
+                Some(crate::session::h2::H2ListenerCfg::new(h1, h.head_bytes_max))
+            }
+            _ => None,
+        };
         Ok(ListenerCfg {
             id: listener_id,
             name: l.name.clone(),
             bind: l.bind,
             http,
+            h2,
             http_accept_proxy: l.http.as_ref().is_some_and(|h| h.accept_proxy) && l.tls.is_none(),
             tcp,
             tls,

@@ -45,6 +45,19 @@ pub struct ShardStats {
     pub tls_peek_rejected: u64,
     /// Connections on `accept_proxy` listeners closed for a missing or malformed PROXY header.
     pub proxy_rejected: u64,
+    /// HTTP/2 client connections opened (ALPN `h2` or prior-knowledge h2c).
+    pub h2_connections: u64,
+    /// HTTP/2 streams the clients opened (each one request).
+    pub h2_streams: u64,
+    /// RST_STREAM frames received from HTTP/2 clients.
+    pub h2_resets_received: u64,
+    /// RST_STREAM frames sent to HTTP/2 clients (their errors, backend failures, abandoned
+    /// request bodies).
+    pub h2_resets_sent: u64,
+    /// GOAWAY frames sent (drain, reload, idle, connection errors).
+    pub h2_goaway_sent: u64,
+    /// HTTP/2 connections ended with ENHANCE_YOUR_CALM (rapid reset, floods, too many glitches).
+    pub h2_calm_closes: u64,
     /// TLS termination: handshakes completed with a full key exchange.
     pub tls_handshakes: u64,
     /// TLS termination: handshakes that resumed a session (session ID, stateful or stateless
@@ -282,6 +295,12 @@ impl ShardStats {
         self.drain_closed += other.drain_closed;
         self.tls_peek_rejected += other.tls_peek_rejected;
         self.proxy_rejected += other.proxy_rejected;
+        self.h2_connections += other.h2_connections;
+        self.h2_streams += other.h2_streams;
+        self.h2_resets_received += other.h2_resets_received;
+        self.h2_resets_sent += other.h2_resets_sent;
+        self.h2_goaway_sent += other.h2_goaway_sent;
+        self.h2_calm_closes += other.h2_calm_closes;
         self.tls_handshakes += other.tls_handshakes;
         self.tls_resumed += other.tls_resumed;
         self.tls_handshake_errors += other.tls_handshake_errors;

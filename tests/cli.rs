@@ -77,6 +77,7 @@ fn shipped_examples_pass_check_with_summary() {
         "examples/tls-termination.toml",
         "examples/detect.toml",
         "examples/redis-routes.toml",
+        "examples/http2.toml",
     ] {
         let out = Command::new(BIN)
             .args(["check", "-c", example])

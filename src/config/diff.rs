@@ -127,6 +127,8 @@ pub enum ListenerWhat {
     ForwardingHeaders,
     HeadBytesMax(u32, u32),
     BodyBytesMax(Option<u64>, Option<u64>),
+    /// `http2` on or off.
+    Http2(bool, bool),
     /// `access_log` destination or `access_log_format`.
     AccessLog,
     Splice(&'static str, &'static str),
@@ -682,6 +684,7 @@ fn http_what(old: &HttpListener, new: &HttpListener, out: &mut Vec<ListenerWhat>
         access_log,
         access_log_format,
         accept_proxy: _,
+        http2,
     } = old;
     if (*x_forwarded_for, *x_real_ip, *x_forwarded_proto, *forwarded)
         != (
@@ -708,6 +711,7 @@ fn http_what(old: &HttpListener, new: &HttpListener, out: &mut Vec<ListenerWhat>
     if access_log != &new.access_log || access_log_format != &new.access_log_format {
         out.push(ListenerWhat::AccessLog);
     }
+    push_if(out, *http2, new.http2, ListenerWhat::Http2);
 }
 
 fn tls_change(old: &Option<TlsListener>, new: &Option<TlsListener>) -> Option<TlsChange> {
@@ -1048,6 +1052,7 @@ impl fmt::Display for ListenerWhat {
             ListenerWhat::Routes => f.write_str("routes"),
             ListenerWhat::ForwardingHeaders => f.write_str("forwarding headers"),
             ListenerWhat::HeadBytesMax(a, b) => write!(f, "head_size_max {a} -> {b}"),
+            ListenerWhat::Http2(a, b) => write!(f, "http2 {a} -> {b}"),
             ListenerWhat::BodyBytesMax(a, b) => {
                 write!(f, "body_size_max {} -> {}", Opt(a), Opt(b))
             }

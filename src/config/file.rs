@@ -105,6 +105,8 @@ pub struct ListenerFile {
     pub body_size_max: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub access_log_format: Option<Spanned<String>>,
+    /// HTTP/2 to clients: ALPN `h2` on TLS, prior-knowledge h2c on plain listeners.
+    pub http2: Option<Spanned<bool>>,
     /// TCP listeners with SNI routes: how long to wait for the ClientHello.
     pub peek_timeout: Option<Spanned<String>>,
     /// Connections start with a PROXY header from a trusted load balancer.
@@ -356,6 +358,7 @@ fn listener(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> ListenerFile {
         body_size_max: r.size(t, "body_size_max"),
         access_log: r.string(t, "access_log"),
         access_log_format: r.string(t, "access_log_format"),
+        http2: r.boolean(t, "http2"),
         peek_timeout: r.duration(t, "peek_timeout"),
         accept_proxy: r.boolean(t, "accept_proxy"),
         tls: r.table(t, "tls", tls),

@@ -214,6 +214,9 @@ pub struct HttpListener {
     /// Every connection starts with a PROXY header (v1 or v2) from a trusted load balancer;
     /// its source address is the client for headers, logs, hashing and stickiness.
     pub accept_proxy: bool,
+    /// HTTP/2 to clients (`http2 = true`): TLS offers ALPN `h2` first, plain connections that
+    /// open with the HTTP/2 preface speak h2c (prior knowledge); everything else stays HTTP/1.1.
+    pub http2: bool,
 }
 
 /// When a direction switches from recv/send through the buffer ring to splice(2) through a pipe.

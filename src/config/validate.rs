@@ -948,7 +948,9 @@ impl Validator<'_> {
             let sni = sni_routes.then(|| {
                 self.sni_routing(l, &name, backend.flatten(), backend_index, &backend_names)
             });
-            let tls = l.tls.as_ref().map(|t| self.tls_listener(t, mode));
+            let mut tls = l.tls.as_ref().map(|t| self.tls_listener(t, mode));
+            let http2 = http.as_ref().is_some_and(|h| h.http2);
+            self.http2_alpn(l, mode, http2, &mut tls);
             let detect = self.detect(l, mode, &what, tls.is_some(), backend_index, &backend_names);
             if sni_routes && let Some(t) = &l.tls {
                 self.error(
@@ -1006,6 +1008,46 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// `http2 = true`: mode = "http" only; TLS offers `h2` first in ALPN (RFC 9113 §3.2), so
+    /// clients that speak it choose it. An `alpn` list naming `h2` without `http2` is refused:
+    /// clients would pick a protocol the listener does not speak.
+    fn http2_alpn(
+        &mut self,
+        l: &file::ListenerFile,
+        mode: Mode,
+        http2: bool,
+        tls: &mut Option<super::TlsListener>,
+    ) {
+        if mode == Mode::Detect
+            && let Some(v) = &l.http2
+            && *v.get_ref()
+        {
+            self.error(
+                v.span(),
+                "`http2` is not supported on mode = \"detect\" listeners yet; use mode = \"http\"",
+            );
+            return;
+        }
+        if mode == Mode::Tcp {
+            return;
+        }
+        let Some(t) = tls else {
+            return;
+        };
+        if http2 {
+            if !t.alpn.iter().any(|p| p == "h2") {
+                t.alpn.insert(0, "h2".to_string());
+            }
+        } else if t.alpn.iter().any(|p| p == "h2")
+            && let Some(a) = l.tls.as_ref().and_then(|f| f.get_ref().alpn.as_ref())
+        {
+            self.error(
+                a.span(),
+                "ALPN `h2` is offered but the listener speaks only HTTP/1.1; set `http2 = true` on the listener",
+            );
+        }
+    }
+
     /// `tcp_backend` / `tls_backend`: only on detect listeners; `tls_backend` (passthrough) and
     /// `tls` (termination) exclude each other.
     fn detect(
@@ -1244,6 +1286,7 @@ impl Validator<'_> {
             l.access_log_format
                 .as_ref()
                 .map(|v| ("access_log_format", v.span())),
+            l.http2.as_ref().map(|v| ("http2", v.span())),
         ];
         for (key, span) in spans.into_iter().flatten() {
             self.error(
@@ -1392,6 +1435,7 @@ impl Validator<'_> {
             access_log,
             access_log_format,
             accept_proxy: l.accept_proxy.as_ref().is_some_and(|v| *v.get_ref()),
+            http2: flag(&l.http2, false),
         }
     }
 
@@ -1912,6 +1956,49 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
             e.contains("bind 127.0.0.1:8080 is already used by another listener"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn http2_offers_h2_first_and_is_refused_where_it_cannot_run() {
+        let base = "[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\" } ]\n";
+        let listener = |mode: &str, extra: &str| {
+            format!(
+                "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"{mode}\"\nbackend = \"b\"\n\
+                 {extra}{base}"
+            )
+        };
+        let tls = "[listener.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n";
+        let c = load_str(&listener("http", &format!("http2 = true\n{tls}")), "t.toml");
+        let Ok(c) = c else { panic!("{c:?}") };
+        assert!(c.listeners[0].http.as_ref().is_some_and(|h| h.http2));
+        let alpn = c.listeners[0].tls.as_ref().map(|t| t.alpn.clone());
+        assert_eq!(alpn, Some(vec!["h2".to_string(), "http/1.1".to_string()]));
+        // Off by default: nothing changes for listeners that do not ask for it.
+        let c = load_str(&listener("http", tls), "t.toml");
+        let Ok(c) = c else { panic!("{c:?}") };
+        assert!(c.listeners[0].http.as_ref().is_some_and(|h| !h.http2));
+        let alpn = c.listeners[0].tls.as_ref().map(|t| t.alpn.clone());
+        assert_eq!(alpn, Some(vec!["http/1.1".to_string()]));
+        let e = errors(&listener("tcp", "http2 = true\n"));
+        assert!(
+            e.contains("t.toml:6:9: `http2` applies only to mode = \"http\" listeners"),
+            "{e}"
+        );
+        let e = errors(&listener("detect", "http2 = true\n"));
+        assert!(
+            e.contains("t.toml:6:9: `http2` is not supported on mode = \"detect\""),
+            "{e}"
+        );
+        let e = errors(&listener(
+            "http",
+            "[listener.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nalpn = [\"h2\", \"http/1.1\"]\n",
+        ));
+        assert!(
+            e.contains("t.toml:9:8: ALPN `h2` is offered but the listener speaks only HTTP/1.1"),
+            "{e}"
+        );
+        let e = errors(&listener("http", "http2 = \"yes\"\n"));
+        assert!(e.contains("t.toml:6:9:"), "{e}");
     }
 
     #[test]

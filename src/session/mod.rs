@@ -8,6 +8,7 @@
 //! are unit-tested with byte literals and a fake clock ([`Env`]).
 
 pub mod h1;
+pub mod h2;
 pub mod tcp;
 pub mod tunnel;
 
@@ -207,6 +208,8 @@ impl Term {
 /// One finished request, as the access log writes it (owned: the session's buffers move on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord {
+    /// The client's protocol: `h1` (HTTP/1.x) or `h2`.
+    pub proto: &'static str,
     pub method: String,
     pub target: String,
     pub version_minor: u8,

@@ -155,6 +155,10 @@ impl Shard {
                 draining: true,
                 ..h.clone()
             });
+            // HTTP/2 connections send GOAWAY: streams in flight finish, new ones are refused.
+            if let Some(h2) = &mut cfg.h2 {
+                h2.h1.draining = true;
+            }
             l.cfg = Arc::new(cfg);
         }
         if l.accepting {

@@ -70,6 +70,7 @@ impl Shard {
     /// During a drain, idle keep-alive clients (between requests) are closed at once, as nginx
     /// and HAProxy do; requests in flight finish.
     pub(super) fn close_idle_for_drain(&mut self) {
+        let mut goaway = Vec::new();
         for slot in self.slab.slots() {
             match self.slab.get(slot) {
                 Some(Conn::Idle(_)) => self.free_idle(slot, Term::Drain),
@@ -77,6 +78,11 @@ impl Shard {
                     let idle = match &c.proto {
                         Proto::H1(s) => {
                             s.is_idle(&c.wire) || (s.requests() == 0 && c.wire.rx[0].is_empty())
+                        }
+                        // GOAWAY first (the session sends it when driven while draining).
+                        Proto::H2(_) => {
+                            goaway.push(slot);
+                            false
                         }
                         Proto::Tcp(_) => false,
                     };
@@ -87,6 +93,9 @@ impl Shard {
                 }
                 Some(Conn::Upstream(_)) | Some(Conn::Detect(_)) | None => {}
             }
+        }
+        for slot in goaway {
+            self.mark_dirty(slot);
         }
     }
 

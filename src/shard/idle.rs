@@ -104,7 +104,9 @@ impl Shard {
                             s.reuse(peer, requests, now);
                             Proto::H1(s)
                         }
-                        Proto::Tcp(_) => Proto::H1(H1Session::resume(peer, requests, now)),
+                        Proto::H2(_) | Proto::Tcp(_) => {
+                            Proto::H1(H1Session::resume(peer, requests, now))
+                        }
                     };
                 let mut wire = std::mem::take(&mut b.wire);
                 for v in wire.rx.iter_mut().chain(wire.tx.iter_mut()) {

@@ -101,6 +101,9 @@ pub struct ListenerCfg {
     pub bind: SocketAddr,
     /// HTTP clients (mode http, and detect's HTTP and decrypted TLS clients).
     pub http: Option<crate::session::h1::H1Cfg>,
+    /// `http2 = true`: clients that choose HTTP/2 (ALPN `h2`, or the preface on a plain
+    /// connection) get an HTTP/2 session.
+    pub h2: Option<crate::session::h2::H2ListenerCfg>,
     /// Plain HTTP listeners: a PROXY header comes first.
     pub http_accept_proxy: bool,
     /// TCP clients (mode tcp; detect's TCP and TLS passthrough clients use it with their backend).

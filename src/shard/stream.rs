@@ -22,6 +22,7 @@ use crate::config::SpliceMode;
 use crate::ids::{BackendId, ServerId};
 use crate::pipes;
 use crate::session::h1::{H1Session, SpliceEnd};
+use crate::session::h2::H2Session;
 use crate::session::tcp::TcpSession;
 use crate::session::{AccessRecord, CLIENT, Intent, Term, UPSTREAM, UpstreamEvent, Wire};
 use crate::upstream::pool::ReuseKey;
@@ -32,7 +33,17 @@ pub(super) const IDLE_CACHE_MAX: usize = 256;
 /// The protocol a client connection speaks.
 pub(super) enum Proto {
     H1(H1Session),
+    /// Boxed: an HTTP/2 connection's state (HPACK tables, streams) is far larger than H1's.
+    H2(Box<H2Session>),
     Tcp(TcpSession),
+}
+
+/// What the first bytes of a fresh HTTP connection on an `http2` listener say.
+enum Choice {
+    H1,
+    H2,
+    /// A prefix of the HTTP/2 preface so far: wait for more before letting HTTP/1.1 parse it.
+    Wait,
 }
 
 pub(super) struct StreamConn {
@@ -104,6 +115,7 @@ impl Proto {
     pub(super) fn wants_read(&self, w: &Wire, side: usize, cfg: &ListenerCfg) -> bool {
         match (self, &cfg.http, &cfg.tcp) {
             (Proto::H1(s), Some(h), _) => s.wants_read(w, side, h),
+            (Proto::H2(s), _, _) => s.wants_read(w, side),
             (Proto::Tcp(s), _, _) => s.wants_read(w, side),
             (Proto::H1(_), None, _) => false,
         }
@@ -112,6 +124,8 @@ impl Proto {
     pub(super) fn splice_mode(&self, cfg: &ListenerCfg) -> SpliceMode {
         match self {
             Proto::H1(_) => cfg.http.as_ref().map_or(SpliceMode::Off, |h| h.splice),
+            // DATA frames are built from the bytes: nothing moves by splice.
+            Proto::H2(_) => SpliceMode::Off,
             Proto::Tcp(_) => cfg.tcp.as_ref().map_or(SpliceMode::Off, |t| t.splice),
         }
     }
@@ -119,6 +133,7 @@ impl Proto {
     pub(super) fn splice_want(&self, w: &Wire, dir: usize, mode: SpliceMode) -> Option<u64> {
         match self {
             Proto::H1(s) => s.splice_want(w, dir, mode),
+            Proto::H2(_) => None,
             Proto::Tcp(s) => {
                 let _ = mode;
                 s.splice_want(w, dir)
@@ -129,6 +144,7 @@ impl Proto {
     fn pop_intent(&mut self) -> Option<Intent> {
         match self {
             Proto::H1(s) => s.intents.pop(),
+            Proto::H2(s) => s.intents.pop(),
             Proto::Tcp(s) => s.intents.pop(),
         }
     }
@@ -136,6 +152,7 @@ impl Proto {
     pub(super) fn client_addr(&self, peer: SocketAddr) -> SocketAddr {
         match self {
             Proto::H1(s) => s.client,
+            Proto::H2(s) => s.client,
             Proto::Tcp(s) => s.client.unwrap_or(peer),
         }
     }
@@ -144,10 +161,55 @@ impl Proto {
 impl StreamConn {
     fn progress(&mut self, world: &mut World) {
         let cfg = Arc::clone(&self.cfg);
+        if let (Proto::H1(s), Some(h2)) = (&self.proto, &cfg.h2)
+            && s.fresh()
+        {
+            match self.choose_protocol() {
+                Choice::H1 => {}
+                Choice::Wait => return,
+                Choice::H2 => {
+                    let session = H2Session::new(s.client, self.tls.is_some(), h2, world.now_ms);
+                    self.proto = Proto::H2(Box::new(session));
+                }
+            }
+        }
         match (&mut self.proto, &cfg.http, &cfg.tcp) {
             (Proto::H1(s), Some(h), _) => s.progress(&mut self.wire, world, h),
+            (Proto::H2(s), _, _) => {
+                if let Some(h2) = &cfg.h2 {
+                    s.progress(&mut self.wire, world, h2)
+                }
+            }
             (Proto::Tcp(s), _, Some(t)) => s.progress(&mut self.wire, world, t),
             _ => {}
+        }
+    }
+
+    /// HTTP/2 when TLS chose it by ALPN, or when a plain connection opens with the preface
+    /// (prior knowledge, RFC 9113 §3.3); anything else is HTTP/1.1.
+    fn choose_protocol(&self) -> Choice {
+        let preface = crate::h2::frame::PREFACE.as_slice();
+        if let Some(t) = &self.tls {
+            if t.is_handshaking() {
+                return Choice::H1;
+            }
+            if t.alpn_h2() {
+                return Choice::H2;
+            }
+        }
+        if self.tls.is_none() && self.cfg.http_accept_proxy {
+            // The PROXY header comes first and HTTP/1.1 reads it: no prior-knowledge h2c here.
+            return Choice::H1;
+        }
+        let rx = &self.wire.rx[CLIENT];
+        if rx.is_empty() {
+            Choice::H1
+        } else if rx.starts_with(preface) {
+            Choice::H2
+        } else if preface.starts_with(rx) && !self.wire.eof[CLIENT] {
+            Choice::Wait
+        } else {
+            Choice::H1
         }
     }
 
@@ -155,6 +217,11 @@ impl StreamConn {
         let cfg = Arc::clone(&self.cfg);
         match (&mut self.proto, &cfg.http, &cfg.tcp) {
             (Proto::H1(s), Some(h), _) => s.on_upstream(&mut self.wire, world, h, ev),
+            (Proto::H2(s), _, _) => {
+                if let Some(h2) = &cfg.h2 {
+                    s.on_upstream(&mut self.wire, world, h2, ev)
+                }
+            }
             (Proto::Tcp(s), _, Some(t)) => s.on_upstream(&mut self.wire, world, t, ev),
             _ => {}
         }
@@ -163,6 +230,7 @@ impl StreamConn {
     pub(super) fn abort(&mut self, world: &mut World, term: Term) {
         match &mut self.proto {
             Proto::H1(s) => s.abort(world, term),
+            Proto::H2(s) => s.abort(world, term),
             Proto::Tcp(s) => s.abort(term),
         }
     }
@@ -170,6 +238,11 @@ impl StreamConn {
     fn deadline(&self, world: &World) -> Option<u64> {
         let session = match (&self.proto, &self.cfg.http, &self.cfg.tcp) {
             (Proto::H1(s), Some(h), _) => s.deadline(&self.wire, world, h),
+            (Proto::H2(s), _, _) => self
+                .cfg
+                .h2
+                .as_ref()
+                .and_then(|h2| s.deadline(&self.wire, world, h2)),
             (Proto::Tcp(s), _, Some(t)) => s.deadline(&self.wire, t),
             _ => None,
         };
@@ -211,6 +284,7 @@ impl StreamConn {
             (Proto::H1(s), SpliceEv::Done(end)) => {
                 s.on_splice_done(&mut self.wire, world, dir, end)
             }
+            (Proto::H2(_), _) => {}
             (Proto::Tcp(s), ev) => {
                 if let Some(t) = s.tunnel_mut() {
                     match ev {
@@ -415,9 +489,14 @@ impl Shard {
                     return;
                 };
                 // A new request uses the listener's settings as they are now (a reload may have
-                // replaced them since this connection was accepted).
-                if let Proto::H1(s) = &c.proto
-                    && s.between_requests()
+                // replaced them since this connection was accepted). HTTP/2 takes them at once:
+                // its streams read them as they start, and a removed listener means GOAWAY.
+                let fresh_point = match &c.proto {
+                    Proto::H1(s) => s.between_requests(),
+                    Proto::H2(_) => true,
+                    Proto::Tcp(_) => false,
+                };
+                if fresh_point
                     && let Some(l) = self.listeners.get(&c.cfg.id)
                     && !Arc::ptr_eq(&l.cfg, &c.cfg)
                 {
@@ -513,8 +592,12 @@ impl Shard {
         let Some(Conn::Stream(c)) = self.slab.remove(slot) else {
             return;
         };
-        if let Proto::H1(s) = &c.proto
-            && let Some(b) = s.queued_on()
+        let queued_on = match &c.proto {
+            Proto::H1(s) => s.queued_on(),
+            Proto::H2(s) => s.queued_on(),
+            Proto::Tcp(_) => None,
+        };
+        if let Some(b) = queued_on
             && let Some(backend) = self.world.backends.get_mut(&b)
         {
             let before = backend.queue.len();
@@ -597,6 +680,11 @@ impl Shard {
             let cfg = Arc::clone(&c.cfg);
             match (&mut c.proto, &cfg.http, &cfg.tcp) {
                 (Proto::H1(s), Some(h), _) => s.on_timer(&mut c.wire, world, h),
+                (Proto::H2(s), _, _) => {
+                    if let Some(h2) = &cfg.h2 {
+                        s.on_timer(&mut c.wire, world, h2)
+                    }
+                }
                 (Proto::Tcp(s), _, Some(t)) => s.on_timer(&mut c.wire, world, t),
                 _ => {}
             }
@@ -621,8 +709,10 @@ impl Shard {
         let world = &mut self.world;
         if let Some(Conn::Stream(c)) = self.slab.get_key_mut(key) {
             let cfg = Arc::clone(&c.cfg);
-            if let (Proto::H1(s), Some(h)) = (&mut c.proto, &cfg.http) {
-                s.on_dequeued(&mut c.wire, world, h);
+            match (&mut c.proto, &cfg.http, &cfg.h2) {
+                (Proto::H1(s), Some(h), _) => s.on_dequeued(&mut c.wire, world, h),
+                (Proto::H2(s), _, Some(h2)) => s.on_dequeued(&mut c.wire, world, h2),
+                _ => {}
             }
             self.mark_dirty(key.slot);
         }
@@ -675,6 +765,7 @@ impl Shard {
             server_name,
             tls_version,
             sni,
+            proto: rec.proto,
         });
     }
 }
@@ -692,6 +783,7 @@ fn tls_client_events(
                 source: Some(src), ..
             } => match &mut s.proto {
                 Proto::H1(h) => h.client = *src,
+                Proto::H2(h) => h.client = *src,
                 Proto::Tcp(t) => t.client = Some(*src),
             },
             crate::proxy_protocol::Received::Complete { .. }

@@ -64,6 +64,11 @@ impl Tls {
         }
     }
 
+    /// ALPN chose HTTP/2 (RFC 9113 §3.2).
+    pub fn alpn_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(b"h2".as_slice())
+    }
+
     pub fn sni(&self) -> Option<&str> {
         match &self.conn {
             Connection::Server(s) => s.server_name(),

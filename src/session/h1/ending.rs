@@ -207,6 +207,7 @@ impl H1Session {
             return;
         };
         self.intents.push(Intent::Log(Box::new(AccessRecord {
+            proto: "h1",
             method: log.method,
             target: log.target,
             version_minor: log.version_minor,

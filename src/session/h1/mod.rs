@@ -315,6 +315,20 @@ impl H1Session {
         matches!(self.phase, Phase::Head { .. })
     }
 
+    /// Nothing happened on this connection yet (no PROXY header pending, no request byte
+    /// parsed): the shard may still hand it to another protocol (HTTP/2 prior knowledge).
+    pub fn fresh(&self) -> bool {
+        self.requests == 0
+            && !self.proxy_pending
+            && matches!(self.phase, Phase::Head { started_ms: None })
+    }
+
+    /// No exchange is running: between requests, lingering after ringway's own response, or
+    /// closed. (The HTTP/2 session runs one exchange per stream through this session.)
+    pub fn exchange_over(&self) -> bool {
+        !matches!(self.phase, Phase::Exchange(_))
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }

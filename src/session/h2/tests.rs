@@ -1,0 +1,383 @@
+use super::*;
+
+#[test]
+fn trailers_are_read_from_the_tail_of_a_chunked_body() {
+    let body = b"5\r\nhello\r\n0\r\ngrpc-status: 0\r\nX-Checksum:  abc \r\n\r\n";
+    let got = trailer_fields(body);
+    assert_eq!(
+        got,
+        vec![
+            (b"grpc-status".to_vec(), b"0".to_vec()),
+            (b"x-checksum".to_vec(), b"abc".to_vec()),
+        ]
+    );
+    assert!(trailer_fields(b"5\r\nhello\r\n0\r\n\r\n").is_empty());
+    assert!(trailer_fields(b"0\r\n\r\n").is_empty());
+    // Chunk data that looks like a last chunk is not taken for one.
+    assert!(trailer_fields(b"3\r\n\r\n0\r\n0;a=b\r\n\r\n").is_empty());
+}
+
+#[test]
+fn tail_keeps_only_its_bound() {
+    let mut tail = Vec::new();
+    keep_tail(&mut tail, Some(&[1u8; TAIL_BYTES_MAX + 10]));
+    assert_eq!(tail.len(), TAIL_BYTES_MAX);
+    keep_tail(&mut tail, Some(b"xyz"));
+    assert_eq!(tail.len(), TAIL_BYTES_MAX);
+    assert!(tail.ends_with(b"xyz"));
+}
+
+// ---- the session, byte literals in, frames and intents out ------------------------------------
+
+use crate::h2::frame::{self, Frame, FrameVerdict};
+use crate::h2::hpack::{DecodeLimits, Decoder, Encoder, HuffmanUse, IndexUse};
+use crate::ids::{BackendId, ServerId};
+use crate::router::Router;
+use crate::session::TimeoutsMs;
+use crate::session::tcp::Routes;
+use crate::session::testenv::FakeEnv;
+use crate::upstream::test_backend;
+
+fn h1_cfg() -> H1Cfg {
+    H1Cfg {
+        listener: crate::ids::ListenerId(0),
+        routes: Routes {
+            router: Router {
+                rules: Vec::new(),
+                default_backend: Some(0),
+            },
+            ids: vec![Some(BackendId(1))],
+        },
+        x_forwarded_for: true,
+        x_real_ip: false,
+        x_forwarded_proto: true,
+        forwarded: false,
+        head_bytes_max: 64 * 1024,
+        body_bytes_max: None,
+        splice: crate::config::SpliceMode::Auto,
+        access_log: true,
+        timeouts: TimeoutsMs::default(),
+        draining: false,
+    }
+}
+
+fn setup() -> (FakeEnv, H2ListenerCfg, Wire, H2Session) {
+    let env = FakeEnv::new().with_backend(test_backend(1, &[(10, "a")]));
+    let cfg = H2ListenerCfg::new(&h1_cfg(), 64 * 1024);
+    let s = H2Session::new("192.0.2.7:5555".parse().unwrap(), false, &cfg, env.now);
+    (env, cfg, Wire::default(), s)
+}
+
+/// The client's side: its HPACK encoder and a decoder for what ringway sends.
+struct Client {
+    enc: Encoder,
+    dec: Decoder,
+}
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Headers(u32, Vec<(String, String)>, bool),
+    Data(u32, Vec<u8>, bool),
+    Rst(u32, ErrorCode),
+    GoAway(ErrorCode),
+    Other,
+}
+
+impl Client {
+    fn new() -> Client {
+        Client {
+            enc: Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating),
+            dec: Decoder::new(4096),
+        }
+    }
+
+    /// Preface and SETTINGS (`window`: our INITIAL_WINDOW_SIZE, if not the default).
+    fn hello(&self, window: Option<u32>) -> Vec<u8> {
+        let mut out = frame::PREFACE.to_vec();
+        let settings: Vec<(u16, u32)> = window
+            .map(|w| (frame::SETTINGS_INITIAL_WINDOW_SIZE, w))
+            .into_iter()
+            .collect();
+        frame::write_settings(&mut out, &settings);
+        out
+    }
+
+    fn get(&mut self, stream: u32, path: &str, end_stream: bool) -> Vec<u8> {
+        let fields: [(&[u8], &[u8]); 6] = [
+            (b":method", if end_stream { b"GET" } else { b"POST" }),
+            (b":scheme", b"http"),
+            (b":authority", b"example.com"),
+            (b":path", path.as_bytes()),
+            (b"cookie", b"a=1"),
+            (b"cookie", b"b=2"),
+        ];
+        let mut block = Vec::new();
+        self.enc.encode(fields, &mut block);
+        let mut out = Vec::new();
+        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
+        out
+    }
+
+    /// Every frame in `bytes` (all whole).
+    fn read(&mut self, bytes: &[u8]) -> Vec<Got> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let FrameVerdict::Complete {
+            frame,
+            consumed_bytes,
+        } = frame::parse(&bytes[at..], 1 << 24)
+        {
+            at += consumed_bytes;
+            out.push(match frame {
+                Frame::Headers {
+                    stream,
+                    fragment,
+                    end_stream,
+                    ..
+                } => {
+                    let mut fields = Vec::new();
+                    let limits = DecodeLimits {
+                        list_bytes_max: 1 << 20,
+                        fields_max: 1000,
+                    };
+                    self.dec
+                        .decode(fragment, limits, &mut |n, v| {
+                            fields.push((text(n), text(v)));
+                        })
+                        .unwrap();
+                    Got::Headers(stream, fields, end_stream)
+                }
+                Frame::Data {
+                    stream,
+                    data,
+                    end_stream,
+                    ..
+                } => Got::Data(stream, data.to_vec(), end_stream),
+                Frame::RstStream { stream, code } => Got::Rst(stream, code),
+                Frame::GoAway { code, .. } => Got::GoAway(code),
+                _ => Got::Other,
+            });
+        }
+        assert_eq!(at, bytes.len(), "a partial frame was sent");
+        out.retain(|g| *g != Got::Other);
+        out
+    }
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+fn intents(s: &mut H2Session) -> Vec<Intent> {
+    std::iter::from_fn(|| s.intents.pop()).collect()
+}
+
+fn connect() -> Intent {
+    Intent::Connect {
+        backend: BackendId(1),
+        server: ServerId(10),
+        allow_pool: true,
+    }
+}
+
+#[test]
+fn a_stream_becomes_one_http1_exchange_and_its_response_comes_back_as_frames() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/a?b=1", true));
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(intents(&mut s), vec![connect()]);
+    assert_eq!(env.stats.h2_connections, 1);
+    assert_eq!(env.stats.h2_streams, 1);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
+    assert!(
+        up.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\n"),
+        "{up}"
+    );
+    assert!(up.contains("\r\ncookie: a=1; b=2\r\n"), "{up}");
+    assert!(up.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{up}");
+    assert!(!up.contains("content-length"), "{up}");
+    w.rx[UPSTREAM].extend_from_slice(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nX-App: 1\r\n\r\nhello",
+    );
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    let head = Got::Headers(
+        1,
+        vec![
+            (":status".into(), "200".into()),
+            ("content-length".into(), "5".into()),
+            ("x-app".into(), "1".into()),
+        ],
+        false,
+    );
+    assert_eq!(got, vec![head, Got::Data(1, b"hello".to_vec(), true)]);
+    let after = intents(&mut s);
+    let log = after.iter().find_map(|i| match i {
+        Intent::Log(r) => Some(r.clone()),
+        _ => None,
+    });
+    let log = log.expect("logged");
+    assert_eq!(
+        (log.proto, log.status, log.target.as_str()),
+        ("h2", 200, "/a?b=1")
+    );
+    assert!(
+        after.contains(&Intent::Release { reusable: true }),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn the_backend_is_read_only_while_the_client_window_is_open() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(Some(10));
+    w.rx[CLIENT].extend(c.get(1, "/big", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    w.tx[UPSTREAM].clear();
+    let body = [b'x'; 100];
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    w.rx[UPSTREAM].extend_from_slice(&body);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got.last(), Some(&Got::Data(1, vec![b'x'; 10], false)));
+    // The window is shut: the backend's side is not read until it opens.
+    assert!(!s.wants_read(&w, UPSTREAM));
+    assert!(s.wants_read(&w, CLIENT));
+    frame::write_window_update(&mut w.rx[CLIENT], 1, 1000);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::Data(1, vec![b'x'; 90], true)]);
+}
+
+#[test]
+fn streams_wait_their_turn_and_a_reset_frees_the_next() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    w.rx[CLIENT].extend(c.get(3, "/two", true));
+    s.progress(&mut w, &mut env, &cfg);
+    // One upstream connection per client connection: stream 3 waits.
+    assert_eq!(intents(&mut s), vec![connect()]);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
+    assert!(up.starts_with("GET /one "), "{up}");
+    // The client gives up on stream 1: its exchange ends, stream 3 starts.
+    frame::write_rst_stream(&mut w.rx[CLIENT], 1, ErrorCode::CANCEL);
+    s.progress(&mut w, &mut env, &cfg);
+    let after = intents(&mut s);
+    assert!(
+        after
+            .iter()
+            .any(|i| matches!(i, Intent::Log(r) if r.term == Term::ClientClosed)),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&Intent::Release { reusable: false }),
+        "{after:?}"
+    );
+    assert_eq!(after.last(), Some(&connect()), "{after:?}");
+    assert_eq!(env.stats.h2_resets_received, 1);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
+    assert!(up.starts_with("GET /two "), "{up}");
+}
+
+#[test]
+fn a_backend_failing_mid_response_resets_only_that_stream_and_drain_sends_goaway() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+    w.eof[UPSTREAM] = true;
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(
+        got.get(got.len().saturating_sub(2)..),
+        Some(
+            [
+                Got::Data(1, b"abc".to_vec(), false),
+                Got::Rst(1, ErrorCode::INTERNAL_ERROR)
+            ]
+            .as_slice()
+        ),
+        "{got:?}"
+    );
+    assert!(!s.is_closed());
+    assert_eq!(env.stats.h2_resets_sent, 1);
+    // Draining: GOAWAY, and with no stream open the connection closes.
+    env.draining = true;
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::GoAway(ErrorCode::NO_ERROR)]);
+    assert!(intents(&mut s).contains(&Intent::Close(Term::Done)));
+    assert_eq!(env.stats.h2_goaway_sent, 1);
+}
+
+#[test]
+fn a_drain_lets_the_response_in_flight_finish_as_the_window_opens() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(Some(10));
+    w.rx[CLIENT].extend(c.get(1, "/big", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    env.draining = true;
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    w.rx[UPSTREAM].extend_from_slice(&[b'y'; 100]);
+    s.progress(&mut w, &mut env, &cfg);
+    // The inner exchange is over (draining: no keep-alive), 90 bytes still wait for the window.
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert!(
+        got.contains(&Got::Data(1, vec![b'y'; 10], false)),
+        "{got:?}"
+    );
+    assert!(got.contains(&Got::GoAway(ErrorCode::NO_ERROR)), "{got:?}");
+    assert!(!got.iter().any(|g| matches!(g, Got::Rst(..))), "{got:?}");
+    assert!(!s.is_closed());
+    frame::write_window_update(&mut w.rx[CLIENT], 1, 1000);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::Data(1, vec![b'y'; 90], true)]);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_close_delimited_response_ends_its_stream_with_the_close() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/old", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    w.eof[UPSTREAM] = true;
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    let data: Vec<u8> = got
+        .iter()
+        .filter_map(|g| match g {
+            Got::Data(1, d, _) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(text(&data), "until the end");
+    assert!(matches!(got.last(), Some(Got::Data(1, _, true))), "{got:?}");
+    assert!(!s.is_closed());
+}

@@ -1,0 +1,656 @@
+//! HTTP/2 to clients (`http2 = true`) through the real binary, with real clients: curl
+//! (`--http2-prior-knowledge` on a plain listener, `--http2` over TLS by ALPN), `nghttp` and
+//! `h2load` (Debian nghttp2-client) for many concurrent streams on one connection. Backends are
+//! the HTTP/1.1 test server. A client that is not installed skips its test, except under CI,
+//! where .ci/run installs them and a missing one fails.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::certs::TestCa;
+use common::httpd::{Httpd, Reply, ok};
+use common::*;
+
+/// Whether `tool` runs; outside CI a missing one skips the test (CI fails instead).
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} must be installed in CI (.ci/run installs nghttp2-client and curl)"
+        );
+        eprintln!("{tool} not installed; skipping outside CI");
+    }
+    found
+}
+
+/// A plain `http2 = true` listener (access log on stdout); `/b/` goes to backend `b`, the rest
+/// to `a`. `tls`: a second listener block (its `[[listener]]` and `[listener.tls]`) to add.
+fn h2_config(listen: u16, admin: u16, a: SocketAddr, b: SocketAddr, extra: &str) -> String {
+    format!(
+        "[global]\nshards = 2\nadmin = \"127.0.0.1:{admin}\"\ndrain_timeout = \"5s\"\n\n\
+         [timeouts]\nconnect = \"2s\"\n\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"http\"\nbackend = \"a\"\n\
+         http2 = true\naccess_log = \"stdout\"\n\n\
+         [[listener.route]]\npath_prefix = \"/b/\"\nbackend = \"b\"\n\n\
+         {extra}\n\
+         [[backend]]\nname = \"a\"\nservers = [ {{ address = \"{a}\" }} ]\n\
+         [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{b}\" }} ]\n"
+    )
+}
+
+fn start(a: &Httpd, b: &Httpd) -> Ringway {
+    Ringway::start_text(|l, ad| h2_config(l, ad, a.addr, b.addr, ""))
+}
+
+/// curl with `args`; returns (stdout, stderr).
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `n` deterministic bytes.
+fn data(seed: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    DataGen::new(seed).fill(&mut v);
+    v
+}
+
+fn digest(bytes: &[u8]) -> Digest {
+    let mut d = Digest::default();
+    d.update(bytes);
+    d
+}
+
+#[test]
+fn curl_prior_knowledge_speaks_h2_and_http1_clients_share_the_listener() {
+    if !have("curl") {
+        return;
+    }
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let url = format!("http://{}/x?y=1", rw.listen);
+    let (out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-A",
+        "h2-test",
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert_eq!(out, "a /x?y=1\n2", "{err}");
+    let burl = format!("http://{}/b/z", rw.listen);
+    let (out, err) = curl(&["--http2-prior-knowledge", "-w", "\n%{http_version}", &burl]);
+    assert_eq!(out, "b /b/z\n2", "{err}");
+    // The same listener still serves HTTP/1.1.
+    let (out, err) = curl(&["--http1.1", "-w", "\n%{http_version}", &url]);
+    assert_eq!(out, "a /x?y=1\n1.1", "{err}");
+
+    let reqs = a.requests();
+    let first = &reqs[0];
+    // :authority became Host; the forwarding fields are the HTTP/1.1 ones.
+    assert_eq!(first.header("host"), Some(rw.listen.to_string()));
+    assert_eq!(
+        first.header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(first.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(first.header("user-agent").as_deref(), Some("h2-test"));
+    assert!(
+        first.head.starts_with("GET /x?y=1 HTTP/1.1\r\n"),
+        "{}",
+        first.head
+    );
+
+    assert_eq!(rw.total("h2_connections"), 2);
+    assert_eq!(rw.total("h2_streams"), 2);
+    let log = poll(IO_TIMEOUT, || {
+        let out = rw.stdout();
+        (out.lines().count() >= 3).then_some(out)
+    })
+    .unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"GET /x?y=1 HTTP/2.0\" 200") && l.ends_with("proto=h2")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"GET /x?y=1 HTTP/1.1\" 200") && l.ends_with("proto=h1")),
+        "{log}"
+    );
+}
+
+#[test]
+fn curl_http2_over_tls_negotiates_h2_by_alpn() {
+    if !have("curl") {
+        return;
+    }
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf("a", "a.test", &["a.test"]);
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let tls_port = free_port();
+    let rw = Ringway::start_text(|l, ad| {
+        let extra = format!(
+            "[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{tls_port}\"\nmode = \"http\"\n\
+             backend = \"a\"\nhttp2 = true\n\
+             [listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        h2_config(l, ad, a.addr, b.addr, &extra)
+    });
+    let resolve = format!("a.test:{tls_port}:127.0.0.1");
+    let url = format!("https://a.test:{tls_port}/secure");
+    let ca_file = ca.ca_file.display().to_string();
+    let (out, err) = curl(&[
+        "--http2",
+        "--cacert",
+        &ca_file,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert_eq!(out, "a /secure\n2", "{err}");
+    // A client that offers only http/1.1 stays on HTTP/1.1.
+    let (out, err) = curl(&[
+        "--http1.1",
+        "--cacert",
+        &ca_file,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert_eq!(out, "a /secure\n1.1", "{err}");
+    let reqs = a.requests();
+    assert_eq!(
+        reqs[0].header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(rw.total("h2_connections"), 1);
+}
+
+/// Statuses of the streams in `nghttp -s` output (its per-stream table).
+fn nghttp_codes(out: &str) -> Vec<(u16, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let code = cols.get(4)?.parse::<u16>().ok()?;
+            Some((code, cols.last()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn nghttp_many_concurrent_streams_on_one_connection_reach_two_backends() {
+    if !have("nghttp") || !have("h2load") {
+        return;
+    }
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let out = Command::new("nghttp")
+        .args(["-n", "-s", "-m", "40"])
+        .arg(format!("http://{}/a/one", rw.listen))
+        .arg(format!("http://{}/b/two", rw.listen))
+        .output()
+        .expect("run nghttp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes = nghttp_codes(&text);
+    assert_eq!(codes.len(), 80, "{text}");
+    assert!(codes.iter().all(|(c, _)| *c == 200), "{text}");
+    assert_eq!(a.requests().len(), 40);
+    assert_eq!(b.requests().len(), 40);
+    assert!(b.requests().iter().all(|r| r.target == "/b/two"));
+    assert_eq!(rw.total("h2_connections"), 1);
+    assert_eq!(rw.total("h2_streams"), 80);
+
+    // Load: 2 connections, 20 streams in flight each, every request answered.
+    let out = Command::new("h2load")
+        .args(["-n", "1000", "-c", "2", "-m", "20"])
+        .arg(format!("http://{}/a/load", rw.listen))
+        .output()
+        .expect("run h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1000 succeeded, 0 failed, 0 errored, 0 timeout"),
+        "{text}"
+    );
+    assert!(text.contains("1000 2xx"), "{text}");
+}
+
+#[test]
+fn large_responses_arrive_intact_both_framings() {
+    if !have("curl") {
+        return;
+    }
+    const SIZE: usize = 6 * 1024 * 1024 + 123;
+    let body = data(7, SIZE);
+    let want = digest(&body);
+    let served = body.clone();
+    let backend = Httpd::spawn(move |r| {
+        let mut out = if r.target.contains("chunked") {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for piece in served.chunks(100_000) {
+                out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\nx-digest: done\r\n\r\n");
+            return Reply::Bytes(out);
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                served.len()
+            )
+            .into_bytes()
+        };
+        out.extend_from_slice(&served);
+        Reply::Bytes(out)
+    });
+    let other = Httpd::named("b");
+    let rw = start(&backend, &other);
+    let dir = TempDir::new("h2-large");
+    for path in ["/length", "/chunked"] {
+        let file = dir.0.join(path.trim_start_matches('/'));
+        let file_arg = file.display().to_string();
+        let url = format!("http://{}{path}", rw.listen);
+        let (out, err) = curl(&[
+            "--http2-prior-knowledge",
+            "-o",
+            &file_arg,
+            "-w",
+            "%{http_version} %{http_code}",
+            &url,
+        ]);
+        assert_eq!(out, "2 200", "{path}: {err}");
+        let got = std::fs::read(&file).expect("read download");
+        assert_eq!(digest(&got), want, "{path}");
+    }
+    // The chunked response's trailers come as trailing HEADERS (nghttp prints them).
+    if have("nghttp") {
+        // A client window of 1 KiB per stream and 16 KiB for the connection: ringway sends no
+        // more than the windows allow and the whole body still arrives.
+        let out = Command::new("nghttp")
+            .args(["-n", "-s", "-w", "10", "-W", "14"])
+            .arg(format!("http://{}/length", rw.listen))
+            .output()
+            .expect("run nghttp");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let codes = nghttp_codes(&text);
+        assert_eq!(codes, vec![(200, "/length".to_string())], "{text}");
+        assert!(text.contains(" 6M "), "{text}");
+        let out = Command::new("nghttp")
+            .args(["-v"])
+            .arg(format!("http://{}/chunked", rw.listen))
+            .stdout(Stdio::piped())
+            .output()
+            .expect("run nghttp");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("x-digest: done"), "trailers missing");
+    }
+}
+
+#[test]
+fn request_bodies_are_forwarded_intact_with_and_without_length() {
+    if !have("curl") {
+        return;
+    }
+    let backend = Httpd::spawn(|r| Reply::Bytes(ok(&format!("{} {}", r.method, r.body.len()))));
+    let other = Httpd::named("b");
+    let rw = start(&backend, &other);
+    let dir = TempDir::new("h2-upload");
+    const SIZE: usize = 3 * 1024 * 1024 + 7;
+    let body = data(11, SIZE);
+    let file = dir.0.join("up.bin");
+    std::fs::write(&file, &body).expect("write upload");
+    let at_file = format!("@{}", file.display());
+    let url = format!("http://{}/upload", rw.listen);
+    let (out, err) = curl(&["--http2-prior-knowledge", "--data-binary", &at_file, &url]);
+    assert_eq!(out, format!("POST {SIZE}"), "{err}");
+    // From stdin curl sends no content-length: the body goes to the backend chunked.
+    let stdin = std::fs::File::open(&file).expect("open upload");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--http2-prior-knowledge",
+            "-T",
+            "-",
+        ])
+        .arg(&url)
+        .stdin(stdin)
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("PUT {SIZE}"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("content-length"), Some(SIZE.to_string()));
+    assert_eq!(digest(&reqs[0].body), digest(&body));
+    assert_eq!(
+        reqs[1].header("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+    assert_eq!(digest(&reqs[1].body), digest(&body));
+}
+
+#[test]
+fn a_backend_dying_mid_response_resets_only_its_stream() {
+    if !have("nghttp") {
+        return;
+    }
+    let backend = Httpd::spawn(|r| {
+        if r.target == "/die" {
+            // Promises 100000 bytes, sends 10, closes.
+            return Reply::BytesThenClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789".to_vec(),
+            );
+        }
+        Reply::Bytes(ok(&format!("fine {}", r.target)))
+    });
+    let other = Httpd::named("b");
+    let rw = start(&backend, &other);
+    let out = Command::new("nghttp")
+        .args(["-n", "-s"])
+        .arg(format!("http://{}/ok1", rw.listen))
+        .arg(format!("http://{}/die", rw.listen))
+        .arg(format!("http://{}/ok2", rw.listen))
+        .arg(format!("http://{}/b/ok3", rw.listen))
+        .output()
+        .expect("run nghttp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let codes = nghttp_codes(&text);
+    for path in ["/ok1", "/ok2", "/b/ok3"] {
+        assert!(
+            codes.iter().any(|(c, p)| *c == 200 && p == path),
+            "{path} did not complete: {text}"
+        );
+    }
+    assert!(rw.total("h2_resets_sent") >= 1);
+    assert_eq!(rw.total("h2_connections"), 1);
+}
+
+#[test]
+fn head_204_and_304_carry_no_body() {
+    if !have("curl") {
+        return;
+    }
+    let backend = Httpd::spawn(|r| {
+        Reply::Bytes(match r.target.as_str() {
+            "/204" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+            "/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec(),
+            _ => ok("hello"),
+        })
+    });
+    let other = Httpd::named("b");
+    let rw = start(&backend, &other);
+    let w = "%{http_version} %{http_code} %{size_download}";
+    let base = format!("http://{}", rw.listen);
+    let (out, err) = curl(&["--http2-prior-knowledge", "-w", w, &format!("{base}/204")]);
+    assert_eq!(out, "2 204 0", "{err}");
+    let (out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "If-None-Match: \"v1\"",
+        "-w",
+        w,
+        &format!("{base}/304"),
+    ]);
+    assert_eq!(out, "2 304 0", "{err}");
+    let (out, err) = curl(&["--http2-prior-knowledge", "-I", &format!("{base}/x")]);
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/2 200"), "{out}{err}");
+    assert!(lower.contains("content-length: 5"), "{out}");
+    // After all three the connection-level state is clean: a normal request still works.
+    let (out, err) = curl(&["--http2-prior-knowledge", &format!("{base}/after")]);
+    assert_eq!(out, "hello", "{err}");
+    assert_eq!(backend.requests()[2].method, "HEAD");
+}
+
+#[test]
+fn drain_sends_goaway_and_lets_the_stream_in_flight_finish() {
+    if !have("curl") {
+        return;
+    }
+    let backend = Httpd::spawn(|r| {
+        if r.target == "/slow" {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        Reply::Bytes(ok("done"))
+    });
+    let other = Httpd::named("b");
+    let mut rw = start(&backend, &other);
+    let url = format!("http://{}/slow", rw.listen);
+    let child = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--http2-prior-knowledge", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    poll(IO_TIMEOUT, || {
+        (!backend.requests().is_empty()).then_some(())
+    })
+    .expect("request reached the backend");
+    rw.signal(libc::SIGTERM);
+    let out = child.wait_with_output().expect("curl output");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "done",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rw.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+/// Frames from ringway on a raw connection, until it closes (or `IO_TIMEOUT`).
+fn read_frames_until_close(s: &mut std::net::TcpStream) -> Vec<(u8, u32, Vec<u8>)> {
+    use std::io::Read;
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() >= at + 9 {
+        let len =
+            usize::from(buf[at]) << 16 | usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]);
+        let kind = buf[at + 3];
+        let stream =
+            u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) & 0x7fff_ffff;
+        let Some(payload) = buf.get(at + 9..at + 9 + len) else {
+            break;
+        };
+        out.push((kind, stream, payload.to_vec()));
+        at += 9 + len;
+    }
+    out
+}
+
+/// The error code of a GOAWAY payload.
+fn goaway_code(p: &[u8]) -> Option<u32> {
+    let b = p.get(4..8)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Preface, SETTINGS and one GET for `path` on stream 1, as a raw client sends them.
+fn raw_get(authority: &str, path: &str) -> Vec<u8> {
+    use ringway::h2::frame;
+    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
+    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
+    let mut out = frame::PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
+    let fields: [(&[u8], &[u8]); 4] = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", authority.as_bytes()),
+        (b":path", path.as_bytes()),
+    ];
+    let mut block = Vec::new();
+    enc.encode(fields, &mut block);
+    frame::write_headers(&mut out, 1, &block, true, 16_384);
+    out
+}
+
+#[test]
+fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_finishes() {
+    use std::io::Write;
+    let backend = Httpd::spawn(|r| {
+        if r.target == "/slow" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Reply::Bytes(ok("slow done"))
+    });
+    let other = Httpd::named("b");
+    let keep_port = free_port();
+    let keep = format!(
+        "[[listener]]\nname = \"keep\"\nbind = \"127.0.0.1:{keep_port}\"\nmode = \"http\"\nbackend = \"b\"\n"
+    );
+    let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, &keep));
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    s.write_all(&raw_get(&rw.listen.to_string(), "/slow"))
+        .expect("send");
+    poll(IO_TIMEOUT, || {
+        (!backend.requests().is_empty()).then_some(())
+    })
+    .expect("request reached the backend");
+    // The same file without listener `web`.
+    let path = rw.dir.0.join("ringway.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let start = text
+        .find("[[listener]]\nname = \"web\"")
+        .expect("web listener");
+    let end = text
+        .find("[[listener]]\nname = \"keep\"")
+        .expect("keep listener");
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    std::fs::write(&path, without).expect("write config");
+    rw.signal(libc::SIGHUP);
+    let frames = read_frames_until_close(&mut s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(
+        goaway,
+        Some(0),
+        "GOAWAY NO_ERROR: {frames:?}\n{}",
+        rw.stderr()
+    );
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), "slow done");
+    assert!(rw.total("h2_goaway_sent") >= 1);
+}
+
+#[test]
+fn an_idle_connection_gets_goaway_after_http_keep_alive() {
+    use std::io::Write;
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = Ringway::start_text(|l, ad| {
+        h2_config(l, ad, a.addr, b.addr, "").replace(
+            "connect = \"2s\"\n",
+            "connect = \"2s\"\nhttp_keep_alive = \"300ms\"\n",
+        )
+    });
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    s.write_all(&raw_get(&rw.listen.to_string(), "/once"))
+        .expect("send");
+    let frames = read_frames_until_close(&mut s);
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, _, _)| *kind == 0x0)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), "a /once");
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(goaway, Some(0), "{frames:?}");
+    assert_eq!(rw.total("h2_goaway_sent"), 1);
+}
+
+#[test]
+fn rapid_reset_flood_ends_with_enhance_your_calm_while_others_are_served() {
+    use ringway::h2::ErrorCode;
+    use ringway::h2::frame;
+    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
+    use std::io::Write;
+    if !have("curl") {
+        return;
+    }
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
+    let mut out = frame::PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
+    let authority = rw.listen.to_string();
+    // CVE-2023-44487: open a stream and cancel it at once, over and over.
+    for i in 0..400u32 {
+        let stream = 2 * i + 1;
+        let fields: [(&[u8], &[u8]); 4] = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":authority", authority.as_bytes()),
+            (b":path", b"/flood"),
+        ];
+        let mut block = Vec::new();
+        enc.encode(fields, &mut block);
+        frame::write_headers(&mut out, stream, &block, true, 16_384);
+        frame::write_rst_stream(&mut out, stream, ErrorCode::CANCEL);
+    }
+    // The write may fail once ringway has had enough and closed.
+    let _ = s.write_all(&out);
+    // A normal client on another connection is served meanwhile.
+    let (body, err) = curl(&[
+        "--http2-prior-knowledge",
+        &format!("http://{}/calm", rw.listen),
+    ]);
+    assert_eq!(body, "a /calm", "{err}");
+    let frames = read_frames_until_close(&mut s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(goaway, Some(ErrorCode::ENHANCE_YOUR_CALM.0), "{frames:?}");
+    assert_eq!(rw.total("h2_calm_closes"), 1);
+    assert!(rw.total("h2_resets_received") >= 50);
+}
