@@ -147,6 +147,10 @@ pub struct H2Session {
     closed: bool,
     /// Last time a stream was open or a byte came (idle deadline).
     idle_since_ms: u64,
+    /// Last time the front stream started or its response moved (a head or DATA sent). A
+    /// response stalled on the client's window is timed from here: the connection's last byte
+    /// would not do, as PINGs and other frames keep it fresh while the stream never moves.
+    front_moved_ms: u64,
 }
 
 impl H2Session {
@@ -169,6 +173,7 @@ impl H2Session {
             counted: false,
             closed: false,
             idle_since_ms: now_ms,
+            front_moved_ms: now_ms,
         }
     }
 
@@ -243,7 +248,7 @@ impl H2Session {
         }
         for _ in 0..64 {
             let mut changed = self.read_frames(w, env, cfg);
-            changed |= self.feed_front(w);
+            changed |= self.feed_front(w, env.now_ms());
             if self.streams.front().is_some_and(|s| s.started) && self.inner_closed.is_none() {
                 Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
                     s.progress(w, env, &cfg.h1)
@@ -405,7 +410,7 @@ impl H2Session {
 
     /// Starts the front stream when the inner session is free, and hands it request bytes
     /// while the inner session has room; the client's windows open by as much.
-    fn feed_front(&mut self, _w: &mut Wire) -> bool {
+    fn feed_front(&mut self, _w: &mut Wire, now_ms: u64) -> bool {
         let Some(s) = self.streams.front_mut() else {
             return false;
         };
@@ -415,6 +420,7 @@ impl H2Session {
             }
             s.started = true;
             self.resp = Resp::Head;
+            self.front_moved_ms = now_ms;
         }
         let room = if s.head_bytes > 0 {
             s.head_bytes
@@ -614,6 +620,9 @@ impl H2Session {
             self.fail_front(env, id);
             changed = true;
         }
+        if changed {
+            self.front_moved_ms = env.now_ms();
+        }
         let _ = (w, cfg);
         changed
     }
@@ -740,8 +749,13 @@ impl H2Session {
         }
         if self.streams.front().is_some_and(|s| s.started) {
             if self.inner_closed.is_some() {
-                // The exchange is over; the rest of its response waits for the client's window.
-                return Some(w.active_ms[CLIENT].saturating_add(cfg.h1.timeouts.client_idle));
+                // The exchange is over; the rest of its response waits for the client's window,
+                // for `client_idle` since the stream last moved (a client that keeps its window
+                // shut but sends PINGs does not keep the stream forever).
+                return Some(
+                    self.front_moved_ms
+                        .saturating_add(cfg.h1.timeouts.client_idle),
+                );
             }
             return self.inner.deadline(w, env, &cfg.h1);
         }

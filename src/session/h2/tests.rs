@@ -381,3 +381,55 @@ fn a_close_delimited_response_ends_its_stream_with_the_close() {
     assert!(matches!(got.last(), Some(Got::Data(1, _, true))), "{got:?}");
     assert!(!s.is_closed());
 }
+
+#[test]
+fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    let t0 = env.now;
+    w.active_ms = [t0, t0];
+    w.rx[CLIENT] = c.hello(Some(0));
+    w.rx[CLIENT].extend(c.get(1, "/big", true));
+    s.progress(&mut w, &mut env, &cfg);
+    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    w.tx[UPSTREAM].clear();
+    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    w.rx[UPSTREAM].extend_from_slice(&[b'z'; 100]);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert!(
+        matches!(got.last(), Some(Got::Headers(1, _, false))),
+        "{got:?}"
+    );
+    // The window stays shut; a PING every 10 s keeps the connection's last byte fresh.
+    let idle = cfg.h1.timeouts.client_idle.max(cfg.h1.timeouts.server_idle);
+    let mut reset_at = None;
+    while reset_at.is_none() && env.now < t0 + 3 * idle {
+        env.now += 10_000;
+        frame::write_ping(&mut w.rx[CLIENT], false, [7; 8]);
+        w.active_ms[CLIENT] = env.now;
+        s.progress(&mut w, &mut env, &cfg);
+        for _ in 0..2 {
+            if s.deadline(&w, &env, &cfg).is_some_and(|d| env.now >= d) {
+                s.on_timer(&mut w, &mut env, &cfg);
+                s.progress(&mut w, &mut env, &cfg);
+            }
+        }
+        let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+        assert!(!got.iter().any(|g| matches!(g, Got::Data(..))), "{got:?}");
+        if got.contains(&Got::Rst(1, ErrorCode::CANCEL)) {
+            reset_at = Some(env.now);
+        }
+    }
+    // `server_idle` ended the exchange (the backend side was not read), then `client_idle`
+    // since the stream last moved ended the stream: PINGs did not keep it.
+    let reset_at = reset_at.expect("the stalled stream was never reset");
+    assert!(
+        reset_at <= t0 + idle + 10_000,
+        "reset at +{} ms",
+        reset_at - t0
+    );
+    assert_eq!(env.stats.idle_timeouts, 2);
+    assert!(!s.is_closed());
+}
