@@ -45,12 +45,22 @@ impl Drop for TempDir {
     }
 }
 
-/// A port that was free a moment ago (bind to :0, read, release).
+/// A port that was free a moment ago (bind to :0, read, release), and never one this test
+/// process handed out before: the kernel may give a released port to the next `bind(:0)`, so two
+/// calls for one config (a listener and a second listener) could otherwise return the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT, not listening yet. Two such sockets of one
