@@ -14,24 +14,6 @@ use common::certs::TestCa;
 use common::httpd::{Httpd, Reply, ok};
 use common::*;
 
-/// Whether `tool` runs; outside CI a missing one skips the test (CI fails instead).
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} must be installed in CI (.ci/run installs nghttp2-client and curl)"
-        );
-        eprintln!("{tool} not installed; skipping outside CI");
-    }
-    found
-}
-
 /// A plain `http2 = true` listener (access log on stdout); `/b/` goes to backend `b`, the rest
 /// to `a`. `tls`: a second listener block (its `[[listener]]` and `[listener.tls]`) to add.
 fn h2_config(listen: u16, admin: u16, a: SocketAddr, b: SocketAddr, extra: &str) -> String {

@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -36,23 +36,6 @@ const STREAMS_MAX: u32 = 100;
 /// The glitch bucket's size (`H2Cfg::glitches_max`): PING, SETTINGS, PRIORITY, empty frames and
 /// refused streams past this many at once end the connection.
 const GLITCHES_MAX: usize = 100;
-
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} must be installed in CI (.ci/run installs curl)"
-        );
-        eprintln!("{tool} not installed; skipping outside CI");
-    }
-    found
-}
 
 /// One shard, so that the flooding connections and the normal client share one ring; `/b/` goes
 /// to backend `b` (the normal client's), the rest to `a`. `timeouts`: extra `[timeouts]` lines.

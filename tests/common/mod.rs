@@ -864,3 +864,22 @@ pub fn tls_subject(addr: SocketAddr, sni: Option<&str>) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Whether `tool` runs (`tool --version`); outside CI a missing one skips the test, with CI set
+/// it fails it (.ci/run installs every tool the tests use).
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("{tool} not installed; skipping outside CI");
+    }
+    found
+}
