@@ -802,4 +802,4 @@ fn raw_request_line(buf: &[u8]) -> LogFields {
 mod ending;
 mod flow;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,7 +5,9 @@ use crate::router::Router;
 use crate::session::testenv::FakeEnv;
 use crate::upstream::test_backend;
 
-fn cfg() -> H1Cfg {
+/// The listener settings of these tests (also the HTTP/2 session's tests, whose streams run
+/// this session).
+pub(crate) fn cfg() -> H1Cfg {
     H1Cfg {
         listener: crate::ids::ListenerId(0),
         routes: Routes {

@@ -32,32 +32,14 @@ fn tail_keeps_only_its_bound() {
 use crate::h2::frame::{self, Frame, FrameVerdict};
 use crate::h2::hpack::{DecodeLimits, Decoder, Encoder, HuffmanUse, IndexUse};
 use crate::ids::{BackendId, ServerId};
-use crate::router::Router;
-use crate::session::TimeoutsMs;
-use crate::session::tcp::Routes;
 use crate::session::testenv::FakeEnv;
 use crate::upstream::test_backend;
 
+/// The HTTP/1.1 session tests' listener, without their request body limit.
 fn h1_cfg() -> H1Cfg {
     H1Cfg {
-        listener: crate::ids::ListenerId(0),
-        routes: Routes {
-            router: Router {
-                rules: Vec::new(),
-                default_backend: Some(0),
-            },
-            ids: vec![Some(BackendId(1))],
-        },
-        x_forwarded_for: true,
-        x_real_ip: false,
-        x_forwarded_proto: true,
-        forwarded: false,
-        head_bytes_max: 64 * 1024,
         body_bytes_max: None,
-        splice: crate::config::SpliceMode::Auto,
-        access_log: true,
-        timeouts: TimeoutsMs::default(),
-        draining: false,
+        ..crate::session::h1::tests::cfg()
     }
 }
 
