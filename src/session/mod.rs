@@ -75,6 +75,47 @@ impl Wire {
     }
 }
 
+/// Which of a client connection's upstream sides an intent or event is about. HTTP/1.1 and TCP
+/// sessions have one (lane 0, the [`Wire`]'s upstream side); an HTTP/2 session has one per
+/// stream being served, each kept in the session as an [`UpSide`].
+pub type Lane = u16;
+
+/// One upstream side of a session kept outside the [`Wire`]: the same fields as the wire's
+/// `[UPSTREAM]` entries. [`UpSide::swap`] exchanges it with them, so the code that runs one
+/// exchange (the session's and the driver's) sees it as the wire's upstream side.
+#[derive(Debug, Default)]
+pub struct UpSide {
+    pub rx: Vec<u8>,
+    pub tx: Vec<u8>,
+    pub eof: bool,
+    pub in_flight: usize,
+    pub shut: bool,
+    pub shut_done: bool,
+    pub bulk: bool,
+    pub active_ms: u64,
+}
+
+impl UpSide {
+    pub fn new(now_ms: u64) -> UpSide {
+        UpSide {
+            active_ms: now_ms,
+            ..UpSide::default()
+        }
+    }
+
+    /// Exchanges this side with the wire's upstream side.
+    pub fn swap(&mut self, w: &mut Wire) {
+        std::mem::swap(&mut self.rx, &mut w.rx[UPSTREAM]);
+        std::mem::swap(&mut self.tx, &mut w.tx[UPSTREAM]);
+        std::mem::swap(&mut self.eof, &mut w.eof[UPSTREAM]);
+        std::mem::swap(&mut self.in_flight, &mut w.in_flight[UPSTREAM]);
+        std::mem::swap(&mut self.shut, &mut w.shut[UPSTREAM]);
+        std::mem::swap(&mut self.shut_done, &mut w.shut_done[UPSTREAM]);
+        std::mem::swap(&mut self.bulk, &mut w.bulk[UPSTREAM]);
+        std::mem::swap(&mut self.active_ms, &mut w.active_ms[UPSTREAM]);
+    }
+}
+
 /// What the balancer answered for one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
@@ -276,16 +317,25 @@ impl TimeoutsMs {
     }
 }
 
-/// Small intent queue: sessions emit a handful per event.
+/// Small intent queue: sessions emit a handful per event, each for one [`Lane`].
 #[derive(Debug, Default)]
-pub struct Intents(std::collections::VecDeque<Intent>);
+pub struct Intents(std::collections::VecDeque<(Lane, Intent)>);
 
 impl Intents {
+    /// An intent for lane 0 (the only one of HTTP/1.1 and TCP sessions).
     pub fn push(&mut self, i: Intent) {
-        self.0.push_back(i);
+        self.0.push_back((0, i));
+    }
+
+    pub fn push_on(&mut self, lane: Lane, i: Intent) {
+        self.0.push_back((lane, i));
     }
 
     pub fn pop(&mut self) -> Option<Intent> {
+        self.0.pop_front().map(|(_, i)| i)
+    }
+
+    pub fn pop_lane(&mut self) -> Option<(Lane, Intent)> {
         self.0.pop_front()
     }
 

@@ -68,9 +68,9 @@ impl Shard {
             self.try_free_upstream(k.slot);
         }
         // Requests waiting in its queue get their 503 from their own deadline; wake them now.
-        for k in b.queue.drain(..) {
+        for (k, lane) in b.queue.drain(..) {
             self.world.queued = self.world.queued.saturating_sub(1);
-            self.on_dequeued(k);
+            self.on_dequeued(k, lane);
         }
     }
 

@@ -713,11 +713,11 @@ impl Shard {
                 if b.queue.is_empty() || !b.any_available() {
                     break;
                 }
-                let Some(key) = b.queue.pop_front() else {
+                let Some((key, lane)) = b.queue.pop_front() else {
                     break;
                 };
                 self.world.queued = self.world.queued.saturating_sub(1);
-                self.on_dequeued(key);
+                self.on_dequeued(key, lane);
                 self.drive_dirty();
             }
         }

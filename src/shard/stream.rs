@@ -24,7 +24,7 @@ use crate::pipes;
 use crate::session::h1::{H1Session, SpliceEnd};
 use crate::session::h2::H2Session;
 use crate::session::tcp::TcpSession;
-use crate::session::{AccessRecord, CLIENT, Intent, Term, UPSTREAM, UpstreamEvent, Wire};
+use crate::session::{AccessRecord, CLIENT, Intent, Lane, Term, UPSTREAM, UpstreamEvent, Wire};
 use crate::upstream::pool::ReuseKey;
 
 /// Compact idle connections' boxes kept for reuse (bounded: idle memory stays small).
@@ -53,7 +53,10 @@ pub(super) struct StreamConn {
     pub proto: Proto,
     pub cfg: Arc<ListenerCfg>,
     pub peer: SocketAddr,
+    /// The backend connection of lane 0 (the only lane of HTTP/1.1 and TCP sessions).
     pub upstream: Option<Key>,
+    /// Lanes 1.. of an HTTP/2 session (one per stream being served): their backend connections.
+    pub lanes_up: Vec<Option<Key>>,
     pub splice: [Option<pipes::Flow>; 2],
     /// The session is over: flush what is queued for the client, then close.
     pub closing: Option<(Term, u64)>,
@@ -90,6 +93,8 @@ pub(super) struct UpstreamConn {
     /// Carried a PROXY header for one client: never pooled.
     pub private: bool,
     pub owner: Option<Key>,
+    /// Which of the owner's upstream sides this connection serves.
+    pub lane: Lane,
     pub state: UpState,
     /// Counted in its server's open connections (while attached to a session).
     pub counted: bool,
@@ -141,11 +146,27 @@ impl Proto {
         }
     }
 
-    fn pop_intent(&mut self) -> Option<Intent> {
+    /// Whether the driver should read the backend connection of `lane` now.
+    pub(super) fn lane_wants_read(&self, w: &Wire, lane: Lane, cfg: &ListenerCfg) -> bool {
         match self {
-            Proto::H1(s) => s.intents.pop(),
-            Proto::H2(s) => s.intents.pop(),
-            Proto::Tcp(s) => s.intents.pop(),
+            Proto::H2(s) => s.lane_wants_read(lane),
+            _ => lane == 0 && self.wants_read(w, UPSTREAM, cfg),
+        }
+    }
+
+    /// Lanes that may hold a backend connection.
+    pub(super) fn lanes(&self) -> Lane {
+        match self {
+            Proto::H2(s) => Lane::try_from(s.lanes()).unwrap_or(Lane::MAX),
+            _ => 1,
+        }
+    }
+
+    fn pop_intent(&mut self) -> Option<(Lane, Intent)> {
+        match self {
+            Proto::H1(s) => s.intents.pop_lane(),
+            Proto::H2(s) => s.intents.pop_lane(),
+            Proto::Tcp(s) => s.intents.pop_lane(),
         }
     }
 
@@ -213,13 +234,57 @@ impl StreamConn {
         }
     }
 
-    pub(super) fn upstream_event(&mut self, world: &mut World, ev: UpstreamEvent) {
+    /// The backend connection of `lane`.
+    pub(super) fn up_key(&self, lane: Lane) -> Option<Key> {
+        match lane {
+            0 => self.upstream,
+            l => self.lanes_up.get(usize::from(l) - 1).copied().flatten(),
+        }
+    }
+
+    /// Sets the backend connection of `lane`; returns the one it had.
+    pub(super) fn set_up_key(&mut self, lane: Lane, key: Option<Key>) -> Option<Key> {
+        if lane == 0 {
+            return std::mem::replace(&mut self.upstream, key);
+        }
+        let i = usize::from(lane) - 1;
+        if self.lanes_up.len() <= i {
+            if key.is_none() {
+                return None;
+            }
+            self.lanes_up.resize(i + 1, None);
+        }
+        std::mem::replace(&mut self.lanes_up[i], key)
+    }
+
+    /// Whether any lane holds a backend connection.
+    pub(super) fn has_upstream(&self) -> bool {
+        self.upstream.is_some() || self.lanes_up.iter().any(Option::is_some)
+    }
+
+    /// Runs `f` on the wire with lane `lane`'s upstream side in its `[UPSTREAM]` place (the wire
+    /// itself for lane 0 of HTTP/1.1 and TCP). `None`: no stream holds that lane.
+    pub(super) fn with_lane<R>(&mut self, lane: Lane, f: impl FnOnce(&mut Wire) -> R) -> Option<R> {
+        match &mut self.proto {
+            Proto::H2(s) => {
+                let side = s.lane_side(lane)?;
+                side.swap(&mut self.wire);
+                let r = f(&mut self.wire);
+                side.swap(&mut self.wire);
+                Some(r)
+            }
+            _ if lane == 0 => Some(f(&mut self.wire)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn upstream_event(&mut self, world: &mut World, lane: Lane, ev: UpstreamEvent) {
         let cfg = Arc::clone(&self.cfg);
         match (&mut self.proto, &cfg.http, &cfg.tcp) {
             (Proto::H1(s), Some(h), _) => s.on_upstream(&mut self.wire, world, h, ev),
             (Proto::H2(s), _, _) => {
                 if let Some(h2) = &cfg.h2 {
-                    s.on_upstream(&mut self.wire, world, h2, ev)
+                    s.on_upstream(lane, &mut self.wire, world, h2, ev)
                 }
             }
             (Proto::Tcp(s), _, Some(t)) => s.on_upstream(&mut self.wire, world, t, ev),
@@ -264,7 +329,7 @@ impl StreamConn {
         };
         s.is_idle(&self.wire)
             && self.tls.is_none()
-            && self.upstream.is_none()
+            && !self.has_upstream()
             && self.closing.is_none()
             && self.splice.iter().all(Option::is_none)
             && self.wire.tx[CLIENT].is_empty()
@@ -360,6 +425,7 @@ impl Shard {
             cfg,
             peer,
             upstream: None,
+            lanes_up: Vec::new(),
             splice: [None, None],
             closing: None,
             timer_at: None,
@@ -505,9 +571,9 @@ impl Shard {
                 c.progress(world);
             }
             let mut any = false;
-            while let Some(intent) = self.stream(slot).and_then(|c| c.proto.pop_intent()) {
+            while let Some((lane, intent)) = self.stream(slot).and_then(|c| c.proto.pop_intent()) {
                 any = true;
-                self.apply_intent(slot, intent);
+                self.apply_intent(slot, lane, intent);
             }
             if !any && !self.stream(slot).is_some_and(|c| c.again) {
                 break;
@@ -519,26 +585,26 @@ impl Shard {
         self.compact_if_idle(slot);
     }
 
-    fn apply_intent(&mut self, slot: u32, intent: Intent) {
+    fn apply_intent(&mut self, slot: u32, lane: Lane, intent: Intent) {
         match intent {
             Intent::Connect {
                 backend,
                 server,
                 allow_pool,
-            } => self.attach_upstream(slot, backend, server, allow_pool),
-            Intent::Release { reusable } => self.release_upstream(slot, reusable),
+            } => self.attach_upstream(slot, lane, backend, server, allow_pool),
+            Intent::Release { reusable } => self.release_upstream(slot, lane, reusable),
             Intent::Enqueue { backend } => {
                 if let (Some(key), Some(b)) =
                     (self.slab.key(slot), self.world.backends.get_mut(&backend))
                 {
-                    b.queue.push_back(key);
+                    b.queue.push_back((key, lane));
                     self.world.queued += 1;
                 }
             }
-            Intent::Dequeue { backend } => self.dequeue(slot, backend),
+            Intent::Dequeue { backend } => self.dequeue(slot, lane, backend),
             Intent::Log(rec) => self.write_log(slot, &rec),
             Intent::Close(term) => {
-                self.release_upstream(slot, false);
+                self.release_all_upstreams(slot);
                 let until = self
                     .world
                     .now_ms
@@ -552,20 +618,20 @@ impl Shard {
         }
     }
 
-    fn dequeue(&mut self, slot: u32, backend: BackendId) {
+    fn dequeue(&mut self, slot: u32, lane: Lane, backend: BackendId) {
         let Some(key) = self.slab.key(slot) else {
             return;
         };
         if let Some(b) = self.world.backends.get_mut(&backend) {
             let before = b.queue.len();
-            b.queue.retain(|&k| k != key);
+            b.queue.retain(|&q| q != (key, lane));
             self.world.queued = self.world.queued.saturating_sub(before - b.queue.len());
         }
     }
 
     /// Starts closing a client connection: its upstream is released, every op cancelled.
     pub(super) fn begin_close_stream(&mut self, slot: u32) {
-        self.release_upstream(slot, false);
+        self.release_all_upstreams(slot);
         let now = self.world.now_ms;
         let Some(Conn::Stream(c)) = self.slab.get_mut(slot) else {
             return;
@@ -592,20 +658,20 @@ impl Shard {
         let Some(Conn::Stream(c)) = self.slab.remove(slot) else {
             return;
         };
-        let queued_on = match &c.proto {
-            Proto::H1(s) => s.queued_on(),
-            Proto::H2(s) => s.queued_on(),
-            Proto::Tcp(_) => None,
+        let queued_on: Vec<BackendId> = match &c.proto {
+            Proto::H1(s) => s.queued_on().into_iter().collect(),
+            Proto::H2(s) => s.queued_on().collect(),
+            Proto::Tcp(_) => Vec::new(),
         };
-        if let Some(b) = queued_on
-            && let Some(backend) = self.world.backends.get_mut(&b)
-        {
-            let before = backend.queue.len();
-            backend.queue.retain(|k| k.slot != slot);
-            self.world.queued = self
-                .world
-                .queued
-                .saturating_sub(before - backend.queue.len());
+        for b in queued_on {
+            if let Some(backend) = self.world.backends.get_mut(&b) {
+                let before = backend.queue.len();
+                backend.queue.retain(|(k, _)| k.slot != slot);
+                self.world.queued = self
+                    .world
+                    .queued
+                    .saturating_sub(before - backend.queue.len());
+            }
         }
         self.world.stats.closed += 1;
         self.world.stats.active = self.world.stats.active.saturating_sub(1);
@@ -705,13 +771,13 @@ impl Shard {
     }
 
     /// A queued request's server has room again.
-    pub(super) fn on_dequeued(&mut self, key: Key) {
+    pub(super) fn on_dequeued(&mut self, key: Key, lane: Lane) {
         let world = &mut self.world;
         if let Some(Conn::Stream(c)) = self.slab.get_key_mut(key) {
             let cfg = Arc::clone(&c.cfg);
             match (&mut c.proto, &cfg.http, &cfg.h2) {
                 (Proto::H1(s), Some(h), _) => s.on_dequeued(&mut c.wire, world, h),
-                (Proto::H2(s), _, Some(h2)) => s.on_dequeued(&mut c.wire, world, h2),
+                (Proto::H2(s), _, Some(h2)) => s.on_dequeued(lane, &mut c.wire, world, h2),
                 _ => {}
             }
             self.mark_dirty(key.slot);

@@ -11,7 +11,7 @@ use super::sock::{Recv, Sock};
 use super::stream::{SpliceEv, UpState};
 use crate::pipes::{self, PumpStop};
 use crate::session::h1::SpliceEnd;
-use crate::session::{CLIENT, Term, UPSTREAM};
+use crate::session::{CLIENT, Lane, Term, UPSTREAM};
 
 /// Splice round trips per readiness event before yielding to other connections.
 const SPLICE_ROUNDS_MAX: u32 = 16;
@@ -23,7 +23,6 @@ impl Shard {
         let Some(key) = self.slab.key(slot) else {
             return;
         };
-        let ukey = self.stream(slot).and_then(|c| c.upstream);
         // Client socket.
         {
             let Some(Conn::Stream(c)) = self.slab.get_mut(slot) else {
@@ -89,63 +88,10 @@ impl Shard {
                 c.abort(&mut self.world, Term::ClientError);
             }
         }
-        // Upstream socket.
-        if let Some(ukey) = ukey
-            && let Some((Conn::Stream(c), Conn::Upstream(u))) = self.slab.get2_mut(slot, ukey.slot)
-        {
-            let open = u.state == UpState::Open;
-            if !u.sock.sending && u.sock.queued() > 0 {
-                u.sock.start_send(&mut self.ring, ukey.slot);
-            } else if !u.sock.sending && u.state != UpState::Connecting {
-                if !u.preamble.is_empty() && open {
-                    std::mem::swap(&mut u.preamble, &mut u.sock.send);
-                    if u.tls.is_none() && !c.wire.tx[UPSTREAM].is_empty() {
-                        u.sock.send.append(&mut c.wire.tx[UPSTREAM]);
-                    }
-                } else {
-                    match &mut u.tls {
-                        Some(tls) if open => tls.send(&mut c.wire.tx[UPSTREAM], &mut u.sock.send),
-                        Some(tls) => tls.flush(&mut u.sock.send),
-                        None if open && !c.wire.tx[UPSTREAM].is_empty() => {
-                            std::mem::swap(&mut c.wire.tx[UPSTREAM], &mut u.sock.send)
-                        }
-                        None => {}
-                    }
-                }
-                u.sock.start_send(&mut self.ring, ukey.slot);
-            }
-            c.wire.in_flight[UPSTREAM] = u.sock.queued();
-            let want = match u.state {
-                UpState::Handshaking => true,
-                UpState::Open => {
-                    c.splice[UPSTREAM].is_none() && c.proto.wants_read(&c.wire, UPSTREAM, &c.cfg)
-                }
-                UpState::Connecting | UpState::Pooled | UpState::Dead => false,
-            };
-            if !u.sock.eof
-                && !u
-                    .sock
-                    .sync_recv(&mut self.ring, ukey.slot, group, want, bufs_free)
-            {
-                self.waiting_bufs.push(ukey);
-            }
-            if c.wire.shut[UPSTREAM]
-                && !c.wire.shut_done[UPSTREAM]
-                && c.wire.flushed(UPSTREAM)
-                && u.sock.idle_send()
-                && open
-            {
-                if let Some(tls) = &mut u.tls
-                    && !tls.notify_sent
-                {
-                    tls.close_notify(&mut u.sock.send);
-                    u.sock.start_send(&mut self.ring, ukey.slot);
-                } else {
-                    u.sock.shutdown_write();
-                    c.wire.shut_done[UPSTREAM] = true;
-                    c.again = true;
-                }
-            }
+        // Upstream sockets, one per lane.
+        let lanes = self.stream(slot).map_or(0, |c| c.proto.lanes());
+        for lane in 0..lanes {
+            self.sync_upstream(slot, lane, group, bufs_free);
         }
         self.sync_splice(slot);
         // A session that ended: close once the client has what was queued for it.
@@ -165,6 +111,74 @@ impl Shard {
             && std::mem::take(&mut c.again)
         {
             self.mark_dirty(slot);
+        }
+    }
+
+    /// Brings the backend connection of `lane` in step with that lane's upstream side.
+    fn sync_upstream(&mut self, slot: u32, lane: Lane, group: u16, bufs_free: bool) {
+        let Some(ukey) = self.stream(slot).and_then(|c| c.up_key(lane)) else {
+            return;
+        };
+        let Some((Conn::Stream(c), Conn::Upstream(u))) = self.slab.get2_mut(slot, ukey.slot) else {
+            return;
+        };
+        let open = u.state == UpState::Open;
+        let want = match u.state {
+            UpState::Handshaking => true,
+            UpState::Open => {
+                (lane != 0 || c.splice[UPSTREAM].is_none())
+                    && c.proto.lane_wants_read(&c.wire, lane, &c.cfg)
+            }
+            UpState::Connecting | UpState::Pooled | UpState::Dead => false,
+        };
+        let ring = &mut self.ring;
+        let waiting = &mut self.waiting_bufs;
+        let again = c.with_lane(lane, |w| {
+            if !u.sock.sending && u.sock.queued() > 0 {
+                u.sock.start_send(ring, ukey.slot);
+            } else if !u.sock.sending && u.state != UpState::Connecting {
+                if !u.preamble.is_empty() && open {
+                    std::mem::swap(&mut u.preamble, &mut u.sock.send);
+                    if u.tls.is_none() && !w.tx[UPSTREAM].is_empty() {
+                        u.sock.send.append(&mut w.tx[UPSTREAM]);
+                    }
+                } else {
+                    match &mut u.tls {
+                        Some(tls) if open => tls.send(&mut w.tx[UPSTREAM], &mut u.sock.send),
+                        Some(tls) => tls.flush(&mut u.sock.send),
+                        None if open && !w.tx[UPSTREAM].is_empty() => {
+                            std::mem::swap(&mut w.tx[UPSTREAM], &mut u.sock.send)
+                        }
+                        None => {}
+                    }
+                }
+                u.sock.start_send(ring, ukey.slot);
+            }
+            w.in_flight[UPSTREAM] = u.sock.queued();
+            if !u.sock.eof && !u.sock.sync_recv(ring, ukey.slot, group, want, bufs_free) {
+                waiting.push(ukey);
+            }
+            if w.shut[UPSTREAM]
+                && !w.shut_done[UPSTREAM]
+                && w.flushed(UPSTREAM)
+                && u.sock.idle_send()
+                && open
+            {
+                if let Some(tls) = &mut u.tls
+                    && !tls.notify_sent
+                {
+                    tls.close_notify(&mut u.sock.send);
+                    u.sock.start_send(ring, ukey.slot);
+                } else {
+                    u.sock.shutdown_write();
+                    w.shut_done[UPSTREAM] = true;
+                    return true;
+                }
+            }
+            false
+        });
+        if again == Some(true) {
+            c.again = true;
         }
     }
 

@@ -12,12 +12,13 @@ use io_uring::{opcode, types};
 
 use super::driver::Shard;
 use super::ring::{Completion, Op, Tag};
+use super::slab::Key;
 use super::sock::{Received, Sock};
 use super::stream::{UpState, UpstreamConn};
 use super::transport::Tls;
 use super::{Conn, sys};
 use crate::ids::{BackendId, ServerId};
-use crate::session::{CLIENT, UPSTREAM, UpstreamEvent};
+use crate::session::{CLIENT, Lane, UPSTREAM, UpstreamEvent};
 use crate::upstream::UpstreamError;
 use crate::upstream::pool::ReuseKey;
 
@@ -30,6 +31,7 @@ impl Shard {
             return;
         };
         let owner = u.owner;
+        let lane = u.lane;
         let mut event: Option<UpstreamEvent> = None;
         let mut close = false;
         match tag.op {
@@ -60,35 +62,51 @@ impl Shard {
                                 if let Some((Conn::Upstream(u), Conn::Stream(s))) =
                                     self.slab.get2_mut(slot, ok.slot)
                                 {
-                                    s.wire.active_ms[UPSTREAM] = now;
-                                    if len >= buffer_bytes {
-                                        s.wire.bulk[UPSTREAM] = true;
-                                    }
-                                    match &mut u.tls {
-                                        Some(tls) => {
-                                            let was = tls.is_handshaking();
-                                            let got = tls.receive(
-                                                bytes,
-                                                &mut s.wire.rx[UPSTREAM],
-                                                &mut self.scratch,
-                                            );
-                                            if tls.peer_done {
-                                                s.wire.eof[UPSTREAM] = true;
-                                            }
-                                            if tls.failed {
-                                                self.world.stats.tls_upstream_errors += 1;
-                                                u.state = UpState::Dead;
-                                                event =
-                                                    Some(UpstreamEvent::Failed(UpstreamError::Tls));
-                                            } else if was && got.handshake.is_some() {
-                                                self.world.stats.tls_upstream_handshakes += 1;
-                                                if u.state == UpState::Handshaking {
-                                                    u.state = UpState::Open;
-                                                    event = Some(UpstreamEvent::Connected);
+                                    let lane = u.lane;
+                                    let scratch = &mut self.scratch;
+                                    let stats = &mut self.world.stats;
+                                    let fed = s.with_lane(lane, |w| {
+                                        w.active_ms[UPSTREAM] = now;
+                                        if len >= buffer_bytes {
+                                            w.bulk[UPSTREAM] = true;
+                                        }
+                                        match &mut u.tls {
+                                            Some(tls) => {
+                                                let was = tls.is_handshaking();
+                                                let got = tls.receive(
+                                                    bytes,
+                                                    &mut w.rx[UPSTREAM],
+                                                    scratch,
+                                                );
+                                                if tls.peer_done {
+                                                    w.eof[UPSTREAM] = true;
+                                                }
+                                                if tls.failed {
+                                                    stats.tls_upstream_errors += 1;
+                                                    u.state = UpState::Dead;
+                                                    Some(UpstreamEvent::Failed(UpstreamError::Tls))
+                                                } else if was && got.handshake.is_some() {
+                                                    stats.tls_upstream_handshakes += 1;
+                                                    if u.state == UpState::Handshaking {
+                                                        u.state = UpState::Open;
+                                                        Some(UpstreamEvent::Connected)
+                                                    } else {
+                                                        None
+                                                    }
+                                                } else {
+                                                    None
                                                 }
                                             }
+                                            None => {
+                                                w.rx[UPSTREAM].extend_from_slice(bytes);
+                                                None
+                                            }
                                         }
-                                        None => s.wire.rx[UPSTREAM].extend_from_slice(bytes),
+                                    });
+                                    match fed {
+                                        Some(ev) => event = ev,
+                                        // No stream holds the lane any more: nobody reads this.
+                                        None => close = true,
                                     }
                                 }
                             }
@@ -104,16 +122,28 @@ impl Shard {
                             if let Some((Conn::Upstream(u), Conn::Stream(s))) =
                                 self.slab.get2_mut(slot, ok.slot)
                             {
-                                if let Some(tls) = &mut u.tls {
-                                    tls.on_eof(&mut s.wire.rx[UPSTREAM], &mut self.scratch);
-                                }
-                                match u.state {
-                                    UpState::Handshaking => {
-                                        self.world.stats.tls_upstream_errors += 1;
-                                        u.state = UpState::Dead;
-                                        event = Some(UpstreamEvent::Failed(UpstreamError::Tls));
+                                let lane = u.lane;
+                                let scratch = &mut self.scratch;
+                                let stats = &mut self.world.stats;
+                                let fed = s.with_lane(lane, |w| {
+                                    if let Some(tls) = &mut u.tls {
+                                        tls.on_eof(&mut w.rx[UPSTREAM], scratch);
                                     }
-                                    _ => s.wire.eof[UPSTREAM] = true,
+                                    match u.state {
+                                        UpState::Handshaking => {
+                                            stats.tls_upstream_errors += 1;
+                                            u.state = UpState::Dead;
+                                            Some(UpstreamEvent::Failed(UpstreamError::Tls))
+                                        }
+                                        _ => {
+                                            w.eof[UPSTREAM] = true;
+                                            None
+                                        }
+                                    }
+                                });
+                                match fed {
+                                    Some(ev) => event = ev,
+                                    None => close = true,
                                 }
                             }
                         }
@@ -147,12 +177,15 @@ impl Shard {
                 Ok(n) => {
                     self.world.stats.bytes_client_to_server += n as u64;
                     let queued = u.sock.queued();
+                    let lane = u.lane;
                     if let Some(ok) = owner
                         && let Some(Conn::Stream(s)) = self.slab.get_key_mut(ok)
-                        && s.upstream.is_some_and(|k| k.slot == slot)
+                        && s.up_key(lane).is_some_and(|k| k.slot == slot)
                     {
-                        s.wire.active_ms[UPSTREAM] = now;
-                        s.wire.in_flight[UPSTREAM] = queued;
+                        s.with_lane(lane, |w| {
+                            w.active_ms[UPSTREAM] = now;
+                            w.in_flight[UPSTREAM] = queued;
+                        });
                     }
                 }
                 Err(errno) => {
@@ -176,7 +209,7 @@ impl Shard {
         match (owner_live, event) {
             (Some(ok), Some(ev)) => {
                 if let Some(Conn::Stream(s)) = self.slab.get_mut(ok.slot) {
-                    s.upstream_event(&mut self.world, ev);
+                    s.upstream_event(&mut self.world, lane, ev);
                 }
                 self.mark_dirty(ok.slot);
             }
@@ -193,6 +226,7 @@ impl Shard {
     pub(super) fn attach_upstream(
         &mut self,
         slot: u32,
+        lane: Lane,
         backend: BackendId,
         server: ServerId,
         allow_pool: bool,
@@ -202,7 +236,7 @@ impl Shard {
             return;
         };
         let Some(b) = self.world.backends.get_mut(&backend) else {
-            self.upstream_event(slot, UpstreamEvent::Failed(UpstreamError::Gone));
+            self.upstream_event(slot, lane, UpstreamEvent::Failed(UpstreamError::Gone));
             return;
         };
         let reuse = ReuseKey {
@@ -214,14 +248,15 @@ impl Shard {
                 match self.slab.get_key_mut(k) {
                     Some(Conn::Upstream(u)) if u.state == UpState::Pooled => {
                         u.owner = Some(owner);
+                        u.lane = lane;
                         u.state = UpState::Open;
                         u.counted = true;
                         b.count_active(server, true);
                         if let Some(c) = self.stream(slot) {
-                            c.upstream = Some(k);
-                            c.wire.active_ms[UPSTREAM] = now;
+                            c.set_up_key(lane, Some(k));
+                            c.with_lane(lane, |w| w.active_ms[UPSTREAM] = now);
                         }
-                        self.upstream_event(slot, UpstreamEvent::Ready { reused: true });
+                        self.upstream_event(slot, lane, UpstreamEvent::Ready { reused: true });
                         return;
                     }
                     _ => continue,
@@ -229,7 +264,7 @@ impl Shard {
             }
         }
         let Some(scfg) = b.cfg.server(server) else {
-            self.upstream_event(slot, UpstreamEvent::Failed(UpstreamError::Gone));
+            self.upstream_event(slot, lane, UpstreamEvent::Failed(UpstreamError::Gone));
             return;
         };
         let addr: socket2::SockAddr = scfg.address.into();
@@ -241,7 +276,11 @@ impl Shard {
             Err(e) => {
                 tracing::warn!(shard = self.world.shard, error = %e, "cannot create a server socket");
                 let errno = e.raw_os_error().unwrap_or(libc::EMFILE);
-                self.upstream_event(slot, UpstreamEvent::Failed(UpstreamError::Connect(errno)));
+                self.upstream_event(
+                    slot,
+                    lane,
+                    UpstreamEvent::Failed(UpstreamError::Connect(errno)),
+                );
                 return;
             }
         };
@@ -262,7 +301,7 @@ impl Shard {
                         tracing::warn!(shard = self.world.shard, error = %e, "upstream TLS setup failed");
                         sys::close(fd);
                         self.world.stats.tls_upstream_errors += 1;
-                        self.upstream_event(slot, UpstreamEvent::Failed(UpstreamError::Tls));
+                        self.upstream_event(slot, lane, UpstreamEvent::Failed(UpstreamError::Tls));
                         return;
                     }
                 }
@@ -290,6 +329,7 @@ impl Shard {
             reuse,
             private: send_proxy.is_some(),
             owner: Some(owner),
+            lane,
             state: UpState::Connecting,
             counted: true,
             preamble,
@@ -298,6 +338,7 @@ impl Shard {
             sys::close(fd);
             self.upstream_event(
                 slot,
+                lane,
                 UpstreamEvent::Failed(UpstreamError::Connect(libc::EMFILE)),
             );
             return;
@@ -318,48 +359,65 @@ impl Shard {
             self.ring.push(entry);
         }
         if let Some(c) = self.stream(slot) {
-            c.upstream = Some(ukey);
-            c.wire.active_ms[UPSTREAM] = now;
+            c.set_up_key(lane, Some(ukey));
+            c.with_lane(lane, |w| w.active_ms[UPSTREAM] = now);
         }
     }
 
-    pub(super) fn upstream_event(&mut self, slot: u32, ev: UpstreamEvent) {
+    pub(super) fn upstream_event(&mut self, slot: u32, lane: Lane, ev: UpstreamEvent) {
         let world = &mut self.world;
         if let Some(Conn::Stream(c)) = self.slab.get_mut(slot) {
-            c.upstream_event(world, ev);
+            c.upstream_event(world, lane, ev);
+        }
+    }
+
+    /// Releases every lane's backend connection (not reusable: the session is ending).
+    pub(super) fn release_all_upstreams(&mut self, slot: u32) {
+        let lanes = self.stream(slot).map_or(0, |c| c.proto.lanes());
+        for lane in 0..lanes.max(1) {
+            self.release_upstream(slot, lane, false);
+        }
+        // Lanes the session no longer counts (a connection that changed protocol).
+        let extra: Vec<Key> = self
+            .stream(slot)
+            .map(|c| c.lanes_up.drain(..).flatten().collect())
+            .unwrap_or_default();
+        for ukey in extra {
+            self.drop_upstream(ukey, false, false);
         }
     }
 
     /// The session is done with its upstream connection: back to the pool when clean, else
     /// closed.
-    pub(super) fn release_upstream(&mut self, slot: u32, reusable: bool) {
-        let now = self.world.now_ms;
-        let draining = self.world.draining;
+    pub(super) fn release_upstream(&mut self, slot: u32, lane: Lane, reusable: bool) {
         let Some(Conn::Stream(c)) = self.slab.get_mut(slot) else {
             return;
         };
-        let Some(ukey) = c.upstream.take() else {
+        let Some(ukey) = c.set_up_key(lane, None) else {
             return;
         };
-        c.wire.in_flight[UPSTREAM] = 0;
+        c.with_lane(lane, |w| w.in_flight[UPSTREAM] = 0);
         let mut spliced = false;
-        for dir in [CLIENT, UPSTREAM] {
-            if let Some(flow) = c.splice[dir].take() {
-                self.pipes.give_back(flow.pipe, flow.in_pipe == 0);
-                spliced = true;
+        if lane == 0 {
+            for dir in [CLIENT, UPSTREAM] {
+                if let Some(flow) = c.splice[dir].take() {
+                    self.pipes.give_back(flow.pipe, flow.in_pipe == 0);
+                    spliced = true;
+                }
             }
         }
+        self.drop_upstream(ukey, reusable, spliced);
+    }
+
+    /// A session let go of `ukey`: back to the pool when clean, else closed.
+    fn drop_upstream(&mut self, ukey: Key, reusable: bool, spliced: bool) {
+        let now = self.world.now_ms;
+        let draining = self.world.draining;
         let Some(Conn::Upstream(u)) = self.slab.get_key_mut(ukey) else {
             return;
         };
         u.owner = None;
-        let backend = self.world.backends.get_mut(&u.backend);
-        if u.counted {
-            u.counted = false;
-            if let Some(b) = &backend {
-                let _ = b;
-            }
-        }
+        u.counted = false;
         let (server, b_id) = (u.server, u.backend);
         let clean = reusable
             && !spliced

@@ -20,7 +20,7 @@ use crate::config::{AdminState, Balance, HashKey};
 use crate::ids::{BackendId, ServerId};
 use crate::latency::{Latency, LatencyKind, LatencyRange, LatencySet};
 use crate::proxy_protocol::ProxyVersion;
-use crate::session::Pick;
+use crate::session::{Lane, Pick};
 use crate::shard::slab::Key;
 use crate::stats::{BackendStats, ServerStats};
 
@@ -221,8 +221,8 @@ pub struct Backend {
     /// Parallel to `cfg.servers` and `servers` (what the algorithm sees).
     views: Vec<ServerView>,
     servers: Vec<ServerRt>,
-    /// Sessions waiting for a server under its maxconn, oldest first.
-    pub queue: VecDeque<Key>,
+    /// Sessions (and which of their lanes) waiting for a server under its maxconn, oldest first.
+    pub queue: VecDeque<(Key, Lane)>,
     pub pool: Pool,
     /// The TLS generation pooled connections must have to be reused.
     pub tls_generation: u32,

@@ -9,25 +9,31 @@
 //! queue have room, and the client's receive windows open only as request bytes move on towards
 //! the backend.
 //!
-//! Streams are served one at a time per client connection (first version): every stream the
-//! client opens is accepted (up to SETTINGS_MAX_CONCURRENT_STREAMS) and queued in order; the
-//! front one holds the connection's single upstream connection (the [`Wire`]'s upstream side,
-//! as for HTTP/1.1) until its response is complete, then the next one starts. Concurrent
-//! upstream connections per client connection need exchange ids on intents
-//! (docs/design/h2.md) and are not done yet.
+//! Streams are served concurrently: each accepted stream takes a [`Lane`] (its own upstream
+//! side, kept here as an [`UpSide`] and swapped into the [`Wire`] while its exchange runs), so
+//! every stream has its own backend connection, from the pool when one is idle. Intents and
+//! upstream events carry the lane; lanes take turns one DATA frame at a time, so one large
+//! response cannot starve the others.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::h1::{H1Cfg, H1Session};
-use super::{CLIENT, Env, Intent, Intents, QUEUED_MAX, Term, UPSTREAM, UpstreamEvent, Wire};
+use super::{
+    CLIENT, Env, Intent, Intents, Lane, QUEUED_MAX, Term, UPSTREAM, UpSide, UpstreamEvent, Wire,
+};
 use crate::h2::conn::{Event, Fed, Fields, H2Cfg, H2Conn, RequestHead};
 use crate::h2::{ErrorCode, H2Error};
 use crate::http1::{self, ChunkVerdict, ChunkedScanner, Framing, HeadVerdict};
+use crate::ids::BackendId;
 
-/// Request bytes handed to the inner HTTP/1.1 session at a time (beyond the head): the rest waits
-/// in the stream, inside the receive window the client was given.
+/// Request bytes handed to a stream's inner HTTP/1.1 session at a time (beyond the head): the
+/// rest waits in the stream, inside the receive window the client was given.
 const VIRT_RX_MAX: usize = 16 * 1024;
+/// Response bytes of one stream held between its backend and its DATA frames before its
+/// backend side stops being read (one largest DATA frame).
+const LANE_TX_MAX: usize = 16 * 1024;
+/// DATA bytes one stream may send per turn before the next stream's turn.
+const TURN_BYTES: usize = 16 * 1024;
 /// Client bytes held unparsed before reading the client stops (a little over one largest frame
 /// we accept on top of the output bound).
 const CLIENT_RX_MAX: usize = 64 * 1024 + 16 * 1024;
@@ -50,9 +56,9 @@ impl H2ListenerCfg {
             header_block_bytes_max: head_bytes_max,
             ..H2Cfg::default()
         };
-        // Streams wait their turn with their request bodies buffered inside their own windows;
-        // the connection window covers all of them, so a queued stream's body can never keep
-        // the stream being served from receiving its own (bounded: streams × window).
+        // Each stream's request body waits inside its own window for its backend; the
+        // connection window covers all of them, so a stream whose backend reads slowly can
+        // never keep another stream from receiving its own body (bounded: streams × window).
         conn.conn_window_bytes = conn
             .streams_max
             .saturating_mul(conn.stream_window_bytes)
@@ -65,6 +71,14 @@ impl H2ListenerCfg {
             conn,
         }
     }
+
+    /// Lanes one connection may hold: every stream the connection may have open, and as many
+    /// again finishing (their END_STREAM sent while the exchange winds down).
+    fn lanes_max(&self) -> usize {
+        (self.conn.streams_max as usize)
+            .saturating_mul(2)
+            .clamp(1, usize::from(Lane::MAX))
+    }
 }
 
 /// How a stream's request body goes to the backend.
@@ -76,24 +90,7 @@ enum ReqBody {
     Chunked,
 }
 
-/// One accepted stream, waiting or being served.
-#[derive(Debug)]
-struct Stream {
-    id: u32,
-    /// HTTP/1.1 request bytes not handed to the inner session yet: the head first, then the
-    /// body as it arrives (chunk-framed for [`ReqBody::Chunked`]).
-    req: Vec<u8>,
-    /// Of `req`, the head's bytes while it has not moved (it moves whole).
-    head_bytes: usize,
-    body: ReqBody,
-    /// The client ended the request (END_STREAM or trailers).
-    req_ended: bool,
-    is_head: bool,
-    /// Being served (its head went to the inner session).
-    started: bool,
-}
-
-/// Where the front stream's response is.
+/// Where a stream's response is.
 #[derive(Debug)]
 enum Resp {
     Head,
@@ -113,7 +110,7 @@ struct Virt {
     tx: Vec<u8>,
 }
 
-/// The client side of the wire while the inner session runs.
+/// The client side of the wire while an inner session runs.
 struct Saved {
     eof: bool,
     in_flight: usize,
@@ -122,35 +119,314 @@ struct Saved {
     bulk: bool,
 }
 
-pub struct H2Session {
-    pub client: SocketAddr,
-    tls: bool,
-    conn: H2Conn,
+/// One stream being served: its request, its HTTP/1.1 exchange and its upstream side.
+struct Stream {
+    id: u32,
+    /// HTTP/1.1 request bytes not handed to the inner session yet: the head first, then the
+    /// body as it arrives (chunk-framed for [`ReqBody::Chunked`]).
+    req: Vec<u8>,
+    /// Of `req`, the head's bytes while it has not moved (it moves whole).
+    head_bytes: usize,
+    body: ReqBody,
+    /// The client ended the request (END_STREAM or trailers).
+    req_ended: bool,
+    is_head: bool,
     inner: H1Session,
     virt: Virt,
-    /// Accepted streams in order; the front one is served. Bounded by the connection's
-    /// SETTINGS_MAX_CONCURRENT_STREAMS (a stream leaves when its response is complete).
-    streams: VecDeque<Stream>,
+    up: UpSide,
     resp: Resp,
     /// De-chunked response bytes not sent yet (at most one send capacity's worth).
     pending: Vec<u8>,
     /// The last bytes of a chunked response (its trailer section, once it ends).
     tail: Vec<u8>,
-    pub intents: Intents,
     /// The inner session asked to close: its exchange is over (with this term).
     inner_closed: Option<Term>,
-    /// Read the upstream side: the inner session wants it and the front stream can take it.
+    /// Read the upstream side: the inner session wants it and the stream can take it.
     up_read: bool,
+    /// When this stream times out, as last computed (the driver's timer reads it).
+    deadline: Option<u64>,
+    /// Last time the stream started or its response moved (a head or DATA sent). A response
+    /// stalled on the client's window is timed from here: the connection's last byte would not
+    /// do, as PINGs and other frames keep it fresh while the stream never moves.
+    moved_ms: u64,
+}
+
+impl Stream {
+    /// Runs `f` on the inner session with the stream's virtual client side and its upstream
+    /// side in the wire.
+    fn with_inner<R>(&mut self, w: &mut Wire, f: impl FnOnce(&mut H1Session, &mut Wire) -> R) -> R {
+        std::mem::swap(&mut w.rx[CLIENT], &mut self.virt.rx);
+        std::mem::swap(&mut w.tx[CLIENT], &mut self.virt.tx);
+        self.up.swap(w);
+        let saved = Saved {
+            eof: std::mem::replace(&mut w.eof[CLIENT], false),
+            in_flight: std::mem::replace(&mut w.in_flight[CLIENT], 0),
+            shut: std::mem::replace(&mut w.shut[CLIENT], false),
+            shut_done: std::mem::replace(&mut w.shut_done[CLIENT], false),
+            bulk: std::mem::replace(&mut w.bulk[CLIENT], false),
+        };
+        let r = f(&mut self.inner, w);
+        std::mem::swap(&mut w.rx[CLIENT], &mut self.virt.rx);
+        std::mem::swap(&mut w.tx[CLIENT], &mut self.virt.tx);
+        self.up.swap(w);
+        w.eof[CLIENT] = saved.eof;
+        w.in_flight[CLIENT] = saved.in_flight;
+        w.shut[CLIENT] = saved.shut;
+        w.shut_done[CLIENT] = saved.shut_done;
+        w.bulk[CLIENT] = saved.bulk;
+        r
+    }
+
+    /// Moves the inner session's intents out, for `lane`: logs are marked `h2`; its close ends
+    /// only the stream's exchange (the upstream connection is released, the client connection
+    /// stays).
+    fn take_intents(&mut self, lane: Lane, out: &mut Intents) {
+        while let Some(i) = self.inner.intents.pop() {
+            match i {
+                Intent::Close(term) => {
+                    self.inner_closed = Some(term);
+                    out.push_on(lane, Intent::Release { reusable: false });
+                }
+                Intent::Log(mut rec) => {
+                    rec.proto = "h2";
+                    out.push_on(lane, Intent::Log(rec));
+                }
+                other @ (Intent::Connect { .. }
+                | Intent::Release { .. }
+                | Intent::Enqueue { .. }
+                | Intent::Dequeue { .. }) => out.push_on(lane, other),
+            }
+        }
+    }
+
+    /// Hands request bytes to the inner session while it has room; the client's windows open
+    /// by as much.
+    fn feed(&mut self, conn: &mut H2Conn) -> bool {
+        let room = if self.head_bytes > 0 {
+            self.head_bytes
+        } else {
+            VIRT_RX_MAX.saturating_sub(self.virt.rx.len())
+        };
+        let n = room.min(self.req.len());
+        if n == 0 {
+            return false;
+        }
+        self.virt
+            .rx
+            .extend_from_slice(self.req.get(..n).unwrap_or_default());
+        self.req.drain(..n);
+        let body_bytes = n.saturating_sub(self.head_bytes);
+        self.head_bytes = self.head_bytes.saturating_sub(n);
+        if body_bytes > 0 {
+            // Chunk framing counts too: the connection credits at most what the stream holds.
+            conn.consumed(self.id, body_bytes);
+        }
+        true
+    }
+
+    /// Turns the inner session's HTTP/1.1 response bytes into frames, as far as the windows,
+    /// the output bound and this turn's share allow. `Err(())`: the stream cannot take the
+    /// response and must be reset.
+    fn write_response(&mut self, conn: &mut H2Conn, cfg: &H2ListenerCfg) -> Result<bool, ()> {
+        let id = self.id;
+        let mut changed = false;
+        let mut budget = TURN_BYTES;
+        for _ in 0..64 {
+            let step = match &mut self.resp {
+                Resp::Head => {
+                    if self.virt.tx.is_empty() {
+                        break;
+                    }
+                    let limits = http1::Limits {
+                        head_bytes_max: cfg.h1.head_bytes_max as usize,
+                        ..http1::Limits::default()
+                    };
+                    match http1::parse_response(&self.virt.tx, &limits, self.is_head) {
+                        HeadVerdict::Partial => break,
+                        HeadVerdict::Invalid(_) => return Err(()),
+                        HeadVerdict::Complete {
+                            head,
+                            consumed_bytes,
+                        } => {
+                            if head.status == 101 {
+                                return Err(());
+                            }
+                            let buf = self.virt.tx.get(..consumed_bytes).unwrap_or_default();
+                            let fields = head
+                                .headers
+                                .iter()
+                                .map(|h| (h.name_in(buf), h.value_in(buf)));
+                            let interim = head.status < 200;
+                            let next = match head.framing {
+                                _ if interim => Resp::Head,
+                                Framing::None | Framing::Length(0) => Resp::Done,
+                                Framing::Length(n) => Resp::Length(n),
+                                Framing::Chunked => Resp::Chunked(ChunkedScanner::new()),
+                                Framing::CloseDelimited => Resp::UntilEof,
+                            };
+                            let end = matches!(next, Resp::Done);
+                            if conn
+                                .send_response_head(id, head.status, fields, end)
+                                .is_err()
+                            {
+                                return Err(());
+                            }
+                            self.virt.tx.drain(..consumed_bytes.min(self.virt.tx.len()));
+                            self.resp = next;
+                            true
+                        }
+                    }
+                }
+                Resp::Length(rest) => {
+                    let cap = conn.send_capacity(id).min(budget);
+                    let n = (*rest).min(self.virt.tx.len() as u64).min(cap as u64) as usize;
+                    if n == 0 {
+                        break;
+                    }
+                    let last = n as u64 == *rest;
+                    let data = self.virt.tx.get(..n).unwrap_or_default();
+                    let taken = conn.send_data(id, data, last).map_err(|_| ())?;
+                    *rest -= taken as u64;
+                    budget = budget.saturating_sub(taken);
+                    self.virt.tx.drain(..taken.min(self.virt.tx.len()));
+                    if *rest == 0 {
+                        self.resp = Resp::Done;
+                    }
+                    taken > 0 || last
+                }
+                Resp::UntilEof => {
+                    let cap = conn.send_capacity(id).min(budget);
+                    let n = self.virt.tx.len().min(cap);
+                    if n == 0 {
+                        break;
+                    }
+                    let data = self.virt.tx.get(..n).unwrap_or_default();
+                    let taken = conn.send_data(id, data, false).map_err(|_| ())?;
+                    budget = budget.saturating_sub(taken);
+                    self.virt.tx.drain(..taken.min(self.virt.tx.len()));
+                    taken > 0
+                }
+                Resp::Chunked(scanner) => {
+                    if self.pending.is_empty() && !self.virt.tx.is_empty() {
+                        let cap = conn.send_capacity(id).min(budget);
+                        let n = self.virt.tx.len().min(cap.max(64));
+                        let input = self.virt.tx.get(..n).unwrap_or_default();
+                        match scanner.dechunk(input, &mut self.pending) {
+                            Ok(v) => {
+                                let used = match v {
+                                    ChunkVerdict::NeedMore { consumed_bytes }
+                                    | ChunkVerdict::Done { consumed_bytes } => consumed_bytes,
+                                };
+                                let used = used.min(self.virt.tx.len());
+                                keep_tail(&mut self.tail, self.virt.tx.get(..used));
+                                self.virt.tx.drain(..used);
+                            }
+                            Err(_) => {
+                                // The inner session scans the same bytes and fails the exchange.
+                                self.virt.tx.clear();
+                            }
+                        }
+                    }
+                    let done = scanner.is_done();
+                    let mut moved = false;
+                    if !self.pending.is_empty() && budget > 0 {
+                        let n = self.pending.len().min(budget);
+                        let data = self.pending.get(..n).unwrap_or_default();
+                        let taken = conn.send_data(id, data, false).map_err(|_| ())?;
+                        budget = budget.saturating_sub(taken);
+                        self.pending.drain(..taken.min(self.pending.len()));
+                        moved = taken > 0;
+                    }
+                    if done && self.pending.is_empty() {
+                        let trailers = trailer_fields(&self.tail);
+                        // A stream the client reset meanwhile takes nothing more: ignored.
+                        let _ = if trailers.is_empty() {
+                            conn.send_data(id, &[], true).map(|_| ())
+                        } else {
+                            conn.send_trailers(
+                                id,
+                                trailers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
+                            )
+                        };
+                        self.tail.clear();
+                        self.resp = Resp::Done;
+                        true
+                    } else {
+                        if !moved {
+                            break;
+                        }
+                        true
+                    }
+                }
+                Resp::Done => {
+                    // Anything after the response (a misbehaving backend) is not this stream's.
+                    break;
+                }
+            };
+            changed |= step;
+            if !step || budget == 0 {
+                break;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Whether the stream is over: its response is complete and its exchange ended (or the
+    /// inner session closed and what it left has gone out). Sends what ends the stream.
+    fn finished(&mut self, conn: &mut H2Conn) -> bool {
+        let resp_done = matches!(self.resp, Resp::Done);
+        if let Some(term) = self.inner_closed {
+            if !resp_done && (!self.virt.tx.is_empty() || !self.pending.is_empty()) {
+                // What the backend sent before the exchange ended still goes out first, as
+                // the client's windows allow (a drain closes the inner session right after a
+                // complete response; a close-delimited body ends with the close).
+                return false;
+            }
+            if !resp_done {
+                if matches!(self.resp, Resp::UntilEof) && term == Term::Done {
+                    let _ = conn.send_data(self.id, &[], true);
+                } else {
+                    // The backend failed after the response started (or a timeout): only
+                    // this stream ends.
+                    let _ = conn.reset(self.id, ErrorCode::INTERNAL_ERROR);
+                }
+            }
+        } else if !(resp_done && self.inner.exchange_over()) {
+            return false;
+        }
+        if !self.req_ended {
+            // A request the client is still sending is not wanted any more: RST_STREAM
+            // NO_ERROR (RFC 9113 §8.1).
+            let _ = conn.reset(self.id, ErrorCode::NO_ERROR);
+        }
+        true
+    }
+}
+
+/// A lane of the connection.
+enum Slot {
+    Free,
+    /// Freed while intents for it may still wait for the driver: not reused until they are
+    /// carried out (a new stream's connect must never meet the old one's release).
+    Cooling,
+    Busy(Box<Stream>),
+}
+
+pub struct H2Session {
+    pub client: SocketAddr,
+    tls: bool,
+    conn: H2Conn,
+    /// Streams being served, by lane. Bounded by [`H2ListenerCfg::lanes_max`].
+    lanes: Vec<Slot>,
+    /// Where the next turn starts (the lanes take turns).
+    turn: usize,
+    pub intents: Intents,
     /// Connection-level counters already added to the shard's.
     reported: crate::h2::conn::H2Counters,
     counted: bool,
     closed: bool,
     /// Last time a stream was open or a byte came (idle deadline).
     idle_since_ms: u64,
-    /// Last time the front stream started or its response moved (a head or DATA sent). A
-    /// response stalled on the client's window is timed from here: the connection's last byte
-    /// would not do, as PINGs and other frames keep it fresh while the stream never moves.
-    front_moved_ms: u64,
 }
 
 impl H2Session {
@@ -160,20 +436,13 @@ impl H2Session {
             client,
             tls,
             conn: H2Conn::new(cfg.conn, now_ms),
-            inner: H1Session::new(client, tls, false, now_ms),
-            virt: Virt::default(),
-            streams: VecDeque::new(),
-            resp: Resp::Head,
-            pending: Vec::new(),
-            tail: Vec::new(),
+            lanes: Vec::new(),
+            turn: 0,
             intents: Intents::default(),
-            inner_closed: None,
-            up_read: false,
             reported: Default::default(),
             counted: false,
             closed: false,
             idle_since_ms: now_ms,
-            front_moved_ms: now_ms,
         }
     }
 
@@ -181,57 +450,33 @@ impl H2Session {
         self.closed
     }
 
-    /// The backend the front stream waits for in a queue, if it does.
-    pub fn queued_on(&self) -> Option<crate::ids::BackendId> {
-        self.inner.queued_on()
+    fn busy(&self) -> impl Iterator<Item = (usize, &Stream)> + '_ {
+        self.lanes.iter().enumerate().filter_map(|(i, l)| match l {
+            Slot::Busy(s) => Some((i, &**s)),
+            _ => None,
+        })
     }
 
-    /// Runs `f` on the inner session with the virtual client side in the wire.
-    fn with_inner<R>(
-        inner: &mut H1Session,
-        virt: &mut Virt,
-        w: &mut Wire,
-        f: impl FnOnce(&mut H1Session, &mut Wire) -> R,
-    ) -> R {
-        std::mem::swap(&mut w.rx[CLIENT], &mut virt.rx);
-        std::mem::swap(&mut w.tx[CLIENT], &mut virt.tx);
-        let saved = Saved {
-            eof: std::mem::replace(&mut w.eof[CLIENT], false),
-            in_flight: std::mem::replace(&mut w.in_flight[CLIENT], 0),
-            shut: std::mem::replace(&mut w.shut[CLIENT], false),
-            shut_done: std::mem::replace(&mut w.shut_done[CLIENT], false),
-            bulk: std::mem::replace(&mut w.bulk[CLIENT], false),
-        };
-        let r = f(inner, w);
-        std::mem::swap(&mut w.rx[CLIENT], &mut virt.rx);
-        std::mem::swap(&mut w.tx[CLIENT], &mut virt.tx);
-        w.eof[CLIENT] = saved.eof;
-        w.in_flight[CLIENT] = saved.in_flight;
-        w.shut[CLIENT] = saved.shut;
-        w.shut_done[CLIENT] = saved.shut_done;
-        w.bulk[CLIENT] = saved.bulk;
-        r
+    fn streams_open(&self) -> usize {
+        self.busy().count()
     }
 
-    /// Moves the inner session's intents out: logs are marked `h2`; its close ends only the
-    /// stream's exchange (the upstream connection is released, the client connection stays).
-    fn take_inner_intents(&mut self) {
-        while let Some(i) = self.inner.intents.pop() {
-            match i {
-                Intent::Close(term) => {
-                    self.inner_closed = Some(term);
-                    self.intents.push(Intent::Release { reusable: false });
-                }
-                Intent::Log(mut rec) => {
-                    rec.proto = "h2";
-                    self.intents.push(Intent::Log(rec));
-                }
-                other @ (Intent::Connect { .. }
-                | Intent::Release { .. }
-                | Intent::Enqueue { .. }
-                | Intent::Dequeue { .. }) => self.intents.push(other),
-            }
+    /// Lanes that may carry a backend connection (the driver syncs each).
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The upstream side of `lane`, while a stream holds it.
+    pub fn lane_side(&mut self, lane: Lane) -> Option<&mut UpSide> {
+        match self.lanes.get_mut(usize::from(lane)) {
+            Some(Slot::Busy(s)) => Some(&mut s.up),
+            _ => None,
         }
+    }
+
+    /// The backends streams wait for in a queue.
+    pub fn queued_on(&self) -> impl Iterator<Item = BackendId> + '_ {
+        self.busy().filter_map(|(_, s)| s.inner.queued_on())
     }
 
     /// Does everything the wire allows now: frames in, streams started, responses out.
@@ -248,39 +493,52 @@ impl H2Session {
         }
         for _ in 0..64 {
             let mut changed = self.read_frames(w, env, cfg);
-            changed |= self.feed_front(w, env.now_ms());
-            if self.streams.front().is_some_and(|s| s.started) && self.inner_closed.is_none() {
-                Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
-                    s.progress(w, env, &cfg.h1)
-                });
-                self.take_inner_intents();
+            let n = self.lanes.len();
+            let start = if n == 0 { 0 } else { self.turn % n };
+            for k in 0..n {
+                changed |= self.run_lane((start + k) % n, w, env, cfg);
             }
-            changed |= self.write_response(w, env, cfg);
-            changed |= self.finish_front(env, cfg);
+            self.turn = self.turn.wrapping_add(1);
             self.flush(w);
             if !changed {
                 break;
             }
         }
         self.report(env);
-        self.up_read = self.streams.front().is_some_and(|s| s.started)
-            && Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
-                s.wants_read(w, UPSTREAM, &cfg.h1)
-            })
-            && self.virt.tx.len() < QUEUED_MAX
-            && w.queued(CLIENT) < QUEUED_MAX
-            && match self.resp {
-                Resp::Head => true,
-                Resp::Length(_) | Resp::Chunked(_) | Resp::UntilEof => {
-                    self.streams
-                        .front()
-                        .is_some_and(|s| self.conn.send_capacity(s.id) > 0)
-                        && self.pending.is_empty()
-                }
-                Resp::Done => false,
+        let queued_client = w.queued(CLIENT);
+        let now = env.now_ms();
+        for slot in &mut self.lanes {
+            let Slot::Busy(s) = slot else {
+                continue;
             };
-        if !self.streams.is_empty() || !w.rx[CLIENT].is_empty() {
-            self.idle_since_ms = env.now_ms();
+            let (wants, deadline) = s.with_inner(w, |inner, w| {
+                (
+                    inner.wants_read(w, UPSTREAM, &cfg.h1),
+                    inner.deadline(w, env, &cfg.h1),
+                )
+            });
+            s.up_read = s.inner_closed.is_none()
+                && wants
+                && s.virt.tx.len() < LANE_TX_MAX
+                && queued_client < QUEUED_MAX
+                && match s.resp {
+                    Resp::Head => true,
+                    Resp::Length(_) | Resp::Chunked(_) | Resp::UntilEof => {
+                        self.conn.send_capacity(s.id) > 0 && s.pending.is_empty()
+                    }
+                    Resp::Done => false,
+                };
+            s.deadline = if s.inner_closed.is_some() {
+                // The exchange is over; the rest of its response waits for the client's
+                // window, for `client_idle` since the stream last moved (a client that keeps
+                // its window shut but sends PINGs does not keep the stream forever).
+                Some(s.moved_ms.saturating_add(cfg.h1.timeouts.client_idle))
+            } else {
+                deadline
+            };
+        }
+        if self.streams_open() > 0 || !w.rx[CLIENT].is_empty() {
+            self.idle_since_ms = now;
         }
         let client_gone = w.eof[CLIENT] && w.rx[CLIENT].is_empty();
         if client_gone && !self.conn.is_finished() {
@@ -290,6 +548,55 @@ impl H2Session {
             self.end_all(env, Term::Done);
             self.closed = true;
             self.intents.push(Intent::Close(Term::Done));
+        }
+    }
+
+    /// One turn of the stream on lane `i`: request bytes in, its exchange run, response
+    /// frames out; the lane is freed when the stream is over.
+    fn run_lane(
+        &mut self,
+        i: usize,
+        w: &mut Wire,
+        env: &mut impl Env,
+        cfg: &H2ListenerCfg,
+    ) -> bool {
+        let lane = Lane::try_from(i).unwrap_or(Lane::MAX);
+        let Some(Slot::Busy(s)) = self.lanes.get_mut(i) else {
+            return false;
+        };
+        let mut changed = s.feed(&mut self.conn);
+        if s.inner_closed.is_none() {
+            s.with_inner(w, |inner, w| inner.progress(w, env, &cfg.h1));
+            s.take_intents(lane, &mut self.intents);
+        }
+        match s.write_response(&mut self.conn, cfg) {
+            Ok(moved) => {
+                if moved {
+                    s.moved_ms = env.now_ms();
+                    changed = true;
+                }
+            }
+            Err(()) => {
+                // The stream cannot take the response: it is reset and its exchange abandoned
+                // (the upstream connection is not reused).
+                let _ = self.conn.reset(s.id, ErrorCode::INTERNAL_ERROR);
+                s.inner.abort(env, Term::ServerError);
+                s.take_intents(lane, &mut self.intents);
+                self.free(i);
+                return true;
+            }
+        }
+        if s.finished(&mut self.conn) {
+            self.free(i);
+            changed = true;
+        }
+        changed
+    }
+
+    /// The lane's stream is over: the lane cools until the driver has carried out its intents.
+    fn free(&mut self, i: usize) {
+        if let Some(slot) = self.lanes.get_mut(i) {
+            *slot = Slot::Cooling;
         }
     }
 
@@ -323,7 +630,14 @@ impl H2Session {
             if rest.is_empty() {
                 break;
             }
-            let Self { conn, streams, .. } = self;
+            let Self {
+                conn,
+                lanes,
+                intents,
+                client,
+                tls,
+                ..
+            } = self;
             match conn.feed(rest, now) {
                 Fed::Event {
                     event,
@@ -331,13 +645,31 @@ impl H2Session {
                 } => {
                     at += consumed_bytes;
                     changed = true;
-                    let act = on_event(streams, event);
+                    let act = match event {
+                        Event::RequestHead {
+                            stream,
+                            head,
+                            end_stream,
+                        } => {
+                            let opening = Opening {
+                                client: *client,
+                                tls: *tls,
+                                now_ms: now,
+                                lanes_max: cfg.lanes_max(),
+                            };
+                            open_stream(lanes, intents, &opening, stream, &head, end_stream)
+                        }
+                        other => on_event(lanes, other),
+                    };
                     match act {
                         Act::None => {}
                         Act::Give(stream, n) => self.conn.consumed(stream, n),
                         Act::Drop(stream) => self.drop_stream(stream, env),
                         Act::Refuse(stream, status) => {
                             let _ = self.conn.send_response_head(stream, status, [], true);
+                        }
+                        Act::Reset(stream, code) => {
+                            let _ = self.conn.reset(stream, code);
                         }
                         Act::Fail(error) => {
                             if error.code() == ErrorCode::ENHANCE_YOUR_CALM {
@@ -375,348 +707,60 @@ impl H2Session {
 
     /// The client reset `stream` (or we did): its exchange is dropped.
     fn drop_stream(&mut self, stream: u32, env: &mut impl Env) {
-        let Some(i) = self.streams.iter().position(|s| s.id == stream) else {
+        let Some(i) = self
+            .lanes
+            .iter()
+            .position(|l| matches!(l, Slot::Busy(s) if s.id == stream))
+        else {
             return;
         };
-        let started = self.streams.get(i).is_some_and(|s| s.started);
-        self.streams.remove(i);
-        if started {
-            self.inner.abort(env, Term::ClientClosed);
-            self.take_inner_intents();
-            self.restart_inner(env);
+        let lane = Lane::try_from(i).unwrap_or(Lane::MAX);
+        if let Some(Slot::Busy(s)) = self.lanes.get_mut(i) {
+            s.inner.abort(env, Term::ClientClosed);
+            s.take_intents(lane, &mut self.intents);
         }
-    }
-
-    /// A fresh inner session for the next stream (the previous exchange is over or dropped).
-    fn restart_inner(&mut self, env: &mut impl Env) {
-        self.inner = H1Session::new(self.client, self.tls, false, env.now_ms());
-        self.inner_closed = None;
-        self.virt.rx.clear();
-        self.virt.tx.clear();
-        self.resp = Resp::Head;
-        self.pending.clear();
-        self.tail.clear();
+        self.free(i);
     }
 
     /// The connection ends: every exchange is dropped.
     fn end_all(&mut self, env: &mut impl Env, term: Term) {
-        if self.streams.front().is_some_and(|s| s.started) {
-            self.inner.abort(env, term);
-            self.take_inner_intents();
-        }
-        self.streams.clear();
-        self.restart_inner(env);
-    }
-
-    /// Starts the front stream when the inner session is free, and hands it request bytes
-    /// while the inner session has room; the client's windows open by as much.
-    fn feed_front(&mut self, _w: &mut Wire, now_ms: u64) -> bool {
-        let Some(s) = self.streams.front_mut() else {
-            return false;
-        };
-        if !s.started {
-            if !self.inner.exchange_over() || self.inner_closed.is_some() {
-                return false;
-            }
-            s.started = true;
-            self.resp = Resp::Head;
-            self.front_moved_ms = now_ms;
-        }
-        let room = if s.head_bytes > 0 {
-            s.head_bytes
-        } else {
-            VIRT_RX_MAX.saturating_sub(self.virt.rx.len())
-        };
-        let n = room.min(s.req.len());
-        if n == 0 {
-            return false;
-        }
-        self.virt
-            .rx
-            .extend_from_slice(s.req.get(..n).unwrap_or_default());
-        s.req.drain(..n);
-        let body_bytes = n.saturating_sub(s.head_bytes);
-        s.head_bytes = s.head_bytes.saturating_sub(n);
-        if body_bytes > 0 {
-            // Chunk framing counts too: the connection credits at most what the stream holds.
-            self.conn.consumed(s.id, body_bytes);
-        }
-        true
-    }
-
-    /// Turns the inner session's HTTP/1.1 response bytes into frames for the front stream, as
-    /// far as the windows and the output bound allow.
-    fn write_response(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) -> bool {
-        let Some(front) = self.streams.front() else {
-            // The stream is gone (reset): what its backend still sends is dropped.
-            self.virt.tx.clear();
-            return false;
-        };
-        if !front.started {
-            return false;
-        }
-        let (id, is_head) = (front.id, front.is_head);
-        let mut changed = false;
-        // The stream cannot take the response (never expected: the inner session parsed it
-        // already, and a stream the client reset is dropped before we get here).
-        let mut failed = false;
-        for _ in 0..64 {
-            let step = match &mut self.resp {
-                Resp::Head => {
-                    if self.virt.tx.is_empty() {
-                        break;
-                    }
-                    let limits = http1::Limits {
-                        head_bytes_max: cfg.h1.head_bytes_max as usize,
-                        ..http1::Limits::default()
-                    };
-                    match http1::parse_response(&self.virt.tx, &limits, is_head) {
-                        HeadVerdict::Partial => break,
-                        HeadVerdict::Invalid(_) => {
-                            failed = true;
-                            true
-                        }
-                        HeadVerdict::Complete {
-                            head,
-                            consumed_bytes,
-                        } => {
-                            let buf = self.virt.tx.get(..consumed_bytes).unwrap_or_default();
-                            let fields = head
-                                .headers
-                                .iter()
-                                .map(|h| (h.name_in(buf), h.value_in(buf)));
-                            let interim = head.status < 200;
-                            let next = match head.framing {
-                                _ if interim => Resp::Head,
-                                Framing::None | Framing::Length(0) => Resp::Done,
-                                Framing::Length(n) => Resp::Length(n),
-                                Framing::Chunked => Resp::Chunked(ChunkedScanner::new()),
-                                Framing::CloseDelimited => Resp::UntilEof,
-                            };
-                            let end = matches!(next, Resp::Done);
-                            let sent = if head.status == 101 {
-                                Err(crate::h2::conn::SendError::BadStatus)
-                            } else {
-                                self.conn.send_response_head(id, head.status, fields, end)
-                            };
-                            if sent.is_err() {
-                                failed = true;
-                            } else {
-                                self.virt.tx.drain(..consumed_bytes.min(self.virt.tx.len()));
-                                self.resp = next;
-                            }
-                            true
-                        }
-                    }
-                }
-                Resp::Length(rest) => {
-                    let cap = self.conn.send_capacity(id);
-                    let n = (*rest).min(self.virt.tx.len() as u64).min(cap as u64) as usize;
-                    if n == 0 {
-                        break;
-                    }
-                    let last = n as u64 == *rest;
-                    let data = self.virt.tx.get(..n).unwrap_or_default();
-                    match self.conn.send_data(id, data, last) {
-                        Ok(taken) => {
-                            *rest -= taken as u64;
-                            self.virt.tx.drain(..taken.min(self.virt.tx.len()));
-                            if *rest == 0 {
-                                self.resp = Resp::Done;
-                            }
-                            taken > 0 || last
-                        }
-                        Err(_) => {
-                            failed = true;
-                            true
-                        }
-                    }
-                }
-                Resp::UntilEof => {
-                    let cap = self.conn.send_capacity(id);
-                    let n = self.virt.tx.len().min(cap);
-                    if n == 0 {
-                        break;
-                    }
-                    let data = self.virt.tx.get(..n).unwrap_or_default();
-                    match self.conn.send_data(id, data, false) {
-                        Ok(taken) => {
-                            self.virt.tx.drain(..taken.min(self.virt.tx.len()));
-                            taken > 0
-                        }
-                        Err(_) => {
-                            failed = true;
-                            true
-                        }
-                    }
-                }
-                Resp::Chunked(scanner) => {
-                    if self.pending.is_empty() && !self.virt.tx.is_empty() {
-                        let cap = self.conn.send_capacity(id);
-                        let n = self.virt.tx.len().min(cap.max(64));
-                        let input = self.virt.tx.get(..n).unwrap_or_default();
-                        match scanner.dechunk(input, &mut self.pending) {
-                            Ok(v) => {
-                                let used = match v {
-                                    ChunkVerdict::NeedMore { consumed_bytes }
-                                    | ChunkVerdict::Done { consumed_bytes } => consumed_bytes,
-                                };
-                                let used = used.min(self.virt.tx.len());
-                                keep_tail(&mut self.tail, self.virt.tx.get(..used));
-                                self.virt.tx.drain(..used);
-                            }
-                            Err(_) => {
-                                // The inner session scans the same bytes and fails the exchange.
-                                self.virt.tx.clear();
-                            }
-                        }
-                    }
-                    let done = scanner.is_done();
-                    let mut moved = false;
-                    if !self.pending.is_empty() {
-                        match self.conn.send_data(id, &self.pending, false) {
-                            Ok(taken) => {
-                                self.pending.drain(..taken.min(self.pending.len()));
-                                moved = taken > 0;
-                            }
-                            Err(_) => {
-                                failed = true;
-                                break;
-                            }
-                        }
-                    }
-                    if done && self.pending.is_empty() {
-                        let trailers = trailer_fields(&self.tail);
-                        let ended = if trailers.is_empty() {
-                            self.conn.send_data(id, &[], true).map(|_| ())
-                        } else {
-                            self.conn.send_trailers(
-                                id,
-                                trailers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
-                            )
-                        };
-                        let _ = ended;
-                        self.tail.clear();
-                        self.resp = Resp::Done;
-                        true
-                    } else {
-                        if !moved {
-                            break;
-                        }
-                        true
-                    }
-                }
-                Resp::Done => {
-                    // Anything after the response (a misbehaving backend) is not this stream's.
-                    break;
-                }
-            };
-            changed |= step;
-            if !step || failed {
-                break;
+        for i in 0..self.lanes.len() {
+            let lane = Lane::try_from(i).unwrap_or(Lane::MAX);
+            if let Some(Slot::Busy(s)) = self.lanes.get_mut(i) {
+                s.inner.abort(env, term);
+                s.take_intents(lane, &mut self.intents);
+                self.free(i);
             }
         }
-        if failed {
-            self.fail_front(env, id);
-            changed = true;
-        }
-        if changed {
-            self.front_moved_ms = env.now_ms();
-        }
-        let _ = (w, cfg);
-        changed
     }
 
-    /// The front stream cannot go on: it is reset and its exchange abandoned (the upstream
-    /// connection is not reused); the next stream starts on a fresh inner session.
-    fn fail_front(&mut self, env: &mut impl Env, id: u32) {
-        let _ = self.conn.reset(id, ErrorCode::INTERNAL_ERROR);
-        self.inner.abort(env, Term::ServerError);
-        self.take_inner_intents();
-        if self.streams.front().is_some_and(|s| s.id == id) {
-            self.streams.pop_front();
-        }
-        self.restart_inner(env);
-    }
-
-    /// The front stream is over when its response is complete and the inner exchange ended (or
-    /// the inner session closed): the next stream may start.
-    fn finish_front(&mut self, env: &mut impl Env, cfg: &H2ListenerCfg) -> bool {
-        let front = self.streams.front().filter(|s| s.started).map(|s| s.id);
-        let resp_done = matches!(self.resp, Resp::Done);
-        if let Some(term) = self.inner_closed {
-            let Some(id) = front else {
-                self.restart_inner(env);
-                return true;
-            };
-            if !resp_done && (!self.virt.tx.is_empty() || !self.pending.is_empty()) {
-                // What the backend sent before the exchange ended still goes out first, as
-                // the client's windows allow (a drain closes the inner session right after a
-                // complete response; a close-delimited body ends with the close).
-                return false;
-            }
-            if !resp_done {
-                if matches!(self.resp, Resp::UntilEof) && term == Term::Done {
-                    let _ = self.conn.send_data(id, &[], true);
-                } else {
-                    // The backend failed after the response started (or a timeout): only
-                    // this stream ends.
-                    let _ = self.conn.reset(id, ErrorCode::INTERNAL_ERROR);
-                }
-            }
-            self.end_front(id);
-            self.restart_inner(env);
-            return true;
-        }
-        let Some(id) = front else {
-            return false;
-        };
-        if resp_done && self.inner.exchange_over() {
-            self.end_front(id);
-            if !self.inner.between_requests() {
-                // Lingering after ringway's own response: a new inner session takes the next.
-                self.restart_inner(env);
-            } else {
-                self.resp = Resp::Head;
-                self.virt.rx.clear();
-                self.virt.tx.clear();
-            }
-            let _ = cfg;
-            return true;
-        }
-        false
-    }
-
-    /// The front stream leaves the queue. A request the client is still sending is not wanted
-    /// any more: RST_STREAM NO_ERROR (RFC 9113 §8.1).
-    fn end_front(&mut self, id: u32) {
-        if let Some(s) = self.streams.pop_front()
-            && !s.req_ended
-        {
-            let _ = self.conn.reset(id, ErrorCode::NO_ERROR);
-        }
-    }
-
-    /// A backend connection for the front stream: ready, connected or failed.
+    /// A backend connection for the stream on `lane`: ready, connected or failed.
     pub fn on_upstream(
         &mut self,
+        lane: Lane,
         w: &mut Wire,
         env: &mut impl Env,
         cfg: &H2ListenerCfg,
         ev: UpstreamEvent,
     ) {
-        Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
-            s.on_upstream(w, env, &cfg.h1, ev)
-        });
-        self.take_inner_intents();
+        if let Some(Slot::Busy(s)) = self.lanes.get_mut(usize::from(lane)) {
+            s.with_inner(w, |inner, w| inner.on_upstream(w, env, &cfg.h1, ev));
+            s.take_intents(lane, &mut self.intents);
+        }
     }
 
-    /// A server has room again for the front stream's queued request.
-    pub fn on_dequeued(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) {
-        Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
-            s.on_dequeued(w, env, &cfg.h1)
-        });
-        self.take_inner_intents();
+    /// A server has room again for the queued request of the stream on `lane`.
+    pub fn on_dequeued(
+        &mut self,
+        lane: Lane,
+        w: &mut Wire,
+        env: &mut impl Env,
+        cfg: &H2ListenerCfg,
+    ) {
+        if let Some(Slot::Busy(s)) = self.lanes.get_mut(usize::from(lane)) {
+            s.with_inner(w, |inner, w| inner.on_dequeued(w, env, &cfg.h1));
+            s.take_intents(lane, &mut self.intents);
+        }
     }
 
     /// Closes at once (drain deadline, client gone).
@@ -730,7 +774,8 @@ impl H2Session {
         self.intents.push(Intent::Close(term));
     }
 
-    /// Whether the driver should read side `side` now (backpressure both ways).
+    /// Whether the driver should read the client now (backpressure: its bytes wait unparsed,
+    /// and what ringway owes it is bounded).
     pub fn wants_read(&self, w: &Wire, side: usize) -> bool {
         if self.closed || w.eof[side] {
             return false;
@@ -738,60 +783,70 @@ impl H2Session {
         if side == CLIENT {
             w.rx[CLIENT].len() < CLIENT_RX_MAX && w.queued(CLIENT) < QUEUED_MAX
         } else {
-            self.up_read && w.rx[UPSTREAM].len() < QUEUED_MAX
+            false
         }
     }
 
-    /// When something times out: the front exchange's phase, or the idle connection.
+    /// Whether the driver should read the backend connection of `lane` now: the stream's
+    /// exchange wants it and its windows and the client queue have room.
+    pub fn lane_wants_read(&self, lane: Lane) -> bool {
+        match self.lanes.get(usize::from(lane)) {
+            Some(Slot::Busy(s)) => {
+                !self.closed && s.up_read && !s.up.eof && s.up.rx.len() < QUEUED_MAX
+            }
+            _ => false,
+        }
+    }
+
+    /// When something times out: the earliest of the streams' deadlines, or the idle
+    /// connection's.
     pub fn deadline(&self, w: &Wire, env: &impl Env, cfg: &H2ListenerCfg) -> Option<u64> {
+        let _ = env;
         if self.closed {
             return None;
         }
-        if self.streams.front().is_some_and(|s| s.started) {
-            if self.inner_closed.is_some() {
-                // The exchange is over; the rest of its response waits for the client's window,
-                // for `client_idle` since the stream last moved (a client that keeps its window
-                // shut but sends PINGs does not keep the stream forever).
-                return Some(
-                    self.front_moved_ms
-                        .saturating_add(cfg.h1.timeouts.client_idle),
-                );
+        let mut open = false;
+        let mut at: Option<u64> = None;
+        for (_, s) in self.busy() {
+            open = true;
+            if let Some(d) = s.deadline {
+                at = Some(at.map_or(d, |a| a.min(d)));
             }
-            return self.inner.deadline(w, env, &cfg.h1);
         }
-        if self.streams.is_empty() {
-            return Some(
-                self.idle_since_ms
-                    .max(w.active_ms[CLIENT])
-                    .saturating_add(cfg.h1.timeouts.http_keep_alive),
-            );
+        if open {
+            return at;
         }
-        None
+        Some(
+            self.idle_since_ms
+                .max(w.active_ms[CLIENT])
+                .saturating_add(cfg.h1.timeouts.http_keep_alive),
+        )
     }
 
-    /// The driver's timer fired.
+    /// The driver's timer fired: each stream whose deadline passed acts on it.
     pub fn on_timer(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) {
         let now = env.now_ms();
-        let passed = self.deadline(w, env, cfg).is_some_and(|d| now >= d);
-        let front = self.streams.front().filter(|s| s.started).map(|s| s.id);
-        if let (Some(id), Some(_)) = (front, self.inner_closed) {
-            if passed {
+        let mut open = false;
+        for i in 0..self.lanes.len() {
+            let lane = Lane::try_from(i).unwrap_or(Lane::MAX);
+            let Some(Slot::Busy(s)) = self.lanes.get_mut(i) else {
+                continue;
+            };
+            open = true;
+            if s.deadline.is_none_or(|d| now < d) {
+                continue;
+            }
+            if s.inner_closed.is_some() {
                 // A client that keeps its window shut does not keep the stream forever.
                 env.stats().idle_timeouts += 1;
-                let _ = self.conn.reset(id, ErrorCode::CANCEL);
-                self.streams.pop_front();
-                self.restart_inner(env);
+                let _ = self.conn.reset(s.id, ErrorCode::CANCEL);
+                self.free(i);
+                continue;
             }
-            return;
+            s.with_inner(w, |inner, w| inner.on_timer(w, env, &cfg.h1));
+            s.take_intents(lane, &mut self.intents);
         }
-        if front.is_some() {
-            Self::with_inner(&mut self.inner, &mut self.virt, w, |s, w| {
-                s.on_timer(w, env, &cfg.h1)
-            });
-            self.take_inner_intents();
-            return;
-        }
-        if passed && self.streams.is_empty() {
+        if !open && self.deadline(w, env, cfg).is_some_and(|d| now >= d) {
             // Idle: GOAWAY NO_ERROR, then close once it is sent (RFC 9113 §6.8).
             env.stats().idle_timeouts += 1;
             self.conn.go_away();
@@ -807,40 +862,99 @@ enum Act {
     Drop(u32),
     /// Answer a stream ringway does not serve with this status.
     Refuse(u32, u16),
+    Reset(u32, ErrorCode),
     Fail(H2Error),
 }
 
-fn on_event(streams: &mut VecDeque<Stream>, event: Event<'_>) -> Act {
-    match event {
-        Event::RequestHead {
-            stream,
-            head,
-            end_stream,
-        } => {
-            if head.method == b"CONNECT" || head.path.is_none() {
-                // CONNECT (and RFC 8441's extended CONNECT) is not offered over HTTP/2.
-                return Act::Refuse(stream, 501);
+/// What a new stream is opened with.
+struct Opening {
+    client: SocketAddr,
+    tls: bool,
+    now_ms: u64,
+    lanes_max: usize,
+}
+
+/// A request head opened `stream`: it takes a lane and its exchange starts.
+fn open_stream(
+    lanes: &mut Vec<Slot>,
+    intents: &Intents,
+    o: &Opening,
+    stream: u32,
+    head: &RequestHead<'_>,
+    end_stream: bool,
+) -> Act {
+    if head.method == b"CONNECT" || head.path.is_none() {
+        // CONNECT (and RFC 8441's extended CONNECT) is not offered over HTTP/2.
+        return Act::Refuse(stream, 501);
+    }
+    let Some(i) = take_lane(lanes, intents, o.lanes_max) else {
+        // Never expected: lanes outnumber the streams the connection may have open.
+        return Act::Reset(stream, ErrorCode::REFUSED_STREAM);
+    };
+    let now_ms = o.now_ms;
+    let mut s = Box::new(Stream {
+        id: stream,
+        req: Vec::new(),
+        head_bytes: 0,
+        body: ReqBody::Plain,
+        req_ended: end_stream,
+        is_head: head.method == b"HEAD",
+        inner: H1Session::new(o.client, o.tls, false, now_ms),
+        virt: Virt::default(),
+        up: UpSide::new(now_ms),
+        resp: Resp::Head,
+        pending: Vec::new(),
+        tail: Vec::new(),
+        inner_closed: None,
+        up_read: false,
+        deadline: None,
+        moved_ms: now_ms,
+    });
+    s.body = encode_head(head, end_stream, &mut s.req);
+    s.head_bytes = s.req.len();
+    if let Some(slot) = lanes.get_mut(i) {
+        *slot = Slot::Busy(s);
+    }
+    Act::None
+}
+
+/// A lane for a new stream, if the connection has one. Cooling lanes become free once no
+/// intent waits for the driver.
+fn take_lane(lanes: &mut Vec<Slot>, intents: &Intents, lanes_max: usize) -> Option<usize> {
+    if intents.is_empty() {
+        for slot in lanes.iter_mut() {
+            if matches!(slot, Slot::Cooling) {
+                *slot = Slot::Free;
             }
-            let mut s = Stream {
-                id: stream,
-                req: Vec::new(),
-                head_bytes: 0,
-                body: ReqBody::Plain,
-                req_ended: end_stream,
-                is_head: head.method == b"HEAD",
-                started: false,
-            };
-            s.body = encode_head(&head, end_stream, &mut s.req);
-            s.head_bytes = s.req.len();
-            streams.push_back(s);
-            Act::None
         }
+    }
+    if let Some(i) = lanes.iter().position(|l| matches!(l, Slot::Free)) {
+        return Some(i);
+    }
+    if lanes.len() < lanes_max {
+        lanes.push(Slot::Free);
+        return Some(lanes.len() - 1);
+    }
+    None
+}
+
+fn stream_mut(lanes: &mut [Slot], id: u32) -> Option<&mut Stream> {
+    lanes.iter_mut().find_map(|l| match l {
+        Slot::Busy(s) if s.id == id => Some(&mut **s),
+        _ => None,
+    })
+}
+
+fn on_event(lanes: &mut [Slot], event: Event<'_>) -> Act {
+    match event {
+        // Opened by the session itself (it needs a lane).
+        Event::RequestHead { stream, .. } => Act::Reset(stream, ErrorCode::INTERNAL_ERROR),
         Event::Data {
             stream,
             data,
             end_stream,
         } => {
-            let Some(s) = streams.iter_mut().find(|s| s.id == stream) else {
+            let Some(s) = stream_mut(lanes, stream) else {
                 return Act::Give(stream, data.len());
             };
             match s.body {
@@ -863,7 +977,7 @@ fn on_event(streams: &mut VecDeque<Stream>, event: Event<'_>) -> Act {
             Act::None
         }
         Event::Trailers { stream, fields } => {
-            if let Some(s) = streams.iter_mut().find(|s| s.id == stream) {
+            if let Some(s) = stream_mut(lanes, stream) {
                 if s.body == ReqBody::Chunked {
                     s.req.extend_from_slice(b"0\r\n");
                     write_fields(&fields, &mut s.req, |_| true);

@@ -154,6 +154,15 @@ fn intents(s: &mut H2Session) -> Vec<Intent> {
     std::iter::from_fn(|| s.intents.pop()).collect()
 }
 
+fn lane_intents(s: &mut H2Session) -> Vec<(Lane, Intent)> {
+    std::iter::from_fn(|| s.intents.pop_lane()).collect()
+}
+
+/// The upstream side of `lane` (as the driver sees it between drives).
+fn side(s: &mut H2Session, lane: Lane) -> &mut UpSide {
+    s.lane_side(lane).expect("a stream holds the lane")
+}
+
 fn connect() -> Intent {
     Intent::Connect {
         backend: BackendId(1),
@@ -172,9 +181,9 @@ fn a_stream_becomes_one_http1_exchange_and_its_response_comes_back_as_frames() {
     assert_eq!(intents(&mut s), vec![connect()]);
     assert_eq!(env.stats.h2_connections, 1);
     assert_eq!(env.stats.h2_streams, 1);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
+    let up = text(&std::mem::take(&mut side(&mut s, 0).tx));
     assert!(
         up.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\n"),
         "{up}"
@@ -182,7 +191,7 @@ fn a_stream_becomes_one_http1_exchange_and_its_response_comes_back_as_frames() {
     assert!(up.contains("\r\ncookie: a=1; b=2\r\n"), "{up}");
     assert!(up.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{up}");
     assert!(!up.contains("content-length"), "{up}");
-    w.rx[UPSTREAM].extend_from_slice(
+    side(&mut s, 0).rx.extend_from_slice(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nX-App: 1\r\n\r\nhello",
     );
     s.progress(&mut w, &mut env, &cfg);
@@ -220,17 +229,19 @@ fn the_backend_is_read_only_while_the_client_window_is_open() {
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    w.tx[UPSTREAM].clear();
+    side(&mut s, 0).tx.clear();
     let body = [b'x'; 100];
-    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
-    w.rx[UPSTREAM].extend_from_slice(&body);
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    side(&mut s, 0).rx.extend_from_slice(&body);
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     assert_eq!(got.last(), Some(&Got::Data(1, vec![b'x'; 10], false)));
     // The window is shut: the backend's side is not read until it opens.
-    assert!(!s.wants_read(&w, UPSTREAM));
+    assert!(!s.lane_wants_read(0));
     assert!(s.wants_read(&w, CLIENT));
     frame::write_window_update(&mut w.rx[CLIENT], 1, 1000);
     s.progress(&mut w, &mut env, &cfg);
@@ -239,39 +250,60 @@ fn the_backend_is_read_only_while_the_client_window_is_open() {
 }
 
 #[test]
-fn streams_wait_their_turn_and_a_reset_frees_the_next() {
+fn streams_run_side_by_side_each_on_its_lane_and_a_reset_ends_only_its_own() {
     let (mut env, cfg, mut w, mut s) = setup();
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/one", true));
     w.rx[CLIENT].extend(c.get(3, "/two", true));
     s.progress(&mut w, &mut env, &cfg);
-    // One upstream connection per client connection: stream 3 waits.
-    assert_eq!(intents(&mut s), vec![connect()]);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    // Each stream asks for its own backend connection at once.
+    assert_eq!(lane_intents(&mut s), vec![(0, connect()), (1, connect())]);
+    s.on_upstream(1, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
-    assert!(up.starts_with("GET /one "), "{up}");
-    // The client gives up on stream 1: its exchange ends, stream 3 starts.
+    let one = text(&std::mem::take(&mut side(&mut s, 0).tx));
+    let two = text(&std::mem::take(&mut side(&mut s, 1).tx));
+    assert!(one.starts_with("GET /one "), "{one}");
+    assert!(two.starts_with("GET /two "), "{two}");
+    // Stream 3's backend answers first: its response does not wait for stream 1's.
+    side(&mut s, 1)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo");
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(
+        got.last(),
+        Some(&Got::Data(3, b"two".to_vec(), true)),
+        "{got:?}"
+    );
+    let after = lane_intents(&mut s);
+    assert!(
+        after.contains(&(1, Intent::Release { reusable: true })),
+        "{after:?}"
+    );
+    // The client gives up on stream 1: only lane 0's exchange ends.
     frame::write_rst_stream(&mut w.rx[CLIENT], 1, ErrorCode::CANCEL);
     s.progress(&mut w, &mut env, &cfg);
-    let after = intents(&mut s);
+    let after = lane_intents(&mut s);
     assert!(
         after
             .iter()
-            .any(|i| matches!(i, Intent::Log(r) if r.term == Term::ClientClosed)),
+            .any(|(l, i)| *l == 0 && matches!(i, Intent::Log(r) if r.term == Term::ClientClosed)),
         "{after:?}"
     );
     assert!(
-        after.contains(&Intent::Release { reusable: false }),
+        after.contains(&(0, Intent::Release { reusable: false })),
         "{after:?}"
     );
-    assert_eq!(after.last(), Some(&connect()), "{after:?}");
     assert_eq!(env.stats.h2_resets_received, 1);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    assert!(!s.is_closed());
+    // A new stream takes a free lane; a freed lane is reused only once its release is applied.
+    w.rx[CLIENT].extend(c.get(5, "/three", true));
     s.progress(&mut w, &mut env, &cfg);
-    let up = text(&std::mem::take(&mut w.tx[UPSTREAM]));
-    assert!(up.starts_with("GET /two "), "{up}");
+    let after = lane_intents(&mut s);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1, connect());
 }
 
 #[test]
@@ -281,10 +313,12 @@ fn a_backend_failing_mid_response_resets_only_that_stream_and_drain_sends_goaway
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/one", true));
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
-    w.eof[UPSTREAM] = true;
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+    side(&mut s, 0).eof = true;
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     assert_eq!(
@@ -316,11 +350,13 @@ fn a_drain_lets_the_response_in_flight_finish_as_the_window_opens() {
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
     env.draining = true;
-    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
-    w.rx[UPSTREAM].extend_from_slice(&[b'y'; 100]);
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    side(&mut s, 0).rx.extend_from_slice(&[b'y'; 100]);
     s.progress(&mut w, &mut env, &cfg);
     // The inner exchange is over (draining: no keep-alive), 90 bytes still wait for the window.
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
@@ -345,10 +381,12 @@ fn a_close_delimited_response_ends_its_stream_with_the_close() {
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/old", true));
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
-    w.eof[UPSTREAM] = true;
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    side(&mut s, 0).eof = true;
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     let data: Vec<u8> = got
@@ -373,11 +411,13 @@ fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() 
     w.rx[CLIENT] = c.hello(Some(0));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(&mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    w.tx[UPSTREAM].clear();
-    w.rx[UPSTREAM].extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-    w.rx[UPSTREAM].extend_from_slice(&[b'z'; 100]);
+    side(&mut s, 0).tx.clear();
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    side(&mut s, 0).rx.extend_from_slice(&[b'z'; 100]);
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     assert!(
