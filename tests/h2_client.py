@@ -324,8 +324,6 @@ def scenario_upload(args):
     windows allow."""
     c = Client(args)
     headers = [("content-length", str(args.bytes)), ("content-type", "application/octet-stream")]
-    if args.chunked:
-        headers = headers[1:]
     sid = c.request("POST", args.path, headers, end_stream=False)
     c.flush()
     started = time.monotonic()
@@ -374,7 +372,6 @@ def main():
     p.add_argument("--window", type=int, default=1024, help="download: stream window bytes")
     p.add_argument("--bytes", type=int, default=1 << 20, help="upload: body bytes")
     p.add_argument("--seed", type=int, default=1, help="upload: body seed")
-    p.add_argument("--chunked", action="store_true", help="upload: no content-length")
     p.add_argument("--with-length", action="store_true", help="trailers: send content-length")
     p.add_argument("--slow", default="/slow")
     p.add_argument("--fast", default="/fast")

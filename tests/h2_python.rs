@@ -377,8 +377,8 @@ fn a_1kib_client_window_slows_a_64mib_download_to_its_pace_with_bounded_memory()
     );
 }
 
-/// A backend that reads each request's body (Content-Length or chunked is not needed: the
-/// length) at most `rate_bytes_per_s`, then answers `200` with the body's SHA-256.
+/// A backend that reads each request's Content-Length body at `rate_bytes_per_s` at most, then
+/// answers `200` with the body's SHA-256.
 struct SlowSink {
     backend: Backend,
     read: Arc<AtomicU64>,
