@@ -534,7 +534,6 @@ fn fifty_streams_on_one_connection_to_three_backends_each_get_their_own_response
 }
 
 #[test]
-#[ignore = "needs concurrent streams"]
 fn a_slow_backend_does_not_delay_a_fast_stream_on_the_same_connection() {
     if !have_h2() {
         return;
