@@ -1719,7 +1719,7 @@ servers = [ { address = "127.0.0.1:9003" } ]
                 "passive = { failures = 3, backoff = \"10s\" }",
                 BackendWhat::Passive(SectionChange::Added),
             ),
-            ("idle_conns_max = 0", BackendWhat::IdleConnsMax(32, 0)),
+            ("idle_conns_max = 0", BackendWhat::IdleConnsMax(256, 0)),
             (
                 "idle_timeout = \"2s\"",
                 BackendWhat::IdleTimeoutMs(15_000, 2000),

@@ -568,7 +568,7 @@ pub(crate) fn test_backend(id: u32, servers: &[(u32, &str)]) -> BackendCfg {
         sticky_cookie: None,
         queue_max: 0,
         queue_timeout_ms: 5_000,
-        idle_conns_max: 32,
+        idle_conns_max: 256,
         idle_timeout_ms: 15_000,
         passive_failures: 0,
         tls: None,
