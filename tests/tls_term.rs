@@ -64,18 +64,33 @@ fn https_config(
 /// curl over https, verifying against the test CA, with `name` resolved to ringway.
 /// Returns (status, body, the server certificate's subject line).
 fn curl_https(addr: SocketAddr, name: &str, path: &str, ca: &Path) -> (String, String, String) {
+    let (status, body, subject, _) = curl_https_with(addr, name, path, ca, &[]);
+    (status, body, subject)
+}
+
+/// [`curl_https`] with more curl arguments (`--http1.1`, `--http2`); also returns the HTTP
+/// version curl spoke (`1.1`, `2`).
+fn curl_https_with(
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+    ca: &Path,
+    args: &[&str],
+) -> (String, String, String, String) {
     let out = Command::new("curl")
         .args(["-sS", "-v", "--max-time", "20", "--cacert"])
         .arg(ca)
+        .args(args)
         .arg("--resolve")
         .arg(format!("{name}:{}:127.0.0.1", addr.port()))
         .arg(format!("https://{name}:{}{path}", addr.port()))
-        .args(["-w", "\n%{http_code}"])
+        .args(["-w", "\n%{http_code} %{http_version}"])
         .output()
         .expect("curl");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (body, last) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (status, version) = last.split_once(' ').unwrap_or((last, ""));
     let subject = stderr
         .lines()
         .find_map(|l| {
@@ -86,7 +101,12 @@ fn curl_https(addr: SocketAddr, name: &str, path: &str, ca: &Path) -> (String, S
         })
         .unwrap_or("")
         .to_string();
-    (status.to_string(), body.to_string(), subject)
+    (
+        status.to_string(),
+        body.to_string(),
+        subject,
+        version.to_string(),
+    )
 }
 
 #[test]
@@ -587,16 +607,45 @@ fn example_tls_termination_config_serves_https_and_tls_tcp() {
     });
     let https = port_of(&ports, "https");
     let ca = manifest_dir().join("examples/certs/example.com.pem");
-    let (status, body, subject) = curl_https(https, "www.example.com", "/", &ca);
-    assert_eq!((status.as_str(), body.as_str()), ("200", "webapp /"));
+    let h1 = ["--http1.1"];
+    let (status, body, subject, version) = curl_https_with(https, "www.example.com", "/", &ca, &h1);
+    assert_eq!(
+        (status.as_str(), body.as_str(), version.as_str()),
+        ("200", "webapp /", "1.1")
+    );
     assert!(subject.contains("CN=example.com"), "{subject}");
     let wild = manifest_dir().join("examples/certs/wildcard.example.com.pem");
-    let (status, body, subject) = curl_https(https, "chat.example.com", "/socket.io/?EIO=4", &wild);
+    let (status, body, subject, version) =
+        curl_https_with(https, "chat.example.com", "/socket.io/?EIO=4", &wild, &h1);
     assert_eq!(
-        (status.as_str(), body.as_str()),
-        ("200", "sio /socket.io/?EIO=4")
+        (status.as_str(), body.as_str(), version.as_str()),
+        ("200", "sio /socket.io/?EIO=4", "1.1")
     );
     assert!(subject.contains("CN=*.example.com"), "{subject}");
+    // The example offers h2 by ALPN: curl --http2 gets HTTP/2, and the app behind it still
+    // gets one HTTP/1.1 request with `:authority` as Host.
+    let (status, body, subject, version) =
+        curl_https_with(https, "www.example.com", "/h2?x=1", &ca, &["--http2"]);
+    assert_eq!(
+        (status.as_str(), body.as_str(), version.as_str()),
+        ("200", "webapp /h2?x=1", "2")
+    );
+    assert!(subject.contains("CN=example.com"), "{subject}");
+    let reqs = webapp.requests();
+    let h2 = reqs
+        .iter()
+        .find(|r| r.target == "/h2?x=1")
+        .expect("h2 request");
+    assert!(
+        h2.head.starts_with("GET /h2?x=1 HTTP/1.1\r\n"),
+        "{}",
+        h2.head
+    );
+    let host = format!("www.example.com:{}", https.port());
+    assert_eq!(h2.header("host"), Some(host));
+    assert_eq!(h2.header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(rw.total("h2_connections"), 1);
+    assert_eq!(rw.total("h2_streams"), 1);
     // The TLS-wrapped TCP port: openssl s_client in, plain bytes to the backend and back.
     let tcp = port_of(&ports, "redis-tls");
     let mut child = Command::new("openssl")
