@@ -562,6 +562,61 @@ fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_fini
 }
 
 #[test]
+fn a_reload_that_turns_http2_off_sends_goaway_and_the_stream_in_flight_finishes() {
+    use std::io::Write;
+    let backend = Httpd::spawn(|r| {
+        if r.target == "/slow" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Reply::Bytes(ok("slow done"))
+    });
+    let other = Httpd::named("b");
+    let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, ""));
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    s.write_all(&raw_get(&rw.listen.to_string(), "/slow"))
+        .expect("send");
+    poll(IO_TIMEOUT, || {
+        (!backend.requests().is_empty()).then_some(())
+    })
+    .expect("request reached the backend");
+    let path = rw.dir.0.join("ringway.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    assert!(text.contains("http2 = true"), "{text}");
+    std::fs::write(&path, text.replace("http2 = true", "http2 = false")).expect("write config");
+    rw.signal(libc::SIGHUP);
+    let frames = read_frames_until_close(&mut s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(
+        goaway,
+        Some(0),
+        "GOAWAY NO_ERROR: {frames:?}\n{}",
+        rw.stderr()
+    );
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), "slow done");
+    // New connections speak HTTP/1.1 only.
+    poll(IO_TIMEOUT, || {
+        let (out, _) = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            &format!("http://{}/", rw.listen),
+        ]);
+        (out == "200 1.1").then_some(())
+    })
+    .expect("HTTP/1.1 after the reload");
+}
+
+#[test]
 fn an_idle_connection_gets_goaway_after_http_keep_alive() {
     use std::io::Write;
     let (a, b) = (Httpd::named("a"), Httpd::named("b"));

@@ -566,7 +566,20 @@ impl Shard {
                     && let Some(l) = self.listeners.get(&c.cfg.id)
                     && !Arc::ptr_eq(&l.cfg, &c.cfg)
                 {
-                    c.cfg = Arc::clone(&l.cfg);
+                    match (&c.proto, &l.cfg.h2, &c.cfg.h2) {
+                        // A reload turned HTTP/2 off: this connection keeps its HTTP/2 settings
+                        // and goes away as on a drain (GOAWAY; the streams in flight finish).
+                        (Proto::H2(_), None, Some(old)) => {
+                            if !old.h1.draining {
+                                let mut h2 = old.clone();
+                                h2.h1.draining = true;
+                                let mut cfg = (*l.cfg).clone();
+                                cfg.h2 = Some(h2);
+                                c.cfg = Arc::new(cfg);
+                            }
+                        }
+                        _ => c.cfg = Arc::clone(&l.cfg),
+                    }
                 }
                 c.progress(world);
             }
