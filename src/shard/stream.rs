@@ -249,9 +249,8 @@ impl StreamConn {
         }
         let i = usize::from(lane) - 1;
         if self.lanes_up.len() <= i {
-            if key.is_none() {
-                return None;
-            }
+            // Nothing to clear on a lane never used; grow only to set one.
+            key?;
             self.lanes_up.resize(i + 1, None);
         }
         std::mem::replace(&mut self.lanes_up[i], key)
