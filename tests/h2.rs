@@ -128,13 +128,7 @@ fn curl_http2_over_tls_negotiates_h2_by_alpn() {
     let (a, b) = (Httpd::named("a"), Httpd::named("b"));
     let tls_port = free_port();
     let rw = Ringway::start_text(|l, ad| {
-        let extra = format!(
-            "[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{tls_port}\"\nmode = \"http\"\n\
-             backend = \"a\"\nhttp2 = true\n\
-             [listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
+        let extra = h2_tls_listener(tls_port, &cert, &key);
         h2_config(l, ad, a.addr, b.addr, &extra)
     });
     let resolve = format!("a.test:{tls_port}:127.0.0.1");
@@ -482,6 +476,27 @@ fn read_frames_until_close(s: &mut std::net::TcpStream) -> Vec<(u8, u32, Vec<u8>
     out
 }
 
+/// Reads until ringway closes; expects GOAWAY NO_ERROR and stream 1's whole `body` in DATA.
+fn expect_goaway_after_stream_1(s: &mut std::net::TcpStream, rw: &Ringway, body: &str) {
+    let frames = read_frames_until_close(s);
+    let goaway = frames
+        .iter()
+        .find(|(kind, _, _)| *kind == 0x7)
+        .and_then(|(_, _, p)| goaway_code(p));
+    assert_eq!(
+        goaway,
+        Some(0),
+        "GOAWAY NO_ERROR: {frames:?}\n{}",
+        rw.stderr()
+    );
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
+        .flat_map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&data), body);
+}
+
 /// The error code of a GOAWAY payload.
 fn goaway_code(p: &[u8]) -> Option<u32> {
     let b = p.get(4..8)?;
@@ -541,23 +556,7 @@ fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_fini
     let without = format!("{}{}", &text[..start], &text[end..]);
     std::fs::write(&path, without).expect("write config");
     rw.signal(libc::SIGHUP);
-    let frames = read_frames_until_close(&mut s);
-    let goaway = frames
-        .iter()
-        .find(|(kind, _, _)| *kind == 0x7)
-        .and_then(|(_, _, p)| goaway_code(p));
-    assert_eq!(
-        goaway,
-        Some(0),
-        "GOAWAY NO_ERROR: {frames:?}\n{}",
-        rw.stderr()
-    );
-    let data: Vec<u8> = frames
-        .iter()
-        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
-        .flat_map(|(_, _, p)| p.clone())
-        .collect();
-    assert_eq!(String::from_utf8_lossy(&data), "slow done");
+    expect_goaway_after_stream_1(&mut s, &rw, "slow done");
     assert!(rw.total("h2_goaway_sent") >= 1);
 }
 
@@ -584,23 +583,7 @@ fn a_reload_that_turns_http2_off_sends_goaway_and_the_stream_in_flight_finishes(
     assert!(text.contains("http2 = true"), "{text}");
     std::fs::write(&path, text.replace("http2 = true", "http2 = false")).expect("write config");
     rw.signal(libc::SIGHUP);
-    let frames = read_frames_until_close(&mut s);
-    let goaway = frames
-        .iter()
-        .find(|(kind, _, _)| *kind == 0x7)
-        .and_then(|(_, _, p)| goaway_code(p));
-    assert_eq!(
-        goaway,
-        Some(0),
-        "GOAWAY NO_ERROR: {frames:?}\n{}",
-        rw.stderr()
-    );
-    let data: Vec<u8> = frames
-        .iter()
-        .filter(|(kind, stream, _)| *kind == 0x0 && *stream == 1)
-        .flat_map(|(_, _, p)| p.clone())
-        .collect();
-    assert_eq!(String::from_utf8_lossy(&data), "slow done");
+    expect_goaway_after_stream_1(&mut s, &rw, "slow done");
     // New connections speak HTTP/1.1 only.
     poll(IO_TIMEOUT, || {
         let (out, _) = curl(&[

@@ -69,28 +69,6 @@ fn normal_request(listen: SocketAddr, tag: &str) {
 
 // ---- hand-built HPACK (RFC 7541), no dynamic table unless asked -------------------------------
 
-/// An integer with an `n`-bit prefix (§5.1); `first` holds the representation's flag bits.
-fn hpack_int(out: &mut Vec<u8>, n: u32, first: u8, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-/// A string literal without Huffman (§5.2).
-fn hpack_str(out: &mut Vec<u8>, s: &[u8]) {
-    hpack_int(out, 7, 0, s.len());
-    out.extend_from_slice(s);
-}
-
 /// `GET http://authority/path` from static entries and literals without indexing (§6.2.2):
 /// the same bytes are valid on every stream of every connection.
 fn request_block(authority: &str, path: &str) -> Vec<u8> {

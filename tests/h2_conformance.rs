@@ -175,28 +175,6 @@ impl std::fmt::Debug for Frame {
 
 // ---- HPACK, by hand (RFC 7541): static indexes and literals without indexing --------------------
 
-/// §5.1: `v` with an `n`-bit prefix; `first` holds the representation's pattern bits.
-fn hpack_int(out: &mut Vec<u8>, n: u32, first: u8, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-/// §5.2: a string literal without Huffman coding.
-fn hpack_str(out: &mut Vec<u8>, s: &[u8]) {
-    hpack_int(out, 7, 0x00, s.len());
-    out.extend_from_slice(s);
-}
-
 /// The Appendix A entries the requests here use: (name, value, index).
 const STATIC: [(&[u8], &[u8], usize); 9] = [
     (b":authority", b"", 1),
@@ -645,13 +623,7 @@ fn s3_4_bad_preface_over_tls_h2_is_goaway_protocol_error() {
     let a = backend_a();
     let tls_port = free_port();
     let _rw = Ringway::start_text(|l, ad| {
-        let extra = format!(
-            "[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{tls_port}\"\nmode = \"http\"\n\
-             backend = \"a\"\nhttp2 = true\n\
-             [listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
+        let extra = h2_tls_listener(tls_port, &cert, &key);
         config(l, ad, a.addr, a.addr, &extra)
     });
     let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("addr");

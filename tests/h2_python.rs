@@ -695,13 +695,7 @@ fn head_204_and_304_end_on_headers_without_data_frames_plain_and_over_tls() {
     let (cert, key) = ca.leaf("a", "a.test", &["a.test"]);
     let tls_port = free_port();
     let rw = Ringway::start_text(|l, ad| {
-        let extra = format!(
-            "[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{tls_port}\"\nmode = \"http\"\n\
-             backend = \"a\"\nhttp2 = true\n\
-             [listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
+        let extra = h2_tls_listener(tls_port, &cert, &key);
         h2_config(l, ad, [backend.addr, b.addr, c.addr], &extra)
     });
     check_bodyless_responses(rw.listen, &[]);

@@ -883,3 +883,38 @@ pub fn have(tool: &str) -> bool {
     }
     found
 }
+
+/// An `http2 = true` TLS listener block named `https` on `port` (backend `a`), for a test config's
+/// extra listeners.
+pub fn h2_tls_listener(port: u16, cert: &Path, key: &Path) -> String {
+    format!(
+        "[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{port}\"\nmode = \"http\"\n\
+         backend = \"a\"\nhttp2 = true\n\
+         [listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// HPACK by hand (RFC 7541 §5.1): `v` with an `n`-bit prefix; `first` holds the
+/// representation's pattern bits.
+pub fn hpack_int(out: &mut Vec<u8>, n: u32, first: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// HPACK by hand (RFC 7541 §5.2): a string literal without Huffman coding.
+pub fn hpack_str(out: &mut Vec<u8>, s: &[u8]) {
+    hpack_int(out, 7, 0x00, s.len());
+    out.extend_from_slice(s);
+}
