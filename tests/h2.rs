@@ -459,21 +459,9 @@ fn read_frames_until_close(s: &mut std::net::TcpStream) -> Vec<(u8, u32, Vec<u8>
             Ok(n) => buf.extend_from_slice(&tmp[..n]),
         }
     }
-    let mut out = Vec::new();
-    let mut at = 0;
-    while buf.len() >= at + 9 {
-        let len =
-            usize::from(buf[at]) << 16 | usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]);
-        let kind = buf[at + 3];
-        let stream =
-            u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) & 0x7fff_ffff;
-        let Some(payload) = buf.get(at + 9..at + 9 + len) else {
-            break;
-        };
-        out.push((kind, stream, payload.to_vec()));
-        at += 9 + len;
-    }
-    out
+    std::iter::from_fn(|| common::h2raw::take_frame(&mut buf))
+        .map(|f| (f.kind, f.stream, f.payload))
+        .collect()
 }
 
 /// Reads until ringway closes; expects GOAWAY NO_ERROR and stream 1's whole `body` in DATA.
@@ -522,21 +510,19 @@ fn raw_get(authority: &str, path: &str) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_finishes() {
-    use std::io::Write;
-    let backend = Httpd::spawn(|r| {
+/// A backend that answers `/slow` after 600 ms (`slow done`).
+fn slow_backend() -> Httpd {
+    Httpd::spawn(|r| {
         if r.target == "/slow" {
             std::thread::sleep(Duration::from_millis(600));
         }
         Reply::Bytes(ok("slow done"))
-    });
-    let other = Httpd::named("b");
-    let keep_port = free_port();
-    let keep = format!(
-        "[[listener]]\nname = \"keep\"\nbind = \"127.0.0.1:{keep_port}\"\nmode = \"http\"\nbackend = \"b\"\n"
-    );
-    let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, &keep));
+    })
+}
+
+/// A raw HTTP/2 connection whose stream 1 asks `/slow`, once the request reached `backend`.
+fn open_slow_stream(rw: &Ringway, backend: &Httpd) -> std::net::TcpStream {
+    use std::io::Write;
     let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
     s.write_all(&raw_get(&rw.listen.to_string(), "/slow"))
         .expect("send");
@@ -544,6 +530,19 @@ fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_fini
         (!backend.requests().is_empty()).then_some(())
     })
     .expect("request reached the backend");
+    s
+}
+
+#[test]
+fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_finishes() {
+    let backend = slow_backend();
+    let other = Httpd::named("b");
+    let keep_port = free_port();
+    let keep = format!(
+        "[[listener]]\nname = \"keep\"\nbind = \"127.0.0.1:{keep_port}\"\nmode = \"http\"\nbackend = \"b\"\n"
+    );
+    let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, &keep));
+    let mut s = open_slow_stream(&rw, &backend);
     // The same file without listener `web`.
     let path = rw.dir.0.join("ringway.toml");
     let text = std::fs::read_to_string(&path).expect("config");
@@ -562,22 +561,10 @@ fn a_reload_that_removes_the_listener_sends_goaway_and_the_stream_in_flight_fini
 
 #[test]
 fn a_reload_that_turns_http2_off_sends_goaway_and_the_stream_in_flight_finishes() {
-    use std::io::Write;
-    let backend = Httpd::spawn(|r| {
-        if r.target == "/slow" {
-            std::thread::sleep(Duration::from_millis(600));
-        }
-        Reply::Bytes(ok("slow done"))
-    });
+    let backend = slow_backend();
     let other = Httpd::named("b");
     let rw = Ringway::start_text(|l, ad| h2_config(l, ad, backend.addr, other.addr, ""));
-    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
-    s.write_all(&raw_get(&rw.listen.to_string(), "/slow"))
-        .expect("send");
-    poll(IO_TIMEOUT, || {
-        (!backend.requests().is_empty()).then_some(())
-    })
-    .expect("request reached the backend");
+    let mut s = open_slow_stream(&rw, &backend);
     let path = rw.dir.0.join("ringway.toml");
     let text = std::fs::read_to_string(&path).expect("config");
     assert!(text.contains("http2 = true"), "{text}");

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::h2raw::{self, Frame};
 use common::httpd::{Httpd, Reply, ok};
 use common::*;
 use ringway::h2::ErrorCode;
@@ -101,27 +102,6 @@ fn headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: bool) {
 
 // ---- a raw client -------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    /// The error code of a GOAWAY or RST_STREAM.
-    fn code(&self) -> Option<u32> {
-        let at = match self.kind {
-            TYPE_GOAWAY => 4,
-            TYPE_RST_STREAM => 0,
-            _ => return None,
-        };
-        let b = self.payload.get(at..at + 4)?;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-}
-
 /// One client connection reading ringway's frames as they come.
 struct Peer {
     s: TcpStream,
@@ -146,18 +126,7 @@ impl Peer {
     }
 
     fn take_frame(&mut self) -> Option<Frame> {
-        let head = self.buf.get(..9)?;
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-        let (kind, flags) = (head[3], head[4]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let payload = self.buf.get(9..9 + len)?.to_vec();
-        self.buf.drain(..9 + len);
-        Some(Frame {
-            kind,
-            flags,
-            stream,
-            payload,
-        })
+        h2raw::take_frame(&mut self.buf)
     }
 
     /// The next frame; None once ringway closed, or when `until` passes (`on_wait` runs at

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::certs::TestCa;
+use common::h2raw::{self, Frame, code_name};
 use common::httpd::{Httpd, Reply, ok};
 use common::*;
 
@@ -80,26 +81,6 @@ const FIELDS_MAX: usize = 128;
 /// milliseconds; this only bounds a broken one).
 const WAIT: Duration = Duration::from_secs(10);
 
-fn code_name(code: u32) -> &'static str {
-    match code {
-        0x0 => "NO_ERROR",
-        0x1 => "PROTOCOL_ERROR",
-        0x2 => "INTERNAL_ERROR",
-        0x3 => "FLOW_CONTROL_ERROR",
-        0x4 => "SETTINGS_TIMEOUT",
-        0x5 => "STREAM_CLOSED",
-        0x6 => "FRAME_SIZE_ERROR",
-        0x7 => "REFUSED_STREAM",
-        0x8 => "CANCEL",
-        0x9 => "COMPRESSION_ERROR",
-        0xa => "CONNECT_ERROR",
-        0xb => "ENHANCE_YOUR_CALM",
-        0xc => "INADEQUATE_SECURITY",
-        0xd => "HTTP_1_1_REQUIRED",
-        _ => "unknown",
-    }
-}
-
 // ---- frames, written and read by hand -----------------------------------------------------------
 
 /// §4.1: the 9-byte header, then the payload.
@@ -117,60 +98,6 @@ fn settings_payload(list: &[(u16, u32)]) -> Vec<u8> {
     list.iter()
         .flat_map(|&(id, v)| id.to_be_bytes().into_iter().chain(v.to_be_bytes()))
         .collect()
-}
-
-/// A frame as ringway sent it.
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    /// The error code of a GOAWAY (§6.8) or RST_STREAM (§6.4).
-    fn code(&self) -> Option<u32> {
-        let at = match self.kind {
-            GOAWAY => 4,
-            RST_STREAM => 0,
-            _ => return None,
-        };
-        let b = self.payload.get(at..at + 4)?;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn ends_stream(&self) -> bool {
-        matches!(self.kind, DATA | HEADERS) && self.flags & END_STREAM != 0
-    }
-}
-
-impl std::fmt::Debug for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            DATA => "DATA",
-            HEADERS => "HEADERS",
-            PRIORITY => "PRIORITY",
-            RST_STREAM => "RST_STREAM",
-            SETTINGS => "SETTINGS",
-            PUSH_PROMISE => "PUSH_PROMISE",
-            PING => "PING",
-            GOAWAY => "GOAWAY",
-            WINDOW_UPDATE => "WINDOW_UPDATE",
-            CONTINUATION => "CONTINUATION",
-            _ => "?",
-        };
-        write!(
-            f,
-            "{kind}(stream {}, flags {:#x}, {} bytes",
-            self.stream,
-            self.flags,
-            self.payload.len()
-        )?;
-        if let Some(c) = self.code() {
-            write!(f, ", {}", code_name(c))?;
-        }
-        f.write_str(")")
-    }
 }
 
 // ---- HPACK, by hand (RFC 7541): static indexes and literals without indexing --------------------
@@ -405,18 +332,7 @@ impl Client {
     // -- reading
 
     fn take_frame(&mut self) -> Option<Frame> {
-        let head = self.buf.get(..9)?;
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-        let (kind, flags) = (head[3], head[4]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let payload = self.buf.get(9..9 + len)?.to_vec();
-        self.buf.drain(..9 + len);
-        Some(Frame {
-            kind,
-            flags,
-            stream,
-            payload,
-        })
+        h2raw::take_frame(&mut self.buf)
     }
 
     /// Reads more bytes; false once ringway closed or `until` passed.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod h2raw;
 pub mod httpd;
 
 use std::io::{Read, Write};
