@@ -126,8 +126,7 @@ impl Shard {
         let want = match u.state {
             UpState::Handshaking => true,
             UpState::Open => {
-                (lane != 0 || c.splice[UPSTREAM].is_none())
-                    && c.proto.lane_wants_read(&c.wire, lane, &c.cfg)
+                c.splice[UPSTREAM].is_none() && c.proto.lane_wants_read(&c.wire, lane, &c.cfg)
             }
             UpState::Connecting | UpState::Pooled | UpState::Dead => false,
         };

@@ -12,7 +12,6 @@ use io_uring::{opcode, types};
 
 use super::driver::Shard;
 use super::ring::{Completion, Op, Tag};
-use super::slab::Key;
 use super::sock::{Received, Sock};
 use super::stream::{UpState, UpstreamConn};
 use super::transport::Tls;
@@ -373,17 +372,10 @@ impl Shard {
 
     /// Releases every lane's backend connection (not reusable: the session is ending).
     pub(super) fn release_all_upstreams(&mut self, slot: u32) {
-        let lanes = self.stream(slot).map_or(0, |c| c.proto.lanes());
-        for lane in 0..lanes.max(1) {
+        // Lane 0, then every lane an HTTP/2 session gave a connection.
+        let lanes = self.stream(slot).map_or(0, |c| c.lanes_up.len() + 1);
+        for lane in 0..Lane::try_from(lanes).unwrap_or(Lane::MAX) {
             self.release_upstream(slot, lane, false);
-        }
-        // Lanes the session no longer counts (a connection that changed protocol).
-        let extra: Vec<Key> = self
-            .stream(slot)
-            .map(|c| c.lanes_up.drain(..).flatten().collect())
-            .unwrap_or_default();
-        for ukey in extra {
-            self.drop_upstream(ukey, false, false);
         }
     }
 
@@ -406,11 +398,6 @@ impl Shard {
                 }
             }
         }
-        self.drop_upstream(ukey, reusable, spliced);
-    }
-
-    /// A session let go of `ukey`: back to the pool when clean, else closed.
-    fn drop_upstream(&mut self, ukey: Key, reusable: bool, spliced: bool) {
         let now = self.world.now_ms;
         let draining = self.world.draining;
         let Some(Conn::Upstream(u)) = self.slab.get_key_mut(ukey) else {
