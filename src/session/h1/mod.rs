@@ -290,6 +290,13 @@ impl H1Session {
         };
     }
 
+    /// Makes this (finished) session a new one for `client`, keeping its buffers' and queues'
+    /// capacity (an HTTP/2 stream's exchange, reused by the connection's next stream).
+    pub fn renew(&mut self, client: SocketAddr, tls: bool, now_ms: u64) {
+        self.reuse(client, 0, now_ms);
+        self.tls = tls;
+    }
+
     /// Moves to `phase`, keeping the box of an exchange that ends for the next one.
     fn set_phase(&mut self, phase: Phase) {
         if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, phase) {

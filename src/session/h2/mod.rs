@@ -39,6 +39,11 @@ const TURN_BYTES: usize = 16 * 1024;
 const CLIENT_RX_MAX: usize = 64 * 1024 + 16 * 1024;
 /// Trailer section bytes kept while de-chunking a response (its tail, where trailers are).
 const TAIL_BYTES_MAX: usize = 8 * 1024;
+/// Finished streams a connection keeps for the next ones (their box and buffers are reused, so
+/// a small exchange allocates nothing).
+const SPARE_STREAMS: usize = 8;
+/// A spare stream keeps a buffer only up to this capacity (larger ones are freed).
+const SPARE_BUF_BYTES: usize = 4 * 1024;
 
 /// What an HTTP/2 listener needs on top of the HTTP/1.1 settings each stream runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +157,69 @@ struct Stream {
 }
 
 impl Stream {
+    fn fresh(id: u32, head: &RequestHead<'_>, end_stream: bool, o: &Opening) -> Stream {
+        let mut s = Stream {
+            id,
+            req: Vec::new(),
+            head_bytes: 0,
+            body: ReqBody::Plain,
+            req_ended: end_stream,
+            is_head: false,
+            inner: H1Session::new(o.client, o.tls, false, o.now_ms),
+            virt: Virt::default(),
+            up: UpSide::new(o.now_ms),
+            resp: Resp::Head,
+            pending: Vec::new(),
+            tail: Vec::new(),
+            inner_closed: None,
+            up_read: false,
+            deadline: None,
+            moved_ms: o.now_ms,
+        };
+        s.start(id, head, end_stream, o.now_ms);
+        s
+    }
+
+    /// Makes this finished stream a new one, keeping its buffers' capacity (up to
+    /// [`SPARE_BUF_BYTES`] each) and its exchange's.
+    fn renew(&mut self, id: u32, head: &RequestHead<'_>, end_stream: bool, o: &Opening) {
+        for b in [
+            &mut self.req,
+            &mut self.virt.rx,
+            &mut self.virt.tx,
+            &mut self.up.rx,
+            &mut self.up.tx,
+            &mut self.pending,
+            &mut self.tail,
+        ] {
+            if b.capacity() > SPARE_BUF_BYTES {
+                *b = Vec::new();
+            }
+            b.clear();
+        }
+        self.up = UpSide {
+            rx: std::mem::take(&mut self.up.rx),
+            tx: std::mem::take(&mut self.up.tx),
+            ..UpSide::new(o.now_ms)
+        };
+        self.inner.renew(o.client, o.tls, o.now_ms);
+        self.resp = Resp::Head;
+        self.inner_closed = None;
+        self.up_read = false;
+        self.deadline = None;
+        self.start(id, head, end_stream, o.now_ms);
+    }
+
+    /// The per-request part of a new stream: its id and its request head, encoded.
+    fn start(&mut self, id: u32, head: &RequestHead<'_>, end_stream: bool, now_ms: u64) {
+        self.id = id;
+        self.req_ended = end_stream;
+        self.is_head = head.method == b"HEAD";
+        self.moved_ms = now_ms;
+        self.body = encode_head(head, end_stream, &mut self.req);
+        self.head_bytes = self.req.len();
+    }
+
     /// Runs `f` on the inner session with the stream's virtual client side and its upstream
     /// side in the wire.
     fn with_inner<R>(&mut self, w: &mut Wire, f: impl FnOnce(&mut H1Session, &mut Wire) -> R) -> R {
@@ -420,6 +488,10 @@ pub struct H2Session {
     lanes: Vec<Slot>,
     /// Where the next turn starts (the lanes take turns).
     turn: usize,
+    /// Finished streams kept for their capacity (at most [`SPARE_STREAMS`]). Boxed: they move
+    /// in and out of [`Slot::Busy`] as they are, without a new allocation.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Stream>>,
     pub intents: Intents,
     /// Connection-level counters already added to the shard's.
     reported: crate::h2::conn::H2Counters,
@@ -438,6 +510,7 @@ impl H2Session {
             conn: H2Conn::new(cfg.conn, now_ms),
             lanes: Vec::new(),
             turn: 0,
+            spare: Vec::new(),
             intents: Intents::default(),
             reported: Default::default(),
             counted: false,
@@ -594,9 +667,13 @@ impl H2Session {
     }
 
     /// The lane's stream is over: the lane cools until the driver has carried out its intents.
+    /// The stream is kept for a next one while the connection has few spares.
     fn free(&mut self, i: usize) {
-        if let Some(slot) = self.lanes.get_mut(i) {
-            *slot = Slot::Cooling;
+        if let Some(slot) = self.lanes.get_mut(i)
+            && let Slot::Busy(s) = std::mem::replace(slot, Slot::Cooling)
+            && self.spare.len() < SPARE_STREAMS
+        {
+            self.spare.push(s);
         }
     }
 
@@ -633,6 +710,7 @@ impl H2Session {
             let Self {
                 conn,
                 lanes,
+                spare,
                 intents,
                 client,
                 tls,
@@ -657,7 +735,12 @@ impl H2Session {
                                 now_ms: now,
                                 lanes_max: cfg.lanes_max(),
                             };
-                            open_stream(lanes, intents, &opening, stream, &head, end_stream)
+                            let new = Fresh {
+                                id: stream,
+                                head: &head,
+                                end_stream,
+                            };
+                            open_stream(lanes, spare, intents, &opening, new)
                         }
                         other => on_event(lanes, other),
                     };
@@ -874,15 +957,27 @@ struct Opening {
     lanes_max: usize,
 }
 
+/// The request head that opens a stream.
+struct Fresh<'a> {
+    id: u32,
+    head: &'a RequestHead<'a>,
+    end_stream: bool,
+}
+
 /// A request head opened `stream`: it takes a lane and its exchange starts.
+#[allow(clippy::vec_box)] // the spares move into `Slot::Busy` as they are
 fn open_stream(
     lanes: &mut Vec<Slot>,
+    spare: &mut Vec<Box<Stream>>,
     intents: &Intents,
     o: &Opening,
-    stream: u32,
-    head: &RequestHead<'_>,
-    end_stream: bool,
+    new: Fresh<'_>,
 ) -> Act {
+    let Fresh {
+        id: stream,
+        head,
+        end_stream,
+    } = new;
     if head.method == b"CONNECT" || head.path.is_none() {
         // CONNECT (and RFC 8441's extended CONNECT) is not offered over HTTP/2.
         return Act::Refuse(stream, 501);
@@ -891,27 +986,13 @@ fn open_stream(
         // Never expected: lanes outnumber the streams the connection may have open.
         return Act::Reset(stream, ErrorCode::REFUSED_STREAM);
     };
-    let now_ms = o.now_ms;
-    let mut s = Box::new(Stream {
-        id: stream,
-        req: Vec::new(),
-        head_bytes: 0,
-        body: ReqBody::Plain,
-        req_ended: end_stream,
-        is_head: head.method == b"HEAD",
-        inner: H1Session::new(o.client, o.tls, false, now_ms),
-        virt: Virt::default(),
-        up: UpSide::new(now_ms),
-        resp: Resp::Head,
-        pending: Vec::new(),
-        tail: Vec::new(),
-        inner_closed: None,
-        up_read: false,
-        deadline: None,
-        moved_ms: now_ms,
-    });
-    s.body = encode_head(head, end_stream, &mut s.req);
-    s.head_bytes = s.req.len();
+    let s = match spare.pop() {
+        Some(mut s) => {
+            s.renew(stream, head, end_stream, o);
+            s
+        }
+        None => Box::new(Stream::fresh(stream, head, end_stream, o)),
+    };
     if let Some(slot) = lanes.get_mut(i) {
         *slot = Slot::Busy(s);
     }
