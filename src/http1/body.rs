@@ -5,6 +5,8 @@
 //! Must not: allocate or buffer beyond the caller's output: every byte is looked at once, in
 //! whatever piece it came.
 
+use super::parse::is_tchar;
+
 /// Longest chunk-size accepted: 16 hex digits (a u64).
 const SIZE_DIGITS_MAX: u32 = 16;
 /// Longest chunk-ext part of one size line (from the first BWS or `;` to the CR).
@@ -110,11 +112,6 @@ impl Default for ChunkedScanner {
     fn default() -> Self {
         ChunkedScanner::new()
     }
-}
-
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// RFC 9110 §5.6.3 BWS.
