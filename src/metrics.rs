@@ -18,6 +18,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::h2::CalmReason;
 use crate::latency::{Latency, LatencyKind, LatencyScope, LatencySet};
 use crate::stats::{ShardStats, StatsReport, StatusCounts};
 
@@ -56,9 +57,13 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("ringway_proxy_rejected_total", "counter"),
     ("ringway_h2_connections_total", "counter"),
     ("ringway_h2_streams_total", "counter"),
+    ("ringway_h2_streams_refused_total", "counter"),
     ("ringway_h2_resets_received_total", "counter"),
     ("ringway_h2_resets_sent_total", "counter"),
     ("ringway_h2_goaway_sent_total", "counter"),
+    ("ringway_h2_goaway_received_total", "counter"),
+    ("ringway_h2_glitches_total", "counter"),
+    ("ringway_h2_window_timeouts_total", "counter"),
     ("ringway_h2_calm_closes_total", "counter"),
     ("ringway_tls_handshakes_total", "counter"),
     ("ringway_tls_resumed_total", "counter"),
@@ -587,9 +592,13 @@ fn total_families(total: &ShardStats, out: &mut Vec<Family>) {
         proxy_rejected,
         h2_connections,
         h2_streams,
+        h2_streams_refused,
         h2_resets_received,
         h2_resets_sent,
         h2_goaway_sent,
+        h2_goaway_received,
+        h2_glitches,
+        h2_window_timeouts,
         h2_calm_closes,
         tls_handshakes,
         tls_resumed,
@@ -707,6 +716,12 @@ fn total_families(total: &ShardStats, out: &mut Vec<Family>) {
             h2_streams,
         ),
         counter(
+            "h2_streams_refused",
+            "HTTP/2 streams refused (REFUSED_STREAM): past the concurrent limit, or opened after \
+             GOAWAY.",
+            h2_streams_refused,
+        ),
+        counter(
             "h2_resets_received",
             "RST_STREAM frames received from HTTP/2 clients.",
             h2_resets_received,
@@ -722,9 +737,29 @@ fn total_families(total: &ShardStats, out: &mut Vec<Family>) {
             h2_goaway_sent,
         ),
         counter(
+            "h2_goaway_received",
+            "GOAWAY frames received from HTTP/2 clients.",
+            h2_goaway_received,
+        ),
+        counter(
+            "h2_glitches",
+            "HTTP/2 frames that cost a glitch token (SETTINGS after the first, PING, PRIORITY, \
+             empty frames, frames on closed streams, refused streams).",
+            h2_glitches,
+        ),
+        counter(
+            "h2_window_timeouts",
+            "HTTP/2 streams reset after client_idle with their response stalled on a window the \
+             client kept shut.",
+            h2_window_timeouts,
+        ),
+        counter_by(
             "h2_calm_closes",
-            "HTTP/2 connections ended with ENHANCE_YOUR_CALM (floods, rapid reset).",
-            h2_calm_closes,
+            "HTTP/2 connections ended with ENHANCE_YOUR_CALM, by the abuse defence that fired.",
+            CalmReason::ALL
+                .into_iter()
+                .map(|r| (label("reason", r.as_str()), h2_calm_closes.get(r)))
+                .collect(),
         ),
         counter(
             "tls_handshakes",
@@ -1203,7 +1238,7 @@ fn families(scrape: &Scrape) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{BackendStats, ListenerStats, ServerStats, ShardReport};
+    use crate::stats::{BackendStats, CalmCounts, ListenerStats, ServerStats, ShardReport};
 
     /// A ShardStats with field number i (1-based) set to `i * m`. Written without `..` so that a new
     /// counter fails to compile here until the tests (and `total_families`) know it.
@@ -1256,11 +1291,23 @@ mod tests {
             h2_resets_received: 43 * m,
             h2_resets_sent: 44 * m,
             h2_goaway_sent: 45 * m,
-            h2_calm_closes: 46 * m,
+            h2_calm_closes: CalmCounts {
+                rapid_reset: 46 * m,
+                local_resets: 47 * m,
+                continuation: 48 * m,
+                settings_flood: 49 * m,
+                ping_flood: 50 * m,
+                glitches: 51 * m,
+                hpack: 52 * m,
+            },
+            h2_streams_refused: 53 * m,
+            h2_goaway_received: 54 * m,
+            h2_glitches: 55 * m,
+            h2_window_timeouts: 56 * m,
         }
     }
 
-    const SHARDSTATS_FIELDS: u64 = 46;
+    const SHARDSTATS_FIELDS: u64 = 56;
 
     /// Two shards, one backend of two servers (one with health checks), two listeners; every
     /// exported family has at least one series.
@@ -1407,6 +1454,17 @@ mod tests {
             "ringway_proxied_bytes_total{direction=\"server_to_client\"} 5005",
             "ringway_spliced_bytes_total 6006",
             "ringway_detect_classified_total{protocol=\"tls\"} 23023",
+            "ringway_h2_calm_closes_total{reason=\"rapid_reset\"} 46046",
+            "ringway_h2_calm_closes_total{reason=\"local_resets\"} 47047",
+            "ringway_h2_calm_closes_total{reason=\"continuation\"} 48048",
+            "ringway_h2_calm_closes_total{reason=\"settings_flood\"} 49049",
+            "ringway_h2_calm_closes_total{reason=\"ping_flood\"} 50050",
+            "ringway_h2_calm_closes_total{reason=\"glitches\"} 51051",
+            "ringway_h2_calm_closes_total{reason=\"hpack\"} 52052",
+            "ringway_h2_streams_refused_total 53053",
+            "ringway_h2_goaway_received_total 54054",
+            "ringway_h2_glitches_total 55055",
+            "ringway_h2_window_timeouts_total 56056",
             "ringway_http_responses_total{code=\"2xx\"} 28028",
             "ringway_shard_connections_active{shard=\"0\"} 2",
             "ringway_shard_connections_active{shard=\"1\"} 2000",
@@ -1461,6 +1519,14 @@ mod tests {
             text.contains("ringway_server_weight{backend=\"www\",server=\"b \\\"quoted\\\"\"} 0")
         );
         assert!(!text.contains("tcp_connection_duration_seconds_count{listener=\"web\"}"));
+        // The calm closes are only by reason (their sum is the total): an unlabelled series
+        // beside them would double every `sum()`.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("ringway_h2_calm_closes_total ")),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"));
     }
 

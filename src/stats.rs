@@ -10,7 +10,9 @@
 //! counters, and the merged view carries their quantiles (`latency` in the JSON).
 
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
+use crate::h2::CalmReason;
 use crate::latency::{Latency, LatencyScope, LatencySet, LatencySetSnapshot};
 
 /// Counters of one shard. Every field is a monotonically increasing count except `active`.
@@ -49,6 +51,9 @@ pub struct ShardStats {
     pub h2_connections: u64,
     /// HTTP/2 streams the clients opened (each one request).
     pub h2_streams: u64,
+    /// HTTP/2 streams refused (REFUSED_STREAM): past SETTINGS_MAX_CONCURRENT_STREAMS open at
+    /// once, or opened after our GOAWAY.
+    pub h2_streams_refused: u64,
     /// RST_STREAM frames received from HTTP/2 clients.
     pub h2_resets_received: u64,
     /// RST_STREAM frames sent to HTTP/2 clients (their errors, backend failures, abandoned
@@ -56,8 +61,20 @@ pub struct ShardStats {
     pub h2_resets_sent: u64,
     /// GOAWAY frames sent (drain, reload, idle, connection errors).
     pub h2_goaway_sent: u64,
-    /// HTTP/2 connections ended with ENHANCE_YOUR_CALM (rapid reset, floods, too many glitches).
-    pub h2_calm_closes: u64,
+    /// GOAWAY frames received from HTTP/2 clients.
+    pub h2_goaway_received: u64,
+    /// HTTP/2 frames that cost a token of the glitch bucket (SETTINGS after the first, PING,
+    /// PRIORITY, empty DATA or CONTINUATION, frames on long-closed streams, refused streams),
+    /// whether or not the bucket ran dry.
+    pub h2_glitches: u64,
+    /// HTTP/2 streams reset (CANCEL) after `client_idle` with their response stalled on a send
+    /// window the client kept shut (the stream's or the connection's); each is also one of
+    /// `idle_timeouts`.
+    pub h2_window_timeouts: u64,
+    /// HTTP/2 connections ended with ENHANCE_YOUR_CALM, by the defence that fired: the total
+    /// `h2_calm_closes` and one `h2_calm_closes_<reason>` each (serialized flat).
+    #[serde(flatten)]
+    pub h2_calm_closes: CalmCounts,
     /// TLS termination: handshakes completed with a full key exchange.
     pub tls_handshakes: u64,
     /// TLS termination: handshakes that resumed a session (session ID, stateful or stateless
@@ -133,6 +150,66 @@ impl StatusCounts {
         self.http_3xx += o.http_3xx;
         self.http_4xx += o.http_4xx;
         self.http_5xx += o.http_5xx;
+    }
+}
+
+/// HTTP/2 connections ended with ENHANCE_YOUR_CALM, one count per [`CalmReason`]. The total is
+/// their sum, computed, so the two can never disagree. Serialized flat, as `h2_calm_closes` (the
+/// total) then `h2_calm_closes_rapid_reset` ... `h2_calm_closes_hpack` (docs/metrics.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CalmCounts {
+    pub rapid_reset: u64,
+    pub local_resets: u64,
+    pub continuation: u64,
+    pub settings_flood: u64,
+    pub ping_flood: u64,
+    pub glitches: u64,
+    pub hpack: u64,
+}
+
+impl CalmCounts {
+    pub fn count(&mut self, reason: CalmReason) {
+        *self.slot(reason) += 1;
+    }
+
+    pub fn get(&self, reason: CalmReason) -> u64 {
+        // One match for both ways (`slot`), on a copy of seven integers.
+        let mut c = *self;
+        *c.slot(reason)
+    }
+
+    /// Every ENHANCE_YOUR_CALM close, whatever its reason.
+    pub fn total(&self) -> u64 {
+        CalmReason::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+
+    pub fn merge(&mut self, o: &CalmCounts) {
+        for r in CalmReason::ALL {
+            *self.slot(r) += o.get(r);
+        }
+    }
+
+    fn slot(&mut self, reason: CalmReason) -> &mut u64 {
+        match reason {
+            CalmReason::RapidReset => &mut self.rapid_reset,
+            CalmReason::LocalResets => &mut self.local_resets,
+            CalmReason::Continuation => &mut self.continuation,
+            CalmReason::SettingsFlood => &mut self.settings_flood,
+            CalmReason::PingFlood => &mut self.ping_flood,
+            CalmReason::Glitches => &mut self.glitches,
+            CalmReason::Hpack => &mut self.hpack,
+        }
+    }
+}
+
+impl Serialize for CalmCounts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1 + CalmReason::ALL.len()))?;
+        m.serialize_entry("h2_calm_closes", &self.total())?;
+        for r in CalmReason::ALL {
+            m.serialize_entry(&format!("h2_calm_closes_{}", r.as_str()), &self.get(r))?;
+        }
+        m.end()
     }
 }
 
@@ -297,10 +374,14 @@ impl ShardStats {
         self.proxy_rejected += other.proxy_rejected;
         self.h2_connections += other.h2_connections;
         self.h2_streams += other.h2_streams;
+        self.h2_streams_refused += other.h2_streams_refused;
         self.h2_resets_received += other.h2_resets_received;
         self.h2_resets_sent += other.h2_resets_sent;
         self.h2_goaway_sent += other.h2_goaway_sent;
-        self.h2_calm_closes += other.h2_calm_closes;
+        self.h2_goaway_received += other.h2_goaway_received;
+        self.h2_glitches += other.h2_glitches;
+        self.h2_window_timeouts += other.h2_window_timeouts;
+        self.h2_calm_closes.merge(&other.h2_calm_closes);
         self.tls_handshakes += other.tls_handshakes;
         self.tls_resumed += other.tls_resumed;
         self.tls_handshake_errors += other.tls_handshake_errors;
@@ -485,5 +566,36 @@ mod tests {
         assert_eq!(report.per_shard[0].shard, 0);
         let json = serde_json::to_string(&report).unwrap_or_default();
         assert!(json.contains("\"per_shard\":[{\"shard\":0,\"accepted\":3"));
+    }
+
+    #[test]
+    fn calm_closes_are_their_reasons_summed_and_serialized_flat() {
+        let mut a = ShardStats::default();
+        a.h2_calm_closes.count(CalmReason::RapidReset);
+        a.h2_calm_closes.count(CalmReason::RapidReset);
+        a.h2_calm_closes.count(CalmReason::Hpack);
+        let mut b = ShardStats::default();
+        b.h2_calm_closes.count(CalmReason::PingFlood);
+        a.merge(&b);
+        assert_eq!(a.h2_calm_closes.total(), 4);
+        assert_eq!(a.h2_calm_closes.get(CalmReason::RapidReset), 2);
+        let json = serde_json::to_value(a).unwrap_or_default();
+        let field = |name: &str| json.get(name).and_then(|v| v.as_u64());
+        assert_eq!(field("h2_calm_closes"), Some(4));
+        for (reason, n) in [
+            ("rapid_reset", 2),
+            ("local_resets", 0),
+            ("continuation", 0),
+            ("settings_flood", 0),
+            ("ping_flood", 1),
+            ("glitches", 0),
+            ("hpack", 1),
+        ] {
+            assert_eq!(
+                field(&format!("h2_calm_closes_{reason}")),
+                Some(n),
+                "{json}"
+            );
+        }
     }
 }

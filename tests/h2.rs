@@ -615,6 +615,40 @@ fn an_idle_connection_gets_goaway_after_http_keep_alive() {
 }
 
 #[test]
+fn a_client_goaway_is_counted_and_the_stream_in_flight_is_still_answered() {
+    use ringway::h2::{ErrorCode, frame};
+    use std::io::{Read, Write};
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    // Stream 1, then GOAWAY: the client opens nothing more (RFC 9113 §6.8), stream 1 finishes.
+    let mut out = raw_get(&rw.listen.to_string(), "/last");
+    frame::write_goaway(&mut out, 0, ErrorCode::NO_ERROR, b"bye");
+    s.write_all(&out).expect("send");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut buf = Vec::new();
+    let mut body = Vec::new();
+    let mut tmp = [0u8; 16_384];
+    'read: loop {
+        while let Some(f) = common::h2raw::take_frame(&mut buf) {
+            if f.kind == 0x0 && f.stream == 1 {
+                body.extend_from_slice(&f.payload);
+            }
+            if f.stream == 1 && f.ends_stream() {
+                break 'read;
+            }
+        }
+        let n = s.read(&mut tmp).expect("stream 1's response");
+        assert!(n > 0, "closed before stream 1 ended");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&body), "a /last");
+    rw.wait_total("h2_goaway_received", IO_TIMEOUT, |n| n >= 1);
+    assert_eq!(rw.total("h2_goaway_received"), 1);
+    assert_eq!(rw.total("h2_streams"), 1);
+}
+
+#[test]
 fn rapid_reset_flood_ends_with_enhance_your_calm_while_others_are_served() {
     use ringway::h2::ErrorCode;
     use ringway::h2::frame;
@@ -658,6 +692,6 @@ fn rapid_reset_flood_ends_with_enhance_your_calm_while_others_are_served() {
         .find(|(kind, _, _)| *kind == 0x7)
         .and_then(|(_, _, p)| goaway_code(p));
     assert_eq!(goaway, Some(ErrorCode::ENHANCE_YOUR_CALM.0), "{frames:?}");
-    assert_eq!(rw.total("h2_calm_closes"), 1);
+    rw.assert_calm_closes("rapid_reset", 1);
     assert!(rw.total("h2_resets_received") >= 50);
 }

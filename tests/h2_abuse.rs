@@ -234,8 +234,9 @@ fn start_plain() -> (Ringway, Httpd, Httpd) {
     (rw, a, b)
 }
 
-/// Every flood connection ended in GOAWAY ENHANCE_YOUR_CALM, and `h2_calm_closes` counted each.
-fn assert_calm(rw: &Ringway, floods: &[Vec<Frame>]) {
+/// Every flood connection ended in GOAWAY ENHANCE_YOUR_CALM, and `h2_calm_closes` counted each
+/// under `reason` (and under no other).
+fn assert_calm(rw: &Ringway, floods: &[Vec<Frame>], reason: &str) {
     for frames in floods {
         assert_eq!(
             goaway(frames).code(),
@@ -244,9 +245,16 @@ fn assert_calm(rw: &Ringway, floods: &[Vec<Frame>]) {
         );
     }
     let n = floods.len() as u64;
-    rw.wait_total("h2_calm_closes", IO_TIMEOUT, |c| c >= n);
-    assert_eq!(rw.total("h2_calm_closes"), n);
+    rw.assert_calm_closes(reason, n);
     assert_eq!(rw.total("h2_goaway_sent"), n);
+}
+
+/// Frames of `kind` with the ACK flag among `frames`.
+fn acks(frames: &[Frame], kind: u8) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.kind == kind && f.flags & frame::FLAG_ACK != 0)
+        .count()
 }
 
 // ---- the defences -------------------------------------------------------------------------------
@@ -268,7 +276,7 @@ fn continuation_flood_ends_with_enhance_your_calm_while_others_are_served() {
         }
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "continuation");
     // And a block that stays under 20 frames but passes `head_size_max` (64 KiB) in big ones.
     let mut p = Peer::connect(rw.listen);
     let mut out = preface(&[]);
@@ -279,7 +287,7 @@ fn continuation_flood_ends_with_enhance_your_calm_while_others_are_served() {
     p.send(&out);
     let frames = p.frames_until_close();
     assert_eq!(goaway(&frames).code(), Some(ErrorCode::ENHANCE_YOUR_CALM.0));
-    assert_eq!(rw.total("h2_calm_closes"), floods.len() as u64 + 1);
+    rw.assert_calm_closes("continuation", floods.len() as u64 + 1);
     // No unfinished block ever became a request.
     assert!(a.requests().is_empty());
 }
@@ -298,19 +306,20 @@ fn settings_flood_ends_with_enhance_your_calm_while_others_are_served() {
         }
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "settings_flood");
+    let mut glitches = 0;
     for frames in &floods {
         // Each SETTINGS costs a glitch and an ACK: the first (§3.4) and the bucket's worth are
         // answered, then the connection ends long before the flood does.
-        let acks = frames
-            .iter()
-            .filter(|f| f.kind == TYPE_SETTINGS && f.flags & frame::FLAG_ACK != 0)
-            .count();
+        let acks = acks(frames, TYPE_SETTINGS);
         assert!(
             (1 + GLITCHES_MAX..FLOOD / 2).contains(&acks),
             "{acks} SETTINGS ACKs"
         );
+        // Every SETTINGS after the first took a token: those answered, and the one refused.
+        glitches += acks as u64;
     }
+    assert_eq!(rw.total("h2_glitches"), glitches);
 }
 
 #[test]
@@ -327,8 +336,11 @@ fn ping_flood_ends_with_enhance_your_calm_while_others_are_served() {
         }
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "ping_flood");
+    let mut glitches = 0;
     for frames in &floods {
+        // Every PING took a token: those answered, and the one refused.
+        glitches += acks(frames, TYPE_PING) as u64 + 1;
         let acks: Vec<&Frame> = frames
             .iter()
             .filter(|f| f.kind == TYPE_PING && f.flags & frame::FLAG_ACK != 0)
@@ -343,6 +355,7 @@ fn ping_flood_ends_with_enhance_your_calm_while_others_are_served() {
             assert_eq!(f.payload, (i as u64).to_be_bytes());
         }
     }
+    assert_eq!(rw.total("h2_glitches"), glitches);
 }
 
 #[test]
@@ -365,7 +378,7 @@ fn hpack_bomb_ends_with_enhance_your_calm_while_others_are_served() {
         headers(&mut out, 1, &block, true);
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "hpack");
     assert!(a.requests().is_empty(), "a bomb reached the backend");
 }
 
@@ -387,7 +400,7 @@ fn empty_frame_and_priority_floods_end_with_enhance_your_calm_while_others_are_s
         }
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "glitches");
     let empty_data = floods.len() as u64;
     // PRIORITY frames (deprecated by RFC 9113, still legal on any stream): same bucket.
     let floods = flood_while_serving(&rw, |_| {
@@ -402,8 +415,10 @@ fn empty_frame_and_priority_floods_end_with_enhance_your_calm_while_others_are_s
         assert_eq!(goaway(frames).code(), Some(ErrorCode::ENHANCE_YOUR_CALM.0));
     }
     let n = empty_data + floods.len() as u64;
-    rw.wait_total("h2_calm_closes", IO_TIMEOUT, |c| c >= n);
-    assert_eq!(rw.total("h2_calm_closes"), n);
+    rw.assert_calm_closes("glitches", n);
+    // Each flood connection took the whole bucket and one more.
+    let glitches = rw.total("h2_glitches");
+    assert!(glitches > n * GLITCHES_MAX as u64, "{glitches} glitches");
     // The uploads never completed: only the normal client's requests reached `b`.
     assert!(b.requests().iter().all(|r| r.method == "GET"));
 }
@@ -426,7 +441,7 @@ fn resets_ringway_is_made_to_send_are_bounded_while_others_are_served() {
         }
         out
     });
-    assert_calm(&rw, &floods);
+    assert_calm(&rw, &floods, "local_resets");
     let mut resets = 0u64;
     for frames in &floods {
         let rst: Vec<&Frame> = frames
@@ -505,6 +520,9 @@ fn streams_past_the_concurrent_limit_are_refused_and_the_rest_are_served() {
         normal_request(rw.listen, &format!("during-{i}"));
     }
     assert_eq!(rw.total("h2_resets_sent"), extra.len() as u64);
+    assert_eq!(rw.total("h2_streams_refused"), extra.len() as u64);
+    // Each refusal is a glitch too (a flood of them is the next test).
+    assert_eq!(rw.total("h2_glitches"), extra.len() as u64);
     assert_eq!(
         rw.total("h2_streams"),
         u64::from(STREAMS_MAX) + NORMAL_REQUESTS as u64
@@ -585,9 +603,11 @@ fn a_flood_of_refused_streams_ends_with_enhance_your_calm_while_others_are_serve
         .inspect(|f| assert_eq!(f.code(), Some(ErrorCode::REFUSED_STREAM.0), "{f:?}"))
         .count();
     assert!((GLITCHES_MAX..500).contains(&refused), "{refused} refused");
-    rw.wait_total("h2_calm_closes", IO_TIMEOUT, |c| c >= 1);
-    assert_eq!(rw.total("h2_calm_closes"), 1);
+    rw.assert_calm_closes("glitches", 1);
     assert_eq!(rw.total("h2_resets_sent"), refused as u64);
+    // The stream that emptied the bucket was refused too, by the GOAWAY instead of a reset.
+    assert_eq!(rw.total("h2_streams_refused"), refused as u64 + 1);
+    assert_eq!(rw.total("h2_glitches"), refused as u64 + 1);
     release.store(true, Ordering::SeqCst);
     normal_request(rw.listen, "after");
 }
@@ -689,6 +709,8 @@ fn clients_that_never_open_their_window_are_timed_out_and_memory_stays_bounded()
     assert!(pings >= 5, "{pings} PINGs");
     assert_eq!(rw.total("h2_resets_sent"), 2);
     assert_eq!(rw.total("idle_timeouts"), 4);
+    // The two stream resets, not the two exchanges `server_idle` ended.
+    assert_eq!(rw.total("h2_window_timeouts"), 2);
     assert_eq!(rw.total("h2_calm_closes"), 0);
     // 2 × 32 MiB were offered; ringway held no more than its bounded queues (docs/http.md: the
     // 64 KiB client queue and one stream's 64 KiB from the backend, per connection).

@@ -778,6 +778,15 @@ impl H2Conn {
         window.min(frames * DATA_FRAME_BYTES_MAX + tail)
     }
 
+    /// Whether `stream`'s response body waits on the client's flow control: its own send window
+    /// or the connection's is shut (0, or below after a smaller SETTINGS_INITIAL_WINDOW_SIZE,
+    /// RFC 9113 §6.9.2). False when it waits on something else (output room, the backend).
+    pub fn send_window_shut(&self, stream: u32) -> bool {
+        self.find(stream)
+            .and_then(|i| self.streams.get(i))
+            .is_some_and(|s| s.send == Send::Body && s.send_window.min(self.conn_send_window) <= 0)
+    }
+
     /// Output waiting to be sent.
     pub fn output(&self) -> &[u8] {
         &self.out

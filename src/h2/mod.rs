@@ -139,6 +139,54 @@ pub enum Glitch {
     EmptyContinuation,
 }
 
+/// Which abuse defence ended a connection with ENHANCE_YOUR_CALM ([`H2Error::calm_reason`]):
+/// the `reason` label of `ringway_h2_calm_closes_total` and the `h2_calm_closes_<reason>` fields
+/// of `/stats`. The names are API (docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalmReason {
+    /// RST_STREAM past the per-second bucket, or streams reset in a row before their response
+    /// (CVE-2023-44487).
+    RapidReset,
+    /// RST_STREAM we were made to send for the client's errors (CVE-2025-8671).
+    LocalResets,
+    /// A field block of too many frames or bytes (CONTINUATION flood, CVE-2024-27316 class).
+    Continuation,
+    /// SETTINGS past the glitch bucket (CVE-2019-9515).
+    SettingsFlood,
+    /// PING past the glitch bucket (CVE-2019-9512).
+    PingFlood,
+    /// Any other glitch past the bucket: empty DATA or CONTINUATION, PRIORITY, frames on closed
+    /// streams, refused streams (CVE-2019-9518 family).
+    Glitches,
+    /// A field block decoding past the list size or field count bound (HPACK bomb).
+    Hpack,
+}
+
+impl CalmReason {
+    /// Every reason, in the order `/stats` and `/metrics` list them.
+    pub const ALL: [CalmReason; 7] = [
+        CalmReason::RapidReset,
+        CalmReason::LocalResets,
+        CalmReason::Continuation,
+        CalmReason::SettingsFlood,
+        CalmReason::PingFlood,
+        CalmReason::Glitches,
+        CalmReason::Hpack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CalmReason::RapidReset => "rapid_reset",
+            CalmReason::LocalResets => "local_resets",
+            CalmReason::Continuation => "continuation",
+            CalmReason::SettingsFlood => "settings_flood",
+            CalmReason::PingFlood => "ping_flood",
+            CalmReason::Glitches => "glitches",
+            CalmReason::Hpack => "hpack",
+        }
+    }
+}
+
 /// Why a request or trailer block is malformed (RFC 9113 §8.1.1): a stream error
 /// PROTOCOL_ERROR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,24 +338,25 @@ impl H2Error {
         }
     }
 
-    /// For ENHANCE_YOUR_CALM closes: the `reason` label of `h2_calm_closes` in /stats.
-    pub fn calm_reason(self) -> Option<&'static str> {
+    /// For ENHANCE_YOUR_CALM closes (exactly those: [`H2Error::code`]), the defence that fired,
+    /// counted per reason in `h2_calm_closes`.
+    pub fn calm_reason(self) -> Option<CalmReason> {
         Some(match self {
-            H2Error::RapidReset { .. } | H2Error::EarlyResets { .. } => "rapid_reset",
-            H2Error::LocalResets { .. } => "local_resets",
+            H2Error::RapidReset { .. } | H2Error::EarlyResets { .. } => CalmReason::RapidReset,
+            H2Error::LocalResets { .. } => CalmReason::LocalResets,
             H2Error::ContinuationFlood { .. } | H2Error::HeaderBlockTooLarge { .. } => {
-                "continuation"
+                CalmReason::Continuation
             }
-            H2Error::Flood(Glitch::Settings) => "settings_flood",
-            H2Error::Flood(Glitch::Ping) => "ping_flood",
+            H2Error::Flood(Glitch::Settings) => CalmReason::SettingsFlood,
+            H2Error::Flood(Glitch::Ping) => CalmReason::PingFlood,
             H2Error::Flood(
                 Glitch::EmptyData
                 | Glitch::ClosedStream
                 | Glitch::Priority
                 | Glitch::Refused
                 | Glitch::EmptyContinuation,
-            ) => "glitches",
-            H2Error::Hpack(e) if e.is_limit() => "hpack",
+            ) => CalmReason::Glitches,
+            H2Error::Hpack(e) if e.is_limit() => CalmReason::Hpack,
             H2Error::Hpack(_)
             | H2Error::BadPreface
             | H2Error::SettingsNotFirst

@@ -7,7 +7,7 @@
 use super::conn::{DATA_FRAME_BYTES_MAX, Event, Fed, H2Cfg, H2Conn, SendError, StreamState};
 use super::frame::{self, PREFACE};
 use super::hpack::{DecodeLimits, Decoder, Encoder, HuffmanUse, IndexUse};
-use super::{ErrorCode, Glitch, H2Error, Kind, Malformed, Violation};
+use super::{CalmReason, ErrorCode, Glitch, H2Error, Kind, Malformed, Violation};
 
 const DATA: u8 = frame::TYPE_DATA;
 const HEADERS: u8 = frame::TYPE_HEADERS;
@@ -323,6 +323,13 @@ fn rst_of(outs: &[Out], stream: u32) -> Option<ErrorCode> {
 fn expect_conn_error(p: &mut Peer, evs: &[Ev], error: H2Error, code: ErrorCode) {
     assert_eq!(evs.last(), Some(&Ev::ConnError(error)), "events {evs:?}");
     assert_eq!(error.code(), code);
+    // Every ENHANCE_YOUR_CALM close is counted under a reason, and nothing else is: the
+    // `h2_calm_closes` total in /stats is the sum of its reasons.
+    assert_eq!(
+        error.calm_reason().is_some(),
+        code == ErrorCode::ENHANCE_YOUR_CALM,
+        "{error:?}"
+    );
     let outs = p.out();
     assert_eq!(goaway_of(&outs).map(|g| g.1), Some(code), "output {outs:?}");
     assert!(p.conn.is_finished());
@@ -1159,19 +1166,27 @@ fn s6_9_send_data_stops_at_the_windows_and_resumes_on_update() {
     p.request(1, GET, true);
     p.request(3, GET, true);
     p.conn.send_response_head(1, 200, [], false).unwrap();
+    assert!(
+        !p.conn.send_window_shut(3),
+        "no body to send before the head"
+    );
     p.conn.send_response_head(3, 200, [], false).unwrap();
     let body = vec![1u8; 70_000];
     // The output bound (64 KiB) stops each call short; draining lets it go on.
     let sent = push_all(&mut p, 1, &body, true);
     assert_eq!(sent, 65_535);
     assert_eq!(p.conn.send_capacity(1), 0);
+    assert!(p.conn.send_window_shut(1));
     // The connection window is spent too: stream 3 cannot send.
     assert_eq!(p.conn.send_data(3, b"x", true), Ok(0));
+    assert!(p.conn.send_window_shut(3), "the connection's window");
     let evs = p.send(&window_update(1, 10_000));
     assert_eq!(evs, [Ev::WindowOpen { stream: 1 }]);
     assert_eq!(p.conn.send_data(1, &body[sent..], true), Ok(0));
+    assert!(p.conn.send_window_shut(1), "the connection's window");
     let evs = p.send(&window_update(0, 10_000));
     assert_eq!(evs, [Ev::WindowOpen { stream: 0 }]);
+    assert!(!p.conn.send_window_shut(1));
     assert_eq!(p.conn.send_data(1, &body[sent..], true), Ok(4465));
     assert_eq!(p.conn.stream_state(1), StreamState::Closed);
     assert_eq!(p.conn.send_data(3, b"x", true), Ok(1));
@@ -1651,8 +1666,55 @@ fn rapid_reset_past_the_rate_is_enhance_your_calm() {
     );
     assert_eq!(
         H2Error::RapidReset { per_s: 100 }.calm_reason(),
-        Some("rapid_reset")
+        Some(CalmReason::RapidReset)
     );
+}
+
+#[test]
+fn each_enhance_your_calm_error_names_the_defence_that_fired() {
+    use super::hpack::HpackError;
+    for (error, reason) in [
+        (H2Error::RapidReset { per_s: 100 }, CalmReason::RapidReset),
+        (H2Error::EarlyResets { max: 50 }, CalmReason::RapidReset),
+        (H2Error::LocalResets { max: 500 }, CalmReason::LocalResets),
+        (
+            H2Error::ContinuationFlood { frames_max: 20 },
+            CalmReason::Continuation,
+        ),
+        (
+            H2Error::HeaderBlockTooLarge { bytes_max: 65_536 },
+            CalmReason::Continuation,
+        ),
+        (H2Error::Flood(Glitch::Settings), CalmReason::SettingsFlood),
+        (H2Error::Flood(Glitch::Ping), CalmReason::PingFlood),
+        (H2Error::Flood(Glitch::EmptyData), CalmReason::Glitches),
+        (H2Error::Flood(Glitch::ClosedStream), CalmReason::Glitches),
+        (H2Error::Flood(Glitch::Priority), CalmReason::Glitches),
+        (H2Error::Flood(Glitch::Refused), CalmReason::Glitches),
+        (
+            H2Error::Flood(Glitch::EmptyContinuation),
+            CalmReason::Glitches,
+        ),
+        (
+            H2Error::Hpack(HpackError::ListTooLarge { max: 65_536 }),
+            CalmReason::Hpack,
+        ),
+        (
+            H2Error::Hpack(HpackError::TooManyFields { max: 128 }),
+            CalmReason::Hpack,
+        ),
+    ] {
+        assert_eq!(error.code(), ErrorCode::ENHANCE_YOUR_CALM, "{error:?}");
+        assert_eq!(error.calm_reason(), Some(reason), "{error:?}");
+    }
+    // Errors that end a connection with another code have no reason.
+    for error in [
+        H2Error::Hpack(HpackError::IndexZero),
+        H2Error::TooManyStreams,
+        H2Error::BadPreface,
+    ] {
+        assert_eq!(error.calm_reason(), None, "{error:?}");
+    }
 }
 
 #[test]
@@ -1739,7 +1801,7 @@ fn ping_flood_is_enhance_your_calm() {
     flood(&fr(PING, 0, 0, &[1; 8]), H2Error::Flood(Glitch::Ping));
     assert_eq!(
         H2Error::Flood(Glitch::Ping).calm_reason(),
-        Some("ping_flood")
+        Some(CalmReason::PingFlood)
     );
 }
 
@@ -1748,7 +1810,7 @@ fn settings_flood_is_enhance_your_calm() {
     flood(&settings(&[]), H2Error::Flood(Glitch::Settings));
     assert_eq!(
         H2Error::Flood(Glitch::Settings).calm_reason(),
-        Some("settings_flood")
+        Some(CalmReason::SettingsFlood)
     );
 }
 
@@ -1874,7 +1936,7 @@ fn hpack_bomb_is_enhance_your_calm() {
     let evs = p.send(&fr(HEADERS, END_HEADERS | END_STREAM, 1, &block[..]));
     let error = H2Error::Hpack(super::hpack::HpackError::ListTooLarge { max: 65_536 });
     expect_conn_error(&mut p, &evs, error, ErrorCode::ENHANCE_YOUR_CALM);
-    assert_eq!(error.calm_reason(), Some("hpack"));
+    assert_eq!(error.calm_reason(), Some(CalmReason::Hpack));
 }
 
 #[test]

@@ -17,6 +17,18 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringway");
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+/// The `reason` values of `h2_calm_closes` (docs/metrics.md): `h2_calm_closes_<reason>` in
+/// `/stats`, `ringway_h2_calm_closes_total{reason}` on `/metrics`. Spelled out here, not taken
+/// from ringway, so that renaming one fails the tests.
+pub const H2_CALM_REASONS: [&str; 7] = [
+    "rapid_reset",
+    "local_resets",
+    "continuation",
+    "settings_flood",
+    "ping_flood",
+    "glitches",
+    "hpack",
+];
 
 /// A unique scratch directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -363,6 +375,34 @@ impl Ringway {
             self.stderr()
         );
         last
+    }
+
+    /// Waits until `h2_calm_closes` reaches `n`, then checks that it is `n` and that all of them
+    /// are `reason`: in one `/stats` document `h2_calm_closes_<reason>` is `n` and every other
+    /// reason 0 (so the total is the sum), and `/metrics` says the same in
+    /// `ringway_h2_calm_closes_total{reason}`.
+    pub fn assert_calm_closes(&self, reason: &str, n: u64) {
+        assert!(H2_CALM_REASONS.contains(&reason), "no reason {reason:?}");
+        self.wait_total("h2_calm_closes", IO_TIMEOUT, |c| c >= n);
+        let stats = self.stats();
+        let want: Vec<(&str, u64)> = H2_CALM_REASONS
+            .iter()
+            .map(|&r| (r, if r == reason { n } else { 0 }))
+            .collect();
+        let got: Vec<(&str, u64)> = H2_CALM_REASONS
+            .iter()
+            .map(|&r| (r, stat_u64(&stats, &format!("/total/h2_calm_closes_{r}"))))
+            .collect();
+        assert_eq!(got, want, "h2_calm_closes by reason");
+        assert_eq!(stat_u64(&stats, "/total/h2_calm_closes"), n);
+        let metrics = http_get(self.admin, "/metrics").expect("GET /metrics");
+        for (r, n) in want {
+            let line = format!("ringway_h2_calm_closes_total{{reason=\"{r}\"}} {n}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no `{line}` in\n{metrics}"
+            );
+        }
     }
 
     pub fn signal(&self, sig: i32) {

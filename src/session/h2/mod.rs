@@ -689,9 +689,12 @@ impl H2Session {
         let was = self.reported;
         let st = env.stats();
         st.h2_streams += now.streams_opened.saturating_sub(was.streams_opened);
+        st.h2_streams_refused += now.streams_refused.saturating_sub(was.streams_refused);
         st.h2_resets_received += now.resets_received.saturating_sub(was.resets_received);
         st.h2_resets_sent += now.resets_sent.saturating_sub(was.resets_sent);
         st.h2_goaway_sent += now.goaway_sent.saturating_sub(was.goaway_sent);
+        st.h2_goaway_received += now.goaway_received.saturating_sub(was.goaway_received);
+        st.h2_glitches += now.glitches.saturating_sub(was.glitches);
         self.reported = now;
     }
 
@@ -755,8 +758,9 @@ impl H2Session {
                             let _ = self.conn.reset(stream, code);
                         }
                         Act::Fail(error) => {
-                            if error.code() == ErrorCode::ENHANCE_YOUR_CALM {
-                                env.stats().h2_calm_closes += 1;
+                            // Exactly the ENHANCE_YOUR_CALM closes have a reason.
+                            if let Some(reason) = error.calm_reason() {
+                                env.stats().h2_calm_closes.count(reason);
                             }
                             tracing::debug!(%error, "HTTP/2 connection error");
                             self.end_all(env, Term::ClientError);
@@ -920,8 +924,13 @@ impl H2Session {
                 continue;
             }
             if s.inner_closed.is_some() {
-                // A client that keeps its window shut does not keep the stream forever.
-                env.stats().idle_timeouts += 1;
+                // A client that keeps its window shut does not keep the stream forever. A
+                // stream that waits on the client's socket instead (output full) is only idle.
+                let st = env.stats();
+                st.idle_timeouts += 1;
+                if self.conn.send_window_shut(s.id) {
+                    st.h2_window_timeouts += 1;
+                }
                 let _ = self.conn.reset(s.id, ErrorCode::CANCEL);
                 self.free(i);
                 continue;

@@ -402,13 +402,16 @@ fn a_close_delimited_response_ends_its_stream_with_the_close() {
     assert!(!s.is_closed());
 }
 
-#[test]
-fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() {
+/// Serves `/big` (100 000 bytes, of which the backend sends `sent_bytes` at once) to a client
+/// that announces SETTINGS_INITIAL_WINDOW_SIZE `initial_window`, never sends WINDOW_UPDATE and
+/// sends a PING every 10 s, until ringway resets the stream. Checks that the reset came within
+/// `client_idle` (after `server_idle`) of the stall and that the connection stays; returns the
+/// counters and the DATA bytes the client got.
+fn stall_until_reset(initial_window: u32, sent_bytes: usize) -> (FakeEnv, usize) {
     let (mut env, cfg, mut w, mut s) = setup();
     let mut c = Client::new();
-    let t0 = env.now;
-    w.active_ms = [t0, t0];
-    w.rx[CLIENT] = c.hello(Some(0));
+    w.active_ms = [env.now, env.now];
+    w.rx[CLIENT] = c.hello(Some(initial_window));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
     s.progress(&mut w, &mut env, &cfg);
     s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
@@ -416,18 +419,46 @@ fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() 
     side(&mut s, 0).tx.clear();
     side(&mut s, 0)
         .rx
-        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-    side(&mut s, 0).rx.extend_from_slice(&[b'z'; 100]);
-    s.progress(&mut w, &mut env, &cfg);
-    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+    side(&mut s, 0)
+        .rx
+        .extend(std::iter::repeat_n(b'z', sent_bytes));
+    // The client queue may end inside a frame: what follows the last whole one waits here.
+    let mut queued = Vec::new();
+    let mut take = |w: &mut Wire, c: &mut Client| {
+        queued.append(&mut w.tx[CLIENT]);
+        let mut whole = 0;
+        while let FrameVerdict::Complete { consumed_bytes, .. } =
+            frame::parse(&queued[whole..], 1 << 24)
+        {
+            whole += consumed_bytes;
+        }
+        let rest = queued.split_off(whole);
+        c.read(&std::mem::replace(&mut queued, rest))
+    };
+    let mut got = Vec::new();
+    for _ in 0..16 {
+        s.progress(&mut w, &mut env, &cfg);
+        got.extend(take(&mut w, &mut c));
+    }
     assert!(
-        matches!(got.last(), Some(Got::Headers(1, _, false))),
+        matches!(got.first(), Some(Got::Headers(1, _, false))),
         "{got:?}"
     );
+    let data_bytes = |got: &[Got]| {
+        got.iter()
+            .map(|g| match g {
+                Got::Data(_, d, _) => d.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+    };
+    let mut received = data_bytes(&got);
     // The window stays shut; a PING every 10 s keeps the connection's last byte fresh.
+    let stalled = env.now;
     let idle = cfg.h1.timeouts.client_idle.max(cfg.h1.timeouts.server_idle);
     let mut reset_at = None;
-    while reset_at.is_none() && env.now < t0 + 3 * idle {
+    while reset_at.is_none() && env.now < stalled + 3 * idle {
         env.now += 10_000;
         frame::write_ping(&mut w.rx[CLIENT], false, [7; 8]);
         w.active_ms[CLIENT] = env.now;
@@ -438,8 +469,8 @@ fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() 
                 s.progress(&mut w, &mut env, &cfg);
             }
         }
-        let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
-        assert!(!got.iter().any(|g| matches!(g, Got::Data(..))), "{got:?}");
+        let got = take(&mut w, &mut c);
+        received += data_bytes(&got);
         if got.contains(&Got::Rst(1, ErrorCode::CANCEL)) {
             reset_at = Some(env.now);
         }
@@ -448,12 +479,31 @@ fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() 
     // since the stream last moved ended the stream: PINGs did not keep it.
     let reset_at = reset_at.expect("the stalled stream was never reset");
     assert!(
-        reset_at <= t0 + idle + 10_000,
+        reset_at <= stalled + idle + 10_000,
         "reset at +{} ms",
-        reset_at - t0
+        reset_at - stalled
     );
-    assert_eq!(env.stats.idle_timeouts, 2);
     assert!(!s.is_closed());
+    (env, received)
+}
+
+#[test]
+fn a_response_stalled_on_a_shut_window_ends_even_while_the_client_sends_pings() {
+    let (env, received) = stall_until_reset(0, 100);
+    assert_eq!(received, 0, "DATA past a zero stream window");
+    assert_eq!(env.stats.idle_timeouts, 2);
+    assert_eq!(env.stats.h2_window_timeouts, 1);
+    assert_eq!(env.stats.h2_resets_sent, 1);
+}
+
+#[test]
+fn a_response_stalled_on_a_shut_connection_window_ends_too() {
+    // Each stream may take 1 MiB, but the connection's window stays at its 65 535 (RFC 9113
+    // §6.9.2: SETTINGS do not move it) and is never updated.
+    let (env, received) = stall_until_reset(1 << 20, 80_000);
+    assert_eq!(received, 65_535);
+    assert_eq!(env.stats.idle_timeouts, 2);
+    assert_eq!(env.stats.h2_window_timeouts, 1);
 }
 
 #[test]
