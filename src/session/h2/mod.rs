@@ -40,7 +40,8 @@ const CLIENT_RX_MAX: usize = 64 * 1024 + 16 * 1024;
 /// Trailer section bytes kept while de-chunking a response (its tail, where trailers are).
 const TAIL_BYTES_MAX: usize = 8 * 1024;
 /// Finished streams a connection keeps for the next ones (their box and buffers are reused, so
-/// a small exchange allocates nothing).
+/// a small exchange allocates nothing); never more than it has streams open, so an idle
+/// connection keeps none.
 const SPARE_STREAMS: usize = 8;
 /// A spare stream keeps a buffer only up to this capacity (larger ones are freed).
 const SPARE_BUF_BYTES: usize = 4 * 1024;
@@ -578,6 +579,12 @@ impl H2Session {
             }
         }
         self.report(env);
+        if self.spare.len() > self.streams_open() {
+            // Spares serve a connection with streams coming; one with few or none open keeps
+            // no more of them than it has streams (an idle connection holds none).
+            let keep = self.streams_open();
+            self.spare.truncate(keep);
+        }
         let queued_client = w.queued(CLIENT);
         let now = env.now_ms();
         for slot in &mut self.lanes {

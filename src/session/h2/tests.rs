@@ -511,47 +511,68 @@ fn a_finished_stream_is_reused_by_the_next_with_nothing_of_the_old_one_left() {
     let (mut env, cfg, mut w, mut s) = setup();
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
-    w.rx[CLIENT].extend(c.get(1, "/one", false));
-    frame::write_data(&mut w.rx[CLIENT], 1, b"abc", true);
+    // Stream 5 stays open throughout (a connection with no stream open keeps no spare).
+    w.rx[CLIENT].extend(c.get(5, "/slow", true));
+    w.rx[CLIENT].extend(c.get(7, "/one", false));
+    frame::write_data(&mut w.rx[CLIENT], 7, b"abc", true);
     s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.on_upstream(1, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    let up = text(&std::mem::take(&mut side(&mut s, 0).tx));
+    let up = text(&std::mem::take(&mut side(&mut s, 1).tx));
     assert!(up.contains("transfer-encoding: chunked\r\n"), "{up}");
-    side(&mut s, 0).rx.extend_from_slice(
+    side(&mut s, 1).rx.extend_from_slice(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
     );
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     assert_eq!(
         got.last(),
-        Some(&Got::Headers(1, vec![("x-t".into(), "1".into())], true))
+        Some(&Got::Headers(7, vec![("x-t".into(), "1".into())], true))
     );
     let _ = lane_intents(&mut s);
     assert_eq!(s.spare.len(), 1, "the finished stream is kept");
 
-    // The next stream takes the spare: a GET with a plain response, nothing of stream 1 left.
-    w.rx[CLIENT].extend(c.get(3, "/two", true));
+    // The next stream takes the spare: a GET with a plain response, nothing of stream 7 left.
+    w.rx[CLIENT].extend(c.get(9, "/two", true));
     s.progress(&mut w, &mut env, &cfg);
     assert!(s.spare.is_empty());
-    assert_eq!(lane_intents(&mut s), vec![(0, connect())]);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    assert_eq!(lane_intents(&mut s), vec![(1, connect())]);
+    s.on_upstream(1, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
     s.progress(&mut w, &mut env, &cfg);
-    let up = text(&std::mem::take(&mut side(&mut s, 0).tx));
+    let up = text(&std::mem::take(&mut side(&mut s, 1).tx));
     assert!(up.starts_with("GET /two HTTP/1.1\r\n"), "{up}");
     assert!(!up.contains("chunked") && !up.contains("abc"), "{up}");
-    side(&mut s, 0)
+    side(&mut s, 1)
         .rx
         .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     s.progress(&mut w, &mut env, &cfg);
     let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
     let head = Got::Headers(
-        3,
+        9,
         vec![
             (":status".into(), "200".into()),
             ("content-length".into(), "2".into()),
         ],
         false,
     );
-    assert_eq!(got, vec![head, Got::Data(3, b"ok".to_vec(), true)]);
+    assert_eq!(got, vec![head, Got::Data(9, b"ok".to_vec(), true)]);
+    assert_eq!(s.spare.len(), 1);
+
+    // Once no stream is open, the connection keeps no spare.
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(
+        got,
+        vec![Got::Headers(
+            5,
+            vec![(":status".into(), "204".into())],
+            true
+        )]
+    );
+    assert!(s.spare.is_empty());
 }
