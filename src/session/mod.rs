@@ -180,6 +180,8 @@ pub trait Env {
     ) -> Pick;
     /// Passive health and per-server counters: how an attempt at `server` ended.
     fn outcome(&mut self, backend: BackendId, server: ServerId, outcome: Outcome);
+    /// The shard's finished HTTP/2 streams, kept for reuse.
+    fn h2_spares(&mut self) -> &mut h2::SpareStreams;
 }
 
 /// What a session asks the driver to do, in order.
@@ -367,6 +369,7 @@ pub(crate) mod testenv {
         pub extra_us: u64,
         pub recorded: Vec<(LatencyAt, LatencyKind, u64)>,
         pub done: Vec<ExchangeDone>,
+        pub h2_spares: crate::session::h2::SpareStreams,
     }
 
     impl FakeEnv {
@@ -382,6 +385,7 @@ pub(crate) mod testenv {
                 extra_us: 0,
                 recorded: Vec::new(),
                 done: Vec::new(),
+                h2_spares: Default::default(),
             }
         }
 
@@ -414,6 +418,10 @@ pub(crate) mod testenv {
 
         fn stats(&mut self) -> &mut ShardStats {
             &mut self.stats
+        }
+
+        fn h2_spares(&mut self) -> &mut crate::session::h2::SpareStreams {
+            &mut self.h2_spares
         }
 
         fn backend(&self, id: BackendId) -> Option<&BackendCfg> {

@@ -58,6 +58,8 @@ pub(super) struct World {
     pub timeouts: TimeoutsMs,
     /// Requests waiting in backend queues, over all backends.
     pub queued: usize,
+    /// Finished HTTP/2 streams kept for the next ones (bounded).
+    pub h2_spares: crate::session::h2::SpareStreams,
 }
 
 /// What this shard counts and records for one listener.
@@ -131,6 +133,10 @@ impl Env for World {
 
     fn stats(&mut self) -> &mut ShardStats {
         &mut self.stats
+    }
+
+    fn h2_spares(&mut self) -> &mut crate::session::h2::SpareStreams {
+        &mut self.h2_spares
     }
 
     fn backend(&self, id: BackendId) -> Option<&BackendCfg> {
@@ -263,6 +269,7 @@ impl Shard {
                 ejected: Vec::new(),
                 timeouts,
                 queued: 0,
+                h2_spares: Default::default(),
             },
             listeners: IdMap::default(),
             timers: TimerWheel::new(TIMER_SLOTS, TIMER_TICK_MS, 0),

@@ -39,10 +39,9 @@ const TURN_BYTES: usize = 16 * 1024;
 const CLIENT_RX_MAX: usize = 64 * 1024 + 16 * 1024;
 /// Trailer section bytes kept while de-chunking a response (its tail, where trailers are).
 const TAIL_BYTES_MAX: usize = 8 * 1024;
-/// Finished streams a connection keeps for the next ones (their box and buffers are reused, so
-/// a small exchange allocates nothing); never more than it has streams open, so an idle
-/// connection keeps none.
-const SPARE_STREAMS: usize = 8;
+/// Finished streams a shard keeps for its connections' next ones (their box, buffers and
+/// exchange are reused, so a small exchange allocates nothing).
+const SPARE_STREAMS: usize = 64;
 /// A spare stream keeps a buffer only up to this capacity (larger ones are freed).
 const SPARE_BUF_BYTES: usize = 4 * 1024;
 
@@ -472,6 +471,34 @@ impl Stream {
     }
 }
 
+/// Finished HTTP/2 streams a shard keeps (at most [`SPARE_STREAMS`], each buffer at most
+/// [`SPARE_BUF_BYTES`]) for the next streams of any of its connections: a small exchange then
+/// allocates nothing. Per shard, so an idle connection holds none; bounded, so a burst's spares
+/// cost at most ~2 MiB per shard.
+#[derive(Default)]
+#[allow(clippy::vec_box)] // boxed: they move in and out of `Slot::Busy` as they are
+pub struct SpareStreams(Vec<Box<Stream>>);
+
+impl SpareStreams {
+    fn put(&mut self, s: Box<Stream>) {
+        if self.0.len() < SPARE_STREAMS {
+            self.0.push(s);
+        }
+    }
+
+    fn take(&mut self) -> Option<Box<Stream>> {
+        self.0.pop()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A lane of the connection.
 enum Slot {
     Free,
@@ -489,10 +516,6 @@ pub struct H2Session {
     lanes: Vec<Slot>,
     /// Where the next turn starts (the lanes take turns).
     turn: usize,
-    /// Finished streams kept for their capacity (at most [`SPARE_STREAMS`]). Boxed: they move
-    /// in and out of [`Slot::Busy`] as they are, without a new allocation.
-    #[allow(clippy::vec_box)]
-    spare: Vec<Box<Stream>>,
     pub intents: Intents,
     /// Connection-level counters already added to the shard's.
     reported: crate::h2::conn::H2Counters,
@@ -511,7 +534,6 @@ impl H2Session {
             conn: H2Conn::new(cfg.conn, now_ms),
             lanes: Vec::new(),
             turn: 0,
-            spare: Vec::new(),
             intents: Intents::default(),
             reported: Default::default(),
             counted: false,
@@ -579,12 +601,6 @@ impl H2Session {
             }
         }
         self.report(env);
-        if self.spare.len() > self.streams_open() {
-            // Spares serve a connection with streams coming; one with few or none open keeps
-            // no more of them than it has streams (an idle connection holds none).
-            let keep = self.streams_open();
-            self.spare.truncate(keep);
-        }
         let queued_client = w.queued(CLIENT);
         let now = env.now_ms();
         for slot in &mut self.lanes {
@@ -662,25 +678,24 @@ impl H2Session {
                 let _ = self.conn.reset(s.id, ErrorCode::INTERNAL_ERROR);
                 s.inner.abort(env, Term::ServerError);
                 s.take_intents(lane, &mut self.intents);
-                self.free(i);
+                self.free(i, env);
                 return true;
             }
         }
         if s.finished(&mut self.conn) {
-            self.free(i);
+            self.free(i, env);
             changed = true;
         }
         changed
     }
 
     /// The lane's stream is over: the lane cools until the driver has carried out its intents.
-    /// The stream is kept for a next one while the connection has few spares.
-    fn free(&mut self, i: usize) {
+    /// The stream is kept by the shard for a next one (see [`SpareStreams`]).
+    fn free(&mut self, i: usize, env: &mut impl Env) {
         if let Some(slot) = self.lanes.get_mut(i)
             && let Slot::Busy(s) = std::mem::replace(slot, Slot::Cooling)
-            && self.spare.len() < SPARE_STREAMS
         {
-            self.spare.push(s);
+            env.h2_spares().put(s);
         }
     }
 
@@ -720,7 +735,6 @@ impl H2Session {
             let Self {
                 conn,
                 lanes,
-                spare,
                 intents,
                 client,
                 tls,
@@ -750,7 +764,7 @@ impl H2Session {
                                 head: &head,
                                 end_stream,
                             };
-                            open_stream(lanes, spare, intents, &opening, new)
+                            open_stream(lanes, env.h2_spares(), intents, &opening, new)
                         }
                         other => on_event(lanes, other),
                     };
@@ -813,7 +827,7 @@ impl H2Session {
             s.inner.abort(env, Term::ClientClosed);
             s.take_intents(lane, &mut self.intents);
         }
-        self.free(i);
+        self.free(i, env);
     }
 
     /// The connection ends: every exchange is dropped.
@@ -823,7 +837,7 @@ impl H2Session {
             if let Some(Slot::Busy(s)) = self.lanes.get_mut(i) {
                 s.inner.abort(env, term);
                 s.take_intents(lane, &mut self.intents);
-                self.free(i);
+                self.free(i, env);
             }
         }
     }
@@ -939,7 +953,7 @@ impl H2Session {
                     st.h2_window_timeouts += 1;
                 }
                 let _ = self.conn.reset(s.id, ErrorCode::CANCEL);
-                self.free(i);
+                self.free(i, env);
                 continue;
             }
             s.with_inner(w, |inner, w| inner.on_timer(w, env, &cfg.h1));
@@ -981,10 +995,9 @@ struct Fresh<'a> {
 }
 
 /// A request head opened `stream`: it takes a lane and its exchange starts.
-#[allow(clippy::vec_box)] // the spares move into `Slot::Busy` as they are
 fn open_stream(
     lanes: &mut Vec<Slot>,
-    spare: &mut Vec<Box<Stream>>,
+    spare: &mut SpareStreams,
     intents: &Intents,
     o: &Opening,
     new: Fresh<'_>,
@@ -1002,7 +1015,7 @@ fn open_stream(
         // Never expected: lanes outnumber the streams the connection may have open.
         return Act::Reset(stream, ErrorCode::REFUSED_STREAM);
     };
-    let s = match spare.pop() {
+    let s = match spare.take() {
         Some(mut s) => {
             s.renew(stream, head, end_stream, o);
             s
