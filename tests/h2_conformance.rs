@@ -1478,12 +1478,71 @@ fn s8_3_pseudo_header_rules() {
 
 #[test]
 fn s8_3_1_host_naming_another_authority_is_malformed() {
-    // §8.3.1: "SHOULD treat a request as malformed", and ringway does.
-    expect_each_malformed(vec![(
-        "host differing from :authority",
-        get_with(|f| f.push(field("host", "other.test"))),
-        true,
-    )]);
+    // §8.3.1: "SHOULD treat a request as malformed", and ringway does, for every `host` field.
+    expect_each_malformed(vec![
+        (
+            "host differing from :authority",
+            get_with(|f| f.push(field("host", "other.test"))),
+            true,
+        ),
+        (
+            "a second host differing from :authority",
+            get_with(|f| {
+                f.push(field("host", "conformance.test"));
+                f.push(field("host", "other.test"));
+            }),
+            true,
+        ),
+    ]);
+}
+
+#[test]
+fn s8_3_1_authority_that_is_not_host_and_port_is_malformed() {
+    // §8.3.1: no userinfo in an http or https authority; RFC 3986 §3.2: `host [":" port]`.
+    // Anything else would reach the backend as a Host naming something other than what was
+    // routed.
+    let mut cases: Vec<(&str, Fields, bool)> = [
+        ("userinfo", "user@conformance.test"),
+        ("userinfo with a password", "user:pw@conformance.test:80"),
+        ("a space", "conformance .test"),
+        ("a control byte", "conformance\x01.test"),
+        ("a path", "conformance.test/admin"),
+        ("a query", "conformance.test?x=1"),
+        ("a port that is not a number", "conformance.test:http"),
+        ("a port past 65535", "conformance.test:65536"),
+        ("an empty :authority", ""),
+        ("an unclosed IP literal", "[::1"),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name, get_with(|f| f[2] = field(":authority", v)), true))
+    .collect();
+    let host_only = get_with(|f| {
+        f.remove(2);
+        f.push(field("host", "user@conformance.test"));
+    });
+    cases.push(("no :authority, host with userinfo", host_only, true));
+    expect_each_malformed(cases);
+}
+
+#[test]
+fn s8_3_1_authorities_of_every_form_are_served() {
+    let rig = Rig::start();
+    let mut c = rig.client();
+    let forms = [
+        "conformance.test",
+        "Conformance.Test:8080",
+        "127.0.0.1:1",
+        "[::1]:443",
+        "xn--bcher-kva.test",
+    ];
+    for (i, authority) in forms.into_iter().enumerate() {
+        let stream = 2 * i as u32 + 1;
+        let path = format!("/ok/{stream}");
+        let mut fields = c.get_fields(&path);
+        fields[2] = field(":authority", authority);
+        c.request(stream, &fields, true);
+        c.expect_response(stream, &path);
+    }
 }
 
 #[test]

@@ -349,33 +349,30 @@ struct Head {
     scheme: Option<Span>,
     authority: Option<Span>,
     path: Option<Span>,
-    host: Option<Span>,
     content_length: Option<u64>,
     regular_seen: bool,
     malformed: Option<Malformed>,
 }
 
-/// §8.2.1 and RFC 9110 §5.6.2: the token characters, lowercase only.
-const NAME_BYTES: [bool; 256] = {
+/// A byte table: ASCII digits, lowercase letters, uppercase letters when `upper`, and `extra`.
+const fn byte_set(upper: bool, extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
-    let mut c = b'0';
-    while c <= b'9' {
-        t[c as usize] = true;
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_digit() || b.is_ascii_lowercase() || (upper && b.is_ascii_uppercase());
         c += 1;
     }
-    let mut c = b'a';
-    while c <= b'z' {
-        t[c as usize] = true;
-        c += 1;
-    }
-    let extra = b"!#$%&'*+-.^_`|~";
     let mut i = 0;
     while i < extra.len() {
         t[extra[i] as usize] = true;
         i += 1;
     }
     t
-};
+}
+
+/// §8.2.1 and RFC 9110 §5.6.2: the token characters, lowercase only.
+const NAME_BYTES: [bool; 256] = byte_set(false, b"!#$%&'*+-.^_`|~");
 
 fn name_ok(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&b| NAME_BYTES[usize::from(b)])
@@ -396,6 +393,58 @@ fn connection_specific(name: &[u8]) -> bool {
     )
 }
 
+/// RFC 3986 §3.2.2 `reg-name` and `IPv4address` characters: unreserved, sub-delims and `%`
+/// (pct-encoded, checked by [`authority_ok`]).
+const REG_NAME_BYTES: [bool; 256] = byte_set(true, b"-._~!$&'()*+,;=%");
+
+/// Whether `a` is an authority an `http`/`https` request may carry (RFC 9113 §8.3.1, RFC 3986
+/// §3.2): `host [":" port]`, with no userinfo (no `@`), a host that is not empty (RFC 9110
+/// §4.2.1) and a port of at most 65535. The host is an IP-literal in brackets or a reg-name /
+/// IPv4 address. Anything else (spaces, control bytes, `/`, `?`, `#`, `\`) would reach the
+/// backend as a Host that names something else than what was routed.
+fn authority_ok(a: &[u8]) -> bool {
+    let pct_ok = |host: &[u8]| {
+        host.iter().enumerate().all(|(i, &b)| {
+            b != b'%'
+                || host
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        })
+    };
+    let (host_ok, rest) = match a.strip_prefix(b"[") {
+        // IPv6address or IPvFuture (RFC 3986 §3.2.2): the reg-name set and `:`, in brackets.
+        Some(inner) => {
+            let Some(end) = inner.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = inner.get(..end).unwrap_or_default();
+            let ok = !literal.is_empty()
+                && literal
+                    .iter()
+                    .all(|&b| b == b':' || (b != b'%' && REG_NAME_BYTES[usize::from(b)]));
+            (ok, inner.get(end + 1..).unwrap_or_default())
+        }
+        None => {
+            let end = a.iter().position(|&b| b == b':').unwrap_or(a.len());
+            let host = a.get(..end).unwrap_or_default();
+            let ok = !host.is_empty()
+                && host.iter().all(|&b| REG_NAME_BYTES[usize::from(b)])
+                && pct_ok(host);
+            (ok, a.get(end..).unwrap_or_default())
+        }
+    };
+    let port_ok = match rest {
+        [] => true,
+        [b':', port @ ..] => {
+            port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
+        }
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
 fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -413,7 +462,6 @@ impl Head {
         self.scheme = None;
         self.authority = None;
         self.path = None;
-        self.host = None;
         self.content_length = None;
         self.regular_seen = false;
         self.malformed = None;
@@ -456,7 +504,10 @@ impl Head {
                 _ => return self.refuse(Malformed::UnknownPseudo),
             };
             if slot.replace(span).is_some() {
-                self.refuse(Malformed::DuplicatePseudo);
+                return self.refuse(Malformed::DuplicatePseudo);
+            }
+            if pseudo == b"authority" && !authority_ok(value) {
+                self.refuse(Malformed::BadAuthority);
             }
             return;
         }
@@ -478,11 +529,21 @@ impl Head {
                 _ => return self.refuse(Malformed::BadContentLength),
             }
         }
+        if name == b"host" && block_use == BlockUse::Request {
+            // Pseudo-headers come first (§8.3), so `:authority` is known here. Every `host`
+            // field is checked: it must name what `:authority` names (§8.3.1), or, without
+            // one, be an authority itself, since it becomes the request's Host.
+            match self.authority {
+                Some(a) if !value.eq_ignore_ascii_case(a.of(&self.bytes)) => {
+                    return self.refuse(Malformed::HostMismatch);
+                }
+                Some(_) => {}
+                None if !authority_ok(value) => return self.refuse(Malformed::BadAuthority),
+                None => {}
+            }
+        }
         let n = self.store(name);
         let v = self.store(value);
-        if name == b"host" {
-            self.host = Some(v);
-        }
         self.fields.push((n, v));
     }
 
@@ -505,13 +566,6 @@ impl Head {
             if path.len == 0 {
                 return Some(Malformed::EmptyPath);
             }
-        }
-        if let (Some(host), Some(authority)) = (self.host, self.authority)
-            && !host
-                .of(&self.bytes)
-                .eq_ignore_ascii_case(authority.of(&self.bytes))
-        {
-            return Some(Malformed::HostMismatch);
         }
         None
     }

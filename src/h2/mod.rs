@@ -213,8 +213,13 @@ pub enum Malformed {
     EmptyPath,
     /// §8.5: CONNECT with `:scheme` or `:path`, or without `:authority`.
     BadConnect,
-    /// §8.3.1: `host` naming another entity than `:authority`.
+    /// §8.3.1: `host` naming another entity than `:authority` (compared byte for byte, ASCII
+    /// case aside).
     HostMismatch,
+    /// §8.3.1, RFC 3986 §3.2: `:authority` (or, without it, a `host` field) that is not
+    /// `host[:port]`: userinfo (`user@`), an empty host, a character outside the URI's
+    /// authority set (space, control bytes, `/`, `?`, `#`), or a port past 65535.
+    BadAuthority,
     /// §8.1.1: a `content-length` that is not one number.
     BadContentLength,
     /// §8.1.1: DATA adding up to more or less than `content-length`.

@@ -1411,6 +1411,82 @@ fn s8_3_pseudo_header_rules() {
 }
 
 #[test]
+fn s8_3_1_authority_must_be_host_and_port_without_userinfo() {
+    let g = GET;
+    for bad in [
+        "user@example.com",
+        "user:secret@example.com:443",
+        "@example.com",
+        "exa mple.com",
+        "example.com\x01",
+        "exa\x7fmple.com",
+        "example.com/evil",
+        "example.com?q",
+        "example.com#f",
+        "exa\\mple.com",
+        "",
+        ":443",
+        "example.com:https",
+        "example.com:65536",
+        "example.com:123456",
+        "example.com:1:2",
+        "[::1",
+        "[]:80",
+        "[::1]x",
+        "[::1]:8o",
+        "%zz.example.com",
+        "example.com%4",
+    ] {
+        malformed(
+            &[g[0], g[1], g[2], (":authority", bad)],
+            true,
+            Malformed::BadAuthority,
+        );
+    }
+    // Without `:authority` the `host` field becomes the Host: the same rule.
+    malformed(
+        &[g[0], g[1], g[2], ("host", "user@example.com")],
+        true,
+        Malformed::BadAuthority,
+    );
+    for good in [
+        "example.com",
+        "Example.COM:8443",
+        "127.0.0.1:80",
+        "[::1]:8080",
+        "[2001:db8::7]",
+        "[v1.fe]",
+        "xn--bcher-kva.example",
+        "a-b_c~d.example",
+        "%41.example",
+        "example.com:",
+        "example.com:65535",
+    ] {
+        let mut p = Peer::new();
+        let evs = p.request(1, &[g[0], g[1], g[2], (":authority", good)], true);
+        assert!(matches!(evs[..], [Ev::Head { .. }]), "{good}: {evs:?}");
+        let mut p = Peer::new();
+        let evs = p.request(1, &[g[0], g[1], g[2], ("host", good)], true);
+        assert!(matches!(evs[..], [Ev::Head { .. }]), "host {good}: {evs:?}");
+    }
+}
+
+#[test]
+fn s8_3_1_every_host_field_must_match_authority() {
+    malformed(
+        &with(&[("host", "example.com"), ("host", "other.example")]),
+        true,
+        Malformed::HostMismatch,
+    );
+    // A port the authority does not name is another entity.
+    malformed(
+        &with(&[("host", "example.com:443")]),
+        true,
+        Malformed::HostMismatch,
+    );
+}
+
+#[test]
 fn s8_3_host_matching_authority_is_fine() {
     let mut p = Peer::new();
     let evs = p.request(1, &with(&[("host", "Example.com")]), true);
