@@ -33,6 +33,16 @@ fn start(a: &Httpd, b: &Httpd) -> Ringway {
     Ringway::start_text(|l, ad| h2_config(l, ad, a.addr, b.addr, ""))
 }
 
+/// As `start`, with `timeouts.http_keep_alive` set to `keep_alive`.
+fn start_keep_alive(a: &Httpd, b: &Httpd, keep_alive: &str) -> Ringway {
+    Ringway::start_text(|l, ad| {
+        h2_config(l, ad, a.addr, b.addr, "").replace(
+            "connect = \"2s\"\n",
+            &format!("connect = \"2s\"\nhttp_keep_alive = \"{keep_alive}\"\n"),
+        )
+    })
+}
+
 /// curl with `args`; returns (stdout, stderr).
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
@@ -590,12 +600,7 @@ fn a_reload_that_turns_http2_off_sends_goaway_and_the_stream_in_flight_finishes(
 fn an_idle_connection_gets_goaway_after_http_keep_alive() {
     use std::io::Write;
     let (a, b) = (Httpd::named("a"), Httpd::named("b"));
-    let rw = Ringway::start_text(|l, ad| {
-        h2_config(l, ad, a.addr, b.addr, "").replace(
-            "connect = \"2s\"\n",
-            "connect = \"2s\"\nhttp_keep_alive = \"300ms\"\n",
-        )
-    });
+    let rw = start_keep_alive(&a, &b, "300ms");
     let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
     s.write_all(&raw_get(&rw.listen.to_string(), "/once"))
         .expect("send");
@@ -612,6 +617,55 @@ fn an_idle_connection_gets_goaway_after_http_keep_alive() {
         .and_then(|(_, _, p)| goaway_code(p));
     assert_eq!(goaway, Some(0), "{frames:?}");
     assert_eq!(rw.total("h2_goaway_sent"), 1);
+}
+
+#[test]
+fn pings_do_not_keep_an_idle_connection_past_http_keep_alive() {
+    use ringway::h2::frame;
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::Instant;
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start_keep_alive(&a, &b, "1s");
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    let mut out = raw_get(&rw.listen.to_string(), "/once");
+    frame::write_settings_ack(&mut out);
+    s.write_all(&out).expect("send");
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    // The test's bound: PINGs that kept the connection would keep it this long.
+    let until = Instant::now() + Duration::from_secs(10);
+    let (mut buf, mut frames, mut tmp) = (Vec::new(), Vec::new(), [0u8; 16_384]);
+    let (mut pings, mut last_ping, mut closed) = (0u8, Instant::now(), false);
+    while !closed && Instant::now() < until {
+        match s.read(&mut tmp) {
+            Ok(0) => closed = true,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => closed = true,
+        }
+        frames.extend(std::iter::from_fn(|| common::h2raw::take_frame(&mut buf)));
+        // Once stream 1 is answered, a PING every 200 ms: bytes both ways, no stream.
+        let answered = frames.iter().any(|f| f.stream == 1 && f.ends_stream());
+        if answered && !closed && last_ping.elapsed() >= Duration::from_millis(200) {
+            let mut ping = Vec::new();
+            frame::write_ping(&mut ping, false, [pings; 8]);
+            closed = s.write_all(&ping).is_err();
+            pings = pings.wrapping_add(1);
+            last_ping = Instant::now();
+        }
+    }
+    assert!(closed, "{pings} PINGs kept the connection open: {frames:?}");
+    let goaway = frames.iter().find(|f| f.kind == 0x7).and_then(|f| f.code());
+    assert_eq!(goaway, Some(0), "GOAWAY NO_ERROR: {frames:?}");
+    let acks = frames
+        .iter()
+        .filter(|f| f.kind == 0x6 && f.flags & 0x1 != 0)
+        .count();
+    assert!(
+        acks >= 2,
+        "PINGs answered while the idle timer ran: {frames:?}"
+    );
+    assert_eq!(rw.total("idle_timeouts"), 1);
 }
 
 #[test]

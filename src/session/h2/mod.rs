@@ -497,7 +497,9 @@ pub struct H2Session {
     reported: crate::h2::conn::H2Counters,
     counted: bool,
     closed: bool,
-    /// Last time a stream was open or a byte came (idle deadline).
+    /// Last time a stream was open or a request came (the idle deadline). Frames that are no
+    /// stream's (PING, SETTINGS, WINDOW_UPDATE on stream 0) do not count: they would keep a
+    /// connection that serves nothing open forever.
     idle_since_ms: u64,
 }
 
@@ -564,6 +566,8 @@ impl H2Session {
         if env.draining() || cfg.h1.draining {
             self.conn.go_away();
         }
+        // A stream that ends during this call was open until now.
+        let had_streams = self.streams_open() > 0;
         for _ in 0..64 {
             let mut changed = self.read_frames(w, env, cfg);
             let n = self.lanes.len();
@@ -610,7 +614,7 @@ impl H2Session {
                 deadline
             };
         }
-        if self.streams_open() > 0 || !w.rx[CLIENT].is_empty() {
+        if had_streams || self.streams_open() > 0 {
             self.idle_since_ms = now;
         }
         let client_gone = w.eof[CLIENT] && w.rx[CLIENT].is_empty();
@@ -717,6 +721,7 @@ impl H2Session {
                 intents,
                 client,
                 tls,
+                idle_since_ms,
                 ..
             } = self;
             match conn.feed(rest, now) {
@@ -732,6 +737,8 @@ impl H2Session {
                             head,
                             end_stream,
                         } => {
+                            // A request is activity, even one answered at once (CONNECT).
+                            *idle_since_ms = now;
                             let opening = Opening {
                                 client: *client,
                                 tls: *tls,
@@ -885,10 +892,10 @@ impl H2Session {
         }
     }
 
-    /// When something times out: the earliest of the streams' deadlines, or the idle
-    /// connection's.
+    /// When something times out: the earliest of the streams' deadlines, or, with none open,
+    /// the idle connection's.
     pub fn deadline(&self, w: &Wire, env: &impl Env, cfg: &H2ListenerCfg) -> Option<u64> {
-        let _ = env;
+        let _ = (w, env);
         if self.closed {
             return None;
         }
@@ -900,14 +907,18 @@ impl H2Session {
                 at = Some(at.map_or(d, |a| a.min(d)));
             }
         }
-        if open {
-            return at;
+        if !open {
+            at = Some(self.idle_deadline(cfg));
         }
-        Some(
-            self.idle_since_ms
-                .max(w.active_ms[CLIENT])
-                .saturating_add(cfg.h1.timeouts.http_keep_alive),
-        )
+        at
+    }
+
+    /// With no stream open: GOAWAY at `http_keep_alive` after the last stream or request (as
+    /// nginx's `keepalive_timeout` counts from the last request). Bytes that are no stream's do
+    /// not move it.
+    fn idle_deadline(&self, cfg: &H2ListenerCfg) -> u64 {
+        self.idle_since_ms
+            .saturating_add(cfg.h1.timeouts.http_keep_alive)
     }
 
     /// The driver's timer fired: each stream whose deadline passed acts on it.
@@ -938,7 +949,10 @@ impl H2Session {
             s.with_inner(w, |inner, w| inner.on_timer(w, env, &cfg.h1));
             s.take_intents(lane, &mut self.intents);
         }
-        if !open && self.deadline(w, env, cfg).is_some_and(|d| now >= d) {
+        if open {
+            // Streams were open until now (one may have ended here): idle starts no earlier.
+            self.idle_since_ms = now;
+        } else if now >= self.idle_deadline(cfg) {
             // Idle: GOAWAY NO_ERROR, then close once it is sent (RFC 9113 §6.8).
             env.stats().idle_timeouts += 1;
             self.conn.go_away();

@@ -163,6 +163,14 @@ fn side(s: &mut H2Session, lane: Lane) -> &mut UpSide {
     s.lane_side(lane).expect("a stream holds the lane")
 }
 
+/// The session reads what the client sent, and the backend connection lane 0 asked for is up
+/// (the stream's request goes to it).
+fn read_and_connect(s: &mut H2Session, w: &mut Wire, env: &mut FakeEnv, cfg: &H2ListenerCfg) {
+    s.progress(w, env, cfg);
+    s.on_upstream(0, w, env, cfg, UpstreamEvent::Connected);
+    s.progress(w, env, cfg);
+}
+
 fn connect() -> Intent {
     Intent::Connect {
         backend: BackendId(1),
@@ -228,9 +236,7 @@ fn the_backend_is_read_only_while_the_client_window_is_open() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0).tx.clear();
     let body = [b'x'; 100];
     side(&mut s, 0)
@@ -312,9 +318,7 @@ fn a_backend_failing_mid_response_resets_only_that_stream_and_drain_sends_goaway
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/one", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0)
         .rx
         .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
@@ -349,9 +353,7 @@ fn a_drain_lets_the_response_in_flight_finish_as_the_window_opens() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     env.draining = true;
     side(&mut s, 0)
         .rx
@@ -380,9 +382,7 @@ fn a_close_delimited_response_ends_its_stream_with_the_close() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/old", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0)
         .rx
         .extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
@@ -413,9 +413,7 @@ fn stall_until_reset(initial_window: u32, sent_bytes: usize) -> (FakeEnv, usize)
     w.active_ms = [env.now, env.now];
     w.rx[CLIENT] = c.hello(Some(initial_window));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0).tx.clear();
     side(&mut s, 0)
         .rx
@@ -513,9 +511,7 @@ fn a_finished_stream_is_reused_by_the_next_with_nothing_of_the_old_one_left() {
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/one", false));
     frame::write_data(&mut w.rx[CLIENT], 1, b"abc", true);
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     let up = text(&std::mem::take(&mut side(&mut s, 0).tx));
     assert!(up.contains("transfer-encoding: chunked\r\n"), "{up}");
     side(&mut s, 0).rx.extend_from_slice(
@@ -554,4 +550,52 @@ fn a_finished_stream_is_reused_by_the_next_with_nothing_of_the_old_one_left() {
         false,
     );
     assert_eq!(got, vec![head, Got::Data(3, b"ok".to_vec(), true)]);
+}
+
+/// `setup`'s listener with its timeouts changed by `edit`.
+fn cfg_with(edit: impl FnOnce(&mut crate::session::TimeoutsMs)) -> H2ListenerCfg {
+    let mut h1 = h1_cfg();
+    edit(&mut h1.timeouts);
+    H2ListenerCfg::new(&h1, 64 * 1024)
+}
+
+#[test]
+fn pings_do_not_keep_a_connection_with_no_stream_open_past_http_keep_alive() {
+    let (mut env, _, mut w, mut s) = setup();
+    let cfg = cfg_with(|t| t.http_keep_alive = 1_000);
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
+    // The backend takes 5 s: longer than `http_keep_alive`, which counts only once it is done.
+    env.now += 5_000;
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got.last(), Some(&Got::Data(1, b"ok".to_vec(), true)));
+    let ended = env.now;
+    assert_eq!(s.deadline(&w, &env, &cfg), Some(ended + 1_000));
+    // A PING every 200 ms, each answered: bytes move both ways, no stream does.
+    let mut goaway_at = None;
+    while goaway_at.is_none() && env.now < ended + 10_000 {
+        env.now += 200;
+        frame::write_ping(&mut w.rx[CLIENT], false, [1; 8]);
+        w.active_ms = [env.now, env.now];
+        s.progress(&mut w, &mut env, &cfg);
+        if s.deadline(&w, &env, &cfg).is_some_and(|d| env.now >= d) {
+            s.on_timer(&mut w, &mut env, &cfg);
+            s.progress(&mut w, &mut env, &cfg);
+        }
+        if c.read(&std::mem::take(&mut w.tx[CLIENT]))
+            .contains(&Got::GoAway(ErrorCode::NO_ERROR))
+        {
+            goaway_at = Some(env.now);
+        }
+    }
+    let at = goaway_at.expect("PINGs kept the connection open");
+    assert_eq!(at, ended + 1_000, "GOAWAY at +{} ms", at - ended);
+    assert!(intents(&mut s).contains(&Intent::Close(Term::Done)));
+    assert_eq!(env.stats.idle_timeouts, 1);
 }
