@@ -58,6 +58,7 @@ const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 const NO_ERROR: u32 = 0x0;
 const PROTOCOL_ERROR: u32 = 0x1;
 const FLOW_CONTROL_ERROR: u32 = 0x3;
+const SETTINGS_TIMEOUT: u32 = 0x4;
 const STREAM_CLOSED: u32 = 0x5;
 const FRAME_SIZE_ERROR: u32 = 0x6;
 const REFUSED_STREAM: u32 = 0x7;
@@ -201,6 +202,18 @@ impl Rig {
         let a = backend_a();
         let stall = a.addr;
         let rw = Ringway::start_text(|l, ad| config(l, ad, a.addr, stall, ""));
+        Rig { rw, a }
+    }
+
+    /// As `start`, with `edit` applied to the config text and `RUST_LOG` set to `log` (its
+    /// debug lines go to `rw.stderr()`).
+    fn start_with(edit: impl Fn(String) -> String, log: &str) -> Rig {
+        let a = backend_a();
+        let stall = a.addr;
+        let rw = Ringway::start_text_with(
+            |l, ad| edit(config(l, ad, a.addr, stall, "")),
+            |c| c.env("RUST_LOG", log),
+        );
         Rig { rw, a }
     }
 
@@ -618,6 +631,31 @@ fn s3_4_server_preface_is_settings_and_ringway_acks_ours() {
         assert_eq!(ack.stream, 0);
     }
     c.expect_served(1);
+}
+
+#[test]
+fn s6_5_3_settings_never_acknowledged_end_with_settings_timeout() {
+    // §6.5.3: a connection error SETTINGS_TIMEOUT is allowed when the ACK does not come in "a
+    // reasonable time"; ringway gives it `http_request` (10 s unless set, 500 ms here).
+    let rig = Rig::start_with(
+        |c| {
+            c.replace(
+                "connect = \"2s\"\n",
+                "connect = \"2s\"\nhttp_request = \"500ms\"\n",
+            )
+        },
+        "ringway=info",
+    );
+    let started = Instant::now();
+    // A client that ACKs is not affected: it is served after the same time.
+    let mut acked = rig.client();
+    acked.push(SETTINGS, ACK, 0, &[]).flush();
+    // Its SETTINGS, never an ACK of ringway's; its request is served meanwhile.
+    let mut c = rig.client();
+    c.expect_served(1);
+    assert_eq!(c.expect_connection_error(SETTINGS_TIMEOUT), 1);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    acked.expect_served(1);
 }
 
 // ---- §4.1, §4.2 frame format and size -----------------------------------------------------------
@@ -1544,6 +1582,7 @@ fn s8_3_1_authorities_of_every_form_are_served() {
         c.expect_response(stream, &path);
     }
 }
+
 
 #[test]
 fn s8_5_connect_with_scheme_and_path_is_malformed() {

@@ -1727,7 +1727,7 @@ impl H2Conn {
         }
     }
 
-    /// Ends the connection now with `code` (e.g. an idle or settings timeout the caller timed).
+    /// Ends the connection now with `code` (e.g. a drain deadline or a client gone).
     pub fn abort(&mut self, code: ErrorCode) {
         if self.phase == Phase::Closed {
             return;
@@ -1739,9 +1739,20 @@ impl H2Conn {
     }
 
     /// Our SETTINGS are not acknowledged yet: the caller times this (RFC 9113 §6.5.3) and
-    /// calls [`H2Conn::abort`] with SETTINGS_TIMEOUT when it lasts too long.
+    /// calls [`H2Conn::settings_timeout`] when it lasts too long.
     pub fn awaiting_settings_ack(&self) -> bool {
         self.settings_unacked
+    }
+
+    /// Our SETTINGS went unacknowledged for `ms` (the caller's clock): a connection error
+    /// SETTINGS_TIMEOUT (RFC 9113 §6.5.3), GOAWAY sent. Returns the error, for the caller's
+    /// log; `None` when the ACK came or the connection is over already.
+    pub fn settings_timeout(&mut self, ms: u64) -> Option<H2Error> {
+        if !self.settings_unacked || self.phase == Phase::Closed {
+            return None;
+        }
+        let error = H2Error::SettingsTimeout { ms };
+        self.fail(error).map(|_| error)
     }
 
     /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE, if it sent one (advisory for our responses).

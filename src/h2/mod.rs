@@ -302,6 +302,8 @@ pub enum H2Error {
     LocalResets { max: u32 },
     #[error("flood of {0:?} frames (CVE-2019-9512 family)")]
     Flood(Glitch),
+    #[error("our SETTINGS not acknowledged within {ms} ms (RFC 9113 §6.5.3)")]
+    SettingsTimeout { ms: u64 },
 }
 
 impl H2Error {
@@ -331,6 +333,7 @@ impl H2Error {
             | H2Error::StreamWindowExceeded
             | H2Error::ConnWindowExceeded => ErrorCode::FLOW_CONTROL_ERROR,
             H2Error::StreamClosed(_) => ErrorCode::STREAM_CLOSED,
+            H2Error::SettingsTimeout { .. } => ErrorCode::SETTINGS_TIMEOUT,
             H2Error::TooManyStreams | H2Error::GoingAway => ErrorCode::REFUSED_STREAM,
             H2Error::Hpack(e) if e.is_limit() => ErrorCode::ENHANCE_YOUR_CALM,
             H2Error::Hpack(_) => ErrorCode::COMPRESSION_ERROR,
@@ -388,7 +391,8 @@ impl H2Error {
             | H2Error::UnexpectedContinuation
             | H2Error::TooManyStreams
             | H2Error::GoingAway
-            | H2Error::Malformed(_) => return None,
+            | H2Error::Malformed(_)
+            | H2Error::SettingsTimeout { .. } => return None,
         })
     }
 }

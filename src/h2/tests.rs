@@ -355,6 +355,31 @@ fn expect_alive(p: &mut Peer, stream: u32) {
 // ---- §3.4 connection preface ---------------------------------------------------------------------
 
 #[test]
+fn s6_5_3_settings_not_acknowledged_in_time_end_with_settings_timeout() {
+    let mut p = Peer::bare(H2Cfg::default());
+    let mut b = PREFACE.to_vec();
+    b.extend(settings(&[]));
+    assert_eq!(p.send(&b), []);
+    let _ = p.out();
+    // The client answered with its own SETTINGS but never ACKed ours; the caller timed it.
+    assert!(p.conn.awaiting_settings_ack());
+    let error = H2Error::SettingsTimeout { ms: 10_000 };
+    assert_eq!(p.conn.settings_timeout(10_000), Some(error));
+    assert_eq!(error.code(), ErrorCode::SETTINGS_TIMEOUT);
+    assert_eq!(error.calm_reason(), None);
+    assert_eq!(p.conn.last_error(), Some(Violation::connection(error)));
+    let outs = p.out();
+    assert_eq!(goaway_of(&outs), Some((0, ErrorCode::SETTINGS_TIMEOUT)));
+    assert!(p.conn.is_finished());
+    // Once over, or once acknowledged, there is nothing left to time.
+    assert_eq!(p.conn.settings_timeout(20_000), None);
+    let mut p = Peer::new();
+    assert!(!p.conn.awaiting_settings_ack());
+    assert_eq!(p.conn.settings_timeout(10_000), None);
+    assert_eq!(goaway_of(&p.out()), None);
+}
+
+#[test]
 fn s3_4_server_settings_come_first() {
     let mut p = Peer::bare(H2Cfg::default());
     let outs = p.out();

@@ -497,6 +497,9 @@ pub struct H2Session {
     reported: crate::h2::conn::H2Counters,
     counted: bool,
     closed: bool,
+    /// When the session started, with our SETTINGS in its first output: the client's ACK is
+    /// timed from here (RFC 9113 §6.5.3).
+    started_ms: u64,
     /// Last time a stream was open or a request came (the idle deadline). Frames that are no
     /// stream's (PING, SETTINGS, WINDOW_UPDATE on stream 0) do not count: they would keep a
     /// connection that serves nothing open forever.
@@ -517,6 +520,7 @@ impl H2Session {
             reported: Default::default(),
             counted: false,
             closed: false,
+            started_ms: now_ms,
             idle_since_ms: now_ms,
         }
     }
@@ -892,8 +896,8 @@ impl H2Session {
         }
     }
 
-    /// When something times out: the earliest of the streams' deadlines, or, with none open,
-    /// the idle connection's.
+    /// When something times out: the earliest of the streams' deadlines (or, with none open,
+    /// the idle connection's) and the SETTINGS ACK's.
     pub fn deadline(&self, w: &Wire, env: &impl Env, cfg: &H2ListenerCfg) -> Option<u64> {
         let _ = (w, env);
         if self.closed {
@@ -910,7 +914,10 @@ impl H2Session {
         if !open {
             at = Some(self.idle_deadline(cfg));
         }
-        at
+        match (at, self.settings_deadline(cfg)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// With no stream open: GOAWAY at `http_keep_alive` after the last stream or request (as
@@ -921,9 +928,27 @@ impl H2Session {
             .saturating_add(cfg.h1.timeouts.http_keep_alive)
     }
 
+    /// While our SETTINGS are not acknowledged: the connection fails with SETTINGS_TIMEOUT at
+    /// `http_request` after it started. RFC 9113 §6.5.3 leaves "a reasonable time" to us; this
+    /// is the bound a client has to finish a request head, 10 s by default.
+    fn settings_deadline(&self, cfg: &H2ListenerCfg) -> Option<u64> {
+        self.conn
+            .awaiting_settings_ack()
+            .then(|| self.started_ms.saturating_add(cfg.h1.timeouts.http_request))
+    }
+
     /// The driver's timer fired: each stream whose deadline passed acts on it.
     pub fn on_timer(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) {
         let now = env.now_ms();
+        if self.settings_deadline(cfg).is_some_and(|d| now >= d)
+            && let Some(error) = self
+                .conn
+                .settings_timeout(now.saturating_sub(self.started_ms))
+        {
+            tracing::debug!(%error, "HTTP/2 connection error");
+            self.end_all(env, Term::Timeout);
+            return;
+        }
         let mut open = false;
         for i in 0..self.lanes.len() {
             let lane = Lane::try_from(i).unwrap_or(Lane::MAX);

@@ -73,8 +73,16 @@ impl Client {
         }
     }
 
-    /// Preface and SETTINGS (`window`: our INITIAL_WINDOW_SIZE, if not the default).
+    /// Preface, SETTINGS (`window`: our INITIAL_WINDOW_SIZE, if not the default) and the ACK
+    /// of ringway's SETTINGS (sent at once here; a client sends it once it has read them).
     fn hello(&self, window: Option<u32>) -> Vec<u8> {
+        let mut out = self.hello_without_ack(window);
+        frame::write_settings_ack(&mut out);
+        out
+    }
+
+    /// As [`Client::hello`], but ringway's SETTINGS are never acknowledged.
+    fn hello_without_ack(&self, window: Option<u32>) -> Vec<u8> {
         let mut out = frame::PREFACE.to_vec();
         let settings: Vec<(u16, u32)> = window
             .map(|w| (frame::SETTINGS_INITIAL_WINDOW_SIZE, w))
@@ -598,4 +606,47 @@ fn pings_do_not_keep_a_connection_with_no_stream_open_past_http_keep_alive() {
     assert_eq!(at, ended + 1_000, "GOAWAY at +{} ms", at - ended);
     assert!(intents(&mut s).contains(&Intent::Close(Term::Done)));
     assert_eq!(env.stats.idle_timeouts, 1);
+}
+
+#[test]
+fn settings_never_acknowledged_end_the_connection_with_settings_timeout() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let started = env.now;
+    let request_ms = cfg.h1.timeouts.http_request;
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello_without_ack(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(intents(&mut s), vec![connect()]);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    let _ = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    // The stream waits for its response (`server_response`, later); the ACK's deadline is first.
+    assert_eq!(s.deadline(&w, &env, &cfg), Some(started + request_ms));
+    env.now = started + request_ms - 1;
+    s.on_timer(&mut w, &mut env, &cfg);
+    s.progress(&mut w, &mut env, &cfg);
+    assert!(c.read(&std::mem::take(&mut w.tx[CLIENT])).is_empty());
+    env.now += 1;
+    s.on_timer(&mut w, &mut env, &cfg);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::GoAway(ErrorCode::SETTINGS_TIMEOUT)]);
+    let after = intents(&mut s);
+    assert!(
+        after.contains(&Intent::Release { reusable: false }),
+        "{after:?}"
+    );
+    assert!(after.contains(&Intent::Close(Term::Done)), "{after:?}");
+    assert!(s.is_closed());
+    assert_eq!(env.stats.h2_goaway_sent, 1);
+
+    // Acknowledged: nothing is timed but the idle connection.
+    let (mut env, cfg, mut w, mut s) = setup();
+    w.rx[CLIENT] = Client::new().hello(None);
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(
+        s.deadline(&w, &env, &cfg),
+        Some(env.now + cfg.h1.timeouts.http_keep_alive)
+    );
 }
