@@ -1583,6 +1583,27 @@ fn s8_3_1_authorities_of_every_form_are_served() {
     }
 }
 
+#[test]
+fn stream_errors_are_logged_at_debug_with_the_stream_and_the_code() {
+    let rig = Rig::start_with(|c| c, "ringway=debug");
+    let mut c = rig.client();
+    c.request(
+        1,
+        &get_with(|f| f[2] = field(":authority", "u@x.test")),
+        true,
+    );
+    c.expect_stream_error(1, PROTOCOL_ERROR);
+    c.expect_served(3);
+    let want =
+        "HTTP/2 stream error stream=1 code=PROTOCOL_ERROR error=malformed request: BadAuthority";
+    let log = poll(WAIT, || {
+        let log = rig.rw.stderr();
+        log.contains(want).then_some(log)
+    });
+    assert!(log.is_some(), "{}", rig.rw.stderr());
+    // One line per stream error: the request served has none.
+    assert_eq!(rig.rw.stderr().matches("HTTP/2 stream error").count(), 1);
+}
 
 #[test]
 fn s8_5_connect_with_scheme_and_path_is_malformed() {

@@ -181,7 +181,9 @@ pub enum Event<'a> {
     Trailers { stream: u32, fields: Fields<'a> },
     /// The client reset the stream: drop its exchange.
     Reset { stream: u32, code: ErrorCode },
-    /// We reset the stream for the client's error (RST_STREAM sent): drop its exchange.
+    /// We reset the stream for the client's error (RST_STREAM sent): drop its exchange, if it
+    /// has one. A request refused or malformed before it opened a stream comes as this too,
+    /// with no [`Event::RequestHead`] before it.
     StreamError { stream: u32, error: H2Error },
     /// The client will open no more streams; those open finish.
     GoAway {
@@ -781,8 +783,8 @@ impl H2Conn {
         self.counters
     }
 
-    /// The last error the peer caused (a stream reset, or the connection's end), for logs:
-    /// refused and malformed streams reach the application as no event at all.
+    /// The last error the peer caused (a stream reset, or the connection's end): what the last
+    /// [`Event::StreamError`] or [`Event::ConnectionError`] said.
     pub fn last_error(&self) -> Option<Violation> {
         self.last_error
     }
@@ -1023,15 +1025,11 @@ impl H2Conn {
             });
         }
         match self.find(id) {
-            Some(i) => {
-                self.remove(i, Ended::ResetByUs);
-                Some(Pending::StreamError { stream: id, error })
-            }
-            None => {
-                self.remember(id, Ended::ResetByUs);
-                None
-            }
+            Some(i) => self.remove(i, Ended::ResetByUs),
+            None => self.remember(id, Ended::ResetByUs),
         }
+        // Also for a stream that never opened (refused, malformed): the application logs it.
+        Some(Pending::StreamError { stream: id, error })
     }
 
     fn glitch(&mut self, g: Glitch, now_ms: u64) -> Result<(), Violation> {

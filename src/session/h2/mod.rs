@@ -1118,7 +1118,12 @@ fn on_event(lanes: &mut [Slot], event: Event<'_>) -> Act {
             }
             Act::None
         }
-        Event::Reset { stream, .. } | Event::StreamError { stream, .. } => Act::Drop(stream),
+        Event::Reset { stream, .. } => Act::Drop(stream),
+        Event::StreamError { stream, error } => {
+            // RST_STREAM sent for the client's error; the connection goes on.
+            tracing::debug!(stream, code = %error.code(), %error, "HTTP/2 stream error");
+            Act::Drop(stream)
+        }
         Event::GoAway { .. } | Event::WindowOpen { .. } => Act::None,
         Event::ConnectionError { error } => Act::Fail(error),
     }
