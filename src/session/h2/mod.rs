@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 
 use super::h1::{H1Cfg, H1Session};
 use super::{
-    CLIENT, Env, Intent, Intents, Lane, QUEUED_MAX, Term, UPSTREAM, UpSide, UpstreamEvent, Wire,
+    AccessRecord, CLIENT, Env, ExchangeDone, Intent, Intents, Lane, QUEUED_MAX, Term, UPSTREAM,
+    UpSide, UpstreamEvent, Wire,
 };
 use crate::h2::conn::{Event, Fed, Fields, H2Cfg, H2Conn, RequestHead};
 use crate::h2::{ErrorCode, H2Error};
@@ -691,6 +692,26 @@ impl H2Session {
         self.conn.drain_output(&mut w.tx[CLIENT], room);
     }
 
+    /// A stream ringway answered itself, with no exchange (CONNECT's 501): counted, and logged
+    /// with `proto=h2`, as an HTTP/1.1 request answered locally is.
+    fn answered_here(&mut self, env: &mut impl Env, cfg: &H2ListenerCfg, rec: Box<AccessRecord>) {
+        let st = env.stats();
+        st.count_status(rec.status);
+        st.http_local_responses += 1;
+        env.exchange_done(&ExchangeDone {
+            listener: cfg.h1.listener,
+            backend: None,
+            server: None,
+            status: rec.status,
+            request_us: rec.request_us,
+            bytes_received: rec.bytes_received,
+            bytes_sent: rec.bytes_sent,
+        });
+        if cfg.h1.access_log {
+            self.intents.push(Intent::Log(rec));
+        }
+    }
+
     /// Adds what the connection counted since the last call to the shard's counters.
     fn report(&mut self, env: &mut impl Env) {
         let now = self.conn.counters();
@@ -762,8 +783,11 @@ impl H2Session {
                         Act::None => {}
                         Act::Give(stream, n) => self.conn.consumed(stream, n),
                         Act::Drop(stream) => self.drop_stream(stream, env),
-                        Act::Refuse(stream, status) => {
-                            let _ = self.conn.send_response_head(stream, status, [], true);
+                        Act::Refuse(stream, mut rec) => {
+                            let before = self.conn.output().len();
+                            let _ = self.conn.send_response_head(stream, rec.status, [], true);
+                            rec.bytes_sent = self.conn.output().len().saturating_sub(before) as u64;
+                            self.answered_here(env, cfg, rec);
                         }
                         Act::Reset(stream, code) => {
                             let _ = self.conn.reset(stream, code);
@@ -991,8 +1015,9 @@ enum Act {
     /// Give `n` bytes of window back (data of a stream we no longer serve).
     Give(u32, usize),
     Drop(u32),
-    /// Answer a stream ringway does not serve with this status.
-    Refuse(u32, u16),
+    /// Answer a stream ringway does not serve with the record's status; the record is its
+    /// access log line.
+    Refuse(u32, Box<AccessRecord>),
     Reset(u32, ErrorCode),
     Fail(H2Error),
 }
@@ -1028,7 +1053,7 @@ fn open_stream(
     } = new;
     if head.method == b"CONNECT" || head.path.is_none() {
         // CONNECT (and RFC 8441's extended CONNECT) is not offered over HTTP/2.
-        return Act::Refuse(stream, 501);
+        return Act::Refuse(stream, refused_record(head, 501));
     }
     let Some(i) = take_lane(lanes, intents, o.lanes_max) else {
         // Never expected: lanes outnumber the streams the connection may have open.
@@ -1045,6 +1070,35 @@ fn open_stream(
         *slot = Slot::Busy(s);
     }
     Act::None
+}
+
+/// The access log record of a stream ringway answers with `status` before any exchange: the
+/// request as it came (CONNECT's target is its `:authority`, RFC 9110 §9.3.6), `term=local`.
+fn refused_record(head: &RequestHead<'_>, status: u16) -> Box<AccessRecord> {
+    let text = |v: Option<&[u8]>| {
+        v.map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    Box::new(AccessRecord {
+        proto: "h2",
+        method: text(Some(head.method)),
+        target: text(head.path.or(head.authority)),
+        version_minor: 1,
+        referer: text(head.fields.get(b"referer")),
+        user_agent: text(head.fields.get(b"user-agent")),
+        status,
+        bytes_sent: 0,
+        bytes_received: 0,
+        duration_ms: 0,
+        request_us: 0,
+        queue_us: None,
+        connect_us: None,
+        response_us: None,
+        retries: 0,
+        backend: None,
+        server: None,
+        term: Term::Local,
+    })
 }
 
 /// A lane for a new stream, if the connection has one. Cooling lanes become free once no

@@ -92,6 +92,14 @@ impl Client {
         out
     }
 
+    fn headers(&mut self, stream: u32, fields: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+        let mut block = Vec::new();
+        self.enc.encode(fields.iter().copied(), &mut block);
+        let mut out = Vec::new();
+        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
+        out
+    }
+
     fn get(&mut self, stream: u32, path: &str, end_stream: bool) -> Vec<u8> {
         let fields: [(&[u8], &[u8]); 6] = [
             (b":method", if end_stream { b"GET" } else { b"POST" }),
@@ -101,11 +109,7 @@ impl Client {
             (b"cookie", b"a=1"),
             (b"cookie", b"b=2"),
         ];
-        let mut block = Vec::new();
-        self.enc.encode(fields, &mut block);
-        let mut out = Vec::new();
-        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
-        out
+        self.headers(stream, &fields, end_stream)
     }
 
     /// Every frame in `bytes` (all whole).
@@ -649,4 +653,63 @@ fn settings_never_acknowledged_end_the_connection_with_settings_timeout() {
         s.deadline(&w, &env, &cfg),
         Some(env.now + cfg.h1.timeouts.http_keep_alive)
     );
+}
+
+#[test]
+fn connect_is_answered_501_and_logged_like_any_stream() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    let fields: [(&[u8], &[u8]); 3] = [
+        (b":method", b"CONNECT"),
+        (b":authority", b"example.com:443"),
+        (b"user-agent", b"tunnel/1"),
+    ];
+    w.rx[CLIENT].extend(c.headers(1, &fields, false));
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(
+        got,
+        vec![Got::Headers(
+            1,
+            vec![(":status".into(), "501".into())],
+            true
+        )]
+    );
+    let logs: Vec<Box<AccessRecord>> = intents(&mut s)
+        .into_iter()
+        .filter_map(|i| match i {
+            Intent::Log(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let [log] = &logs[..] else {
+        panic!("one access log record: {logs:?}");
+    };
+    assert_eq!(
+        (
+            log.proto,
+            log.method.as_str(),
+            log.target.as_str(),
+            log.status,
+            log.term,
+            log.user_agent.as_str(),
+            log.backend,
+        ),
+        (
+            "h2",
+            "CONNECT",
+            "example.com:443",
+            501,
+            Term::Local,
+            "tunnel/1",
+            None
+        )
+    );
+    // The HEADERS frame: its 9-byte header and the encoded `:status`.
+    assert!(log.bytes_sent > 9, "{log:?}");
+    assert_eq!(env.stats.http_requests, 1);
+    assert_eq!(env.stats.http_local_responses, 1);
+    assert_eq!(env.done.len(), 1);
+    assert_eq!(env.done[0].status, 501);
 }
