@@ -401,8 +401,9 @@ fn summary(path: &str, c: &Config) -> String {
             )),
             Some(h) => {
                 let mode = if l.detect.is_some() { "detect" } else { "http" };
+                let http2 = if h.http2 { "on" } else { "off" };
                 out.push_str(&format!(
-                    "  listener {}: {} mode {mode} splice {splice}, {} route(s), default backend {}\n",
+                    "  listener {}: {} mode {mode} splice {splice} http2 {http2}, {} route(s), default backend {}\n",
                     l.name,
                     l.bind,
                     h.router.rules.len(),

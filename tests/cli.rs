@@ -68,6 +68,7 @@ fn shipped_bad_example_is_refused_with_location() {
 
 #[test]
 fn shipped_examples_pass_check_with_summary() {
+    let mut summaries = std::collections::HashMap::new();
     for example in [
         "examples/tcp.toml",
         "examples/demo.toml",
@@ -84,7 +85,7 @@ fn shipped_examples_pass_check_with_summary() {
             .current_dir(manifest_dir())
             .output()
             .expect("run");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
             "{example}: {}",
@@ -92,7 +93,28 @@ fn shipped_examples_pass_check_with_summary() {
         );
         assert!(stdout.starts_with(&format!("{example}: ok")), "{stdout}");
         assert!(stdout.contains("listener"), "{stdout}");
+        // Every HTTP listener says whether it speaks HTTP/2; TCP listeners have no such option.
+        for line in stdout.lines().filter(|l| l.starts_with("  listener ")) {
+            assert_eq!(
+                line.contains(" mode tcp "),
+                !line.contains(" http2 "),
+                "{example}: {line}"
+            );
+        }
+        summaries.insert(example, stdout);
     }
+    let h2 = &summaries["examples/http2.toml"];
+    for listener in [
+        "  listener https: 127.0.0.1:8443 mode http splice auto http2 on, 1 route(s)",
+        "  listener h2c: 127.0.0.1:8080 mode http splice auto http2 on, 0 route(s)",
+    ] {
+        assert!(h2.contains(listener), "{h2}");
+    }
+    let demo = &summaries["examples/demo.toml"];
+    assert!(
+        demo.contains("  listener demo: 127.0.0.1:8080 mode http splice auto http2 off,"),
+        "{demo}"
+    );
 }
 
 #[test]

@@ -33,6 +33,16 @@ fn start(a: &Httpd, b: &Httpd) -> Ringway {
     Ringway::start_text(|l, ad| h2_config(l, ad, a.addr, b.addr, ""))
 }
 
+/// As `start`, with `timeouts.http_keep_alive` set to `keep_alive`.
+fn start_keep_alive(a: &Httpd, b: &Httpd, keep_alive: &str) -> Ringway {
+    Ringway::start_text(|l, ad| {
+        h2_config(l, ad, a.addr, b.addr, "").replace(
+            "connect = \"2s\"\n",
+            &format!("connect = \"2s\"\nhttp_keep_alive = \"{keep_alive}\"\n"),
+        )
+    })
+}
+
 /// curl with `args`; returns (stdout, stderr).
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
@@ -464,6 +474,29 @@ fn read_frames_until_close(s: &mut std::net::TcpStream) -> Vec<(u8, u32, Vec<u8>
         .collect()
 }
 
+/// Frames from ringway on a raw connection, up to the first for which `last` holds; fails if
+/// ringway closes first (or `IO_TIMEOUT` passes).
+fn read_frames_until(
+    s: &mut std::net::TcpStream,
+    last: impl Fn(&common::h2raw::Frame) -> bool,
+) -> Vec<common::h2raw::Frame> {
+    use std::io::Read;
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let (mut buf, mut frames, mut tmp) = (Vec::new(), Vec::new(), [0u8; 16_384]);
+    loop {
+        while let Some(f) = common::h2raw::take_frame(&mut buf) {
+            let done = last(&f);
+            frames.push(f);
+            if done {
+                return frames;
+            }
+        }
+        let n = s.read(&mut tmp).expect("ringway's frames");
+        assert!(n > 0, "closed before the frame awaited: {frames:?}");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
 /// Reads until ringway closes; expects GOAWAY NO_ERROR and stream 1's whole `body` in DATA.
 fn expect_goaway_after_stream_1(s: &mut std::net::TcpStream, rw: &Ringway, body: &str) {
     let frames = read_frames_until_close(s);
@@ -493,20 +526,25 @@ fn goaway_code(p: &[u8]) -> Option<u32> {
 
 /// Preface, SETTINGS and one GET for `path` on stream 1, as a raw client sends them.
 fn raw_get(authority: &str, path: &str) -> Vec<u8> {
-    use ringway::h2::frame;
-    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
-    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
-    let mut out = frame::PREFACE.to_vec();
-    frame::write_settings(&mut out, &[]);
     let fields: [(&[u8], &[u8]); 4] = [
         (b":method", b"GET"),
         (b":scheme", b"http"),
         (b":authority", authority.as_bytes()),
         (b":path", path.as_bytes()),
     ];
+    raw_request(&fields, true)
+}
+
+/// Preface, SETTINGS and a request head of `fields` on stream 1 (`end_stream`: no body).
+fn raw_request(fields: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+    use ringway::h2::frame;
+    use ringway::h2::hpack::{Encoder, HuffmanUse, IndexUse};
+    let mut enc = Encoder::new(4096, HuffmanUse::WhenShorter, IndexUse::Repeating);
+    let mut out = frame::PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
     let mut block = Vec::new();
-    enc.encode(fields, &mut block);
-    frame::write_headers(&mut out, 1, &block, true, 16_384);
+    enc.encode(fields.iter().copied(), &mut block);
+    frame::write_headers(&mut out, 1, &block, end_stream, 16_384);
     out
 }
 
@@ -590,12 +628,7 @@ fn a_reload_that_turns_http2_off_sends_goaway_and_the_stream_in_flight_finishes(
 fn an_idle_connection_gets_goaway_after_http_keep_alive() {
     use std::io::Write;
     let (a, b) = (Httpd::named("a"), Httpd::named("b"));
-    let rw = Ringway::start_text(|l, ad| {
-        h2_config(l, ad, a.addr, b.addr, "").replace(
-            "connect = \"2s\"\n",
-            "connect = \"2s\"\nhttp_keep_alive = \"300ms\"\n",
-        )
-    });
+    let rw = start_keep_alive(&a, &b, "300ms");
     let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
     s.write_all(&raw_get(&rw.listen.to_string(), "/once"))
         .expect("send");
@@ -615,9 +648,102 @@ fn an_idle_connection_gets_goaway_after_http_keep_alive() {
 }
 
 #[test]
+fn pings_do_not_keep_an_idle_connection_past_http_keep_alive() {
+    use ringway::h2::frame;
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::Instant;
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start_keep_alive(&a, &b, "1s");
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    let mut out = raw_get(&rw.listen.to_string(), "/once");
+    frame::write_settings_ack(&mut out);
+    s.write_all(&out).expect("send");
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    // The test's bound: PINGs that kept the connection would keep it this long.
+    let until = Instant::now() + Duration::from_secs(10);
+    let (mut buf, mut frames, mut tmp) = (Vec::new(), Vec::new(), [0u8; 16_384]);
+    let (mut pings, mut last_ping, mut closed) = (0u8, Instant::now(), false);
+    while !closed && Instant::now() < until {
+        match s.read(&mut tmp) {
+            Ok(0) => closed = true,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => closed = true,
+        }
+        frames.extend(std::iter::from_fn(|| common::h2raw::take_frame(&mut buf)));
+        // Once stream 1 is answered, a PING every 200 ms: bytes both ways, no stream.
+        let answered = frames.iter().any(|f| f.stream == 1 && f.ends_stream());
+        if answered && !closed && last_ping.elapsed() >= Duration::from_millis(200) {
+            let mut ping = Vec::new();
+            frame::write_ping(&mut ping, false, [pings; 8]);
+            closed = s.write_all(&ping).is_err();
+            pings = pings.wrapping_add(1);
+            last_ping = Instant::now();
+        }
+    }
+    assert!(closed, "{pings} PINGs kept the connection open: {frames:?}");
+    let goaway = frames.iter().find(|f| f.kind == 0x7).and_then(|f| f.code());
+    assert_eq!(goaway, Some(0), "GOAWAY NO_ERROR: {frames:?}");
+    let acks = frames
+        .iter()
+        .filter(|f| f.kind == 0x6 && f.flags & 0x1 != 0)
+        .count();
+    assert!(
+        acks >= 2,
+        "PINGs answered while the idle timer ran: {frames:?}"
+    );
+    assert_eq!(rw.total("idle_timeouts"), 1);
+}
+
+#[test]
+fn connect_is_answered_501_with_an_access_log_line_like_any_stream() {
+    use ringway::h2::hpack::{DecodeLimits, Decoder};
+    use std::io::Write;
+    let (a, b) = (Httpd::named("a"), Httpd::named("b"));
+    let rw = start(&a, &b);
+    let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
+    let fields: [(&[u8], &[u8]); 3] = [
+        (b":method", b"CONNECT"),
+        (b":authority", b"tunnel.test:443"),
+        (b"user-agent", b"h2-connect"),
+    ];
+    s.write_all(&raw_request(&fields, false)).expect("send");
+    let frames = read_frames_until(&mut s, |f| f.stream == 1);
+    let head = frames.last().expect("a frame on stream 1");
+    assert!(head.kind == 0x1 && head.ends_stream(), "{frames:?}");
+    let mut status = Vec::new();
+    let limits = DecodeLimits {
+        list_bytes_max: 1 << 16,
+        fields_max: 16,
+    };
+    Decoder::new(4096)
+        .decode(&head.payload, limits, &mut |n, v| {
+            if n == b":status" {
+                status = v.to_vec();
+            }
+        })
+        .expect("HPACK");
+    assert_eq!(String::from_utf8_lossy(&status), "501");
+    let line = poll(IO_TIMEOUT, || {
+        rw.stdout()
+            .lines()
+            .find(|l| l.contains("\"CONNECT tunnel.test:443 HTTP/2.0\" 501 "))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no access log line for CONNECT: {}", rw.stdout()));
+    for part in ["\"h2-connect\"", " backend=- ", " term=local "] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(line.ends_with(" proto=h2"), "{line}");
+    assert_eq!(rw.total("http_requests"), 1);
+    assert_eq!(rw.total("http_local_responses"), 1);
+}
+
+#[test]
 fn a_client_goaway_is_counted_and_the_stream_in_flight_is_still_answered() {
     use ringway::h2::{ErrorCode, frame};
-    use std::io::{Read, Write};
+    use std::io::Write;
     let (a, b) = (Httpd::named("a"), Httpd::named("b"));
     let rw = start(&a, &b);
     let mut s = std::net::TcpStream::connect(rw.listen).expect("connect");
@@ -625,23 +751,12 @@ fn a_client_goaway_is_counted_and_the_stream_in_flight_is_still_answered() {
     let mut out = raw_get(&rw.listen.to_string(), "/last");
     frame::write_goaway(&mut out, 0, ErrorCode::NO_ERROR, b"bye");
     s.write_all(&out).expect("send");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    let mut buf = Vec::new();
-    let mut body = Vec::new();
-    let mut tmp = [0u8; 16_384];
-    'read: loop {
-        while let Some(f) = common::h2raw::take_frame(&mut buf) {
-            if f.kind == 0x0 && f.stream == 1 {
-                body.extend_from_slice(&f.payload);
-            }
-            if f.stream == 1 && f.ends_stream() {
-                break 'read;
-            }
-        }
-        let n = s.read(&mut tmp).expect("stream 1's response");
-        assert!(n > 0, "closed before stream 1 ended");
-        buf.extend_from_slice(&tmp[..n]);
-    }
+    let frames = read_frames_until(&mut s, |f| f.stream == 1 && f.ends_stream());
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.kind == 0x0 && f.stream == 1)
+        .flat_map(|f| f.payload.iter().copied())
+        .collect();
     assert_eq!(String::from_utf8_lossy(&body), "a /last");
     rw.wait_total("h2_goaway_received", IO_TIMEOUT, |n| n >= 1);
     assert_eq!(rw.total("h2_goaway_received"), 1);

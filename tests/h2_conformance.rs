@@ -58,6 +58,7 @@ const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 const NO_ERROR: u32 = 0x0;
 const PROTOCOL_ERROR: u32 = 0x1;
 const FLOW_CONTROL_ERROR: u32 = 0x3;
+const SETTINGS_TIMEOUT: u32 = 0x4;
 const STREAM_CLOSED: u32 = 0x5;
 const FRAME_SIZE_ERROR: u32 = 0x6;
 const REFUSED_STREAM: u32 = 0x7;
@@ -201,6 +202,18 @@ impl Rig {
         let a = backend_a();
         let stall = a.addr;
         let rw = Ringway::start_text(|l, ad| config(l, ad, a.addr, stall, ""));
+        Rig { rw, a }
+    }
+
+    /// As `start`, with `edit` applied to the config text and `RUST_LOG` set to `log` (its
+    /// debug lines go to `rw.stderr()`).
+    fn start_with(edit: impl Fn(String) -> String, log: &str) -> Rig {
+        let a = backend_a();
+        let stall = a.addr;
+        let rw = Ringway::start_text_with(
+            |l, ad| edit(config(l, ad, a.addr, stall, "")),
+            |c| c.env("RUST_LOG", log),
+        );
         Rig { rw, a }
     }
 
@@ -618,6 +631,31 @@ fn s3_4_server_preface_is_settings_and_ringway_acks_ours() {
         assert_eq!(ack.stream, 0);
     }
     c.expect_served(1);
+}
+
+#[test]
+fn s6_5_3_settings_never_acknowledged_end_with_settings_timeout() {
+    // §6.5.3: a connection error SETTINGS_TIMEOUT is allowed when the ACK does not come in "a
+    // reasonable time"; ringway gives it `http_request` (10 s unless set, 500 ms here).
+    let rig = Rig::start_with(
+        |c| {
+            c.replace(
+                "connect = \"2s\"\n",
+                "connect = \"2s\"\nhttp_request = \"500ms\"\n",
+            )
+        },
+        "ringway=info",
+    );
+    let started = Instant::now();
+    // A client that ACKs is not affected: it is served after the same time.
+    let mut acked = rig.client();
+    acked.push(SETTINGS, ACK, 0, &[]).flush();
+    // Its SETTINGS, never an ACK of ringway's; its request is served meanwhile.
+    let mut c = rig.client();
+    c.expect_served(1);
+    assert_eq!(c.expect_connection_error(SETTINGS_TIMEOUT), 1);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    acked.expect_served(1);
 }
 
 // ---- §4.1, §4.2 frame format and size -----------------------------------------------------------
@@ -1478,12 +1516,93 @@ fn s8_3_pseudo_header_rules() {
 
 #[test]
 fn s8_3_1_host_naming_another_authority_is_malformed() {
-    // §8.3.1: "SHOULD treat a request as malformed", and ringway does.
-    expect_each_malformed(vec![(
-        "host differing from :authority",
-        get_with(|f| f.push(field("host", "other.test"))),
+    // §8.3.1: "SHOULD treat a request as malformed", and ringway does, for every `host` field.
+    expect_each_malformed(vec![
+        (
+            "host differing from :authority",
+            get_with(|f| f.push(field("host", "other.test"))),
+            true,
+        ),
+        (
+            "a second host differing from :authority",
+            get_with(|f| {
+                f.push(field("host", "conformance.test"));
+                f.push(field("host", "other.test"));
+            }),
+            true,
+        ),
+    ]);
+}
+
+#[test]
+fn s8_3_1_authority_that_is_not_host_and_port_is_malformed() {
+    // §8.3.1: no userinfo in an http or https authority; RFC 3986 §3.2: `host [":" port]`.
+    // Anything else would reach the backend as a Host naming something other than what was
+    // routed.
+    let mut cases: Vec<(&str, Fields, bool)> = [
+        ("userinfo", "user@conformance.test"),
+        ("userinfo with a password", "user:pw@conformance.test:80"),
+        ("a space", "conformance .test"),
+        ("a control byte", "conformance\x01.test"),
+        ("a path", "conformance.test/admin"),
+        ("a query", "conformance.test?x=1"),
+        ("a port that is not a number", "conformance.test:http"),
+        ("a port past 65535", "conformance.test:65536"),
+        ("an empty :authority", ""),
+        ("an unclosed IP literal", "[::1"),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name, get_with(|f| f[2] = field(":authority", v)), true))
+    .collect();
+    let host_only = get_with(|f| {
+        f.remove(2);
+        f.push(field("host", "user@conformance.test"));
+    });
+    cases.push(("no :authority, host with userinfo", host_only, true));
+    expect_each_malformed(cases);
+}
+
+#[test]
+fn s8_3_1_authorities_of_every_form_are_served() {
+    let rig = Rig::start();
+    let mut c = rig.client();
+    let forms = [
+        "conformance.test",
+        "Conformance.Test:8080",
+        "127.0.0.1:1",
+        "[::1]:443",
+        "xn--bcher-kva.test",
+    ];
+    for (i, authority) in forms.into_iter().enumerate() {
+        let stream = 2 * i as u32 + 1;
+        let path = format!("/ok/{stream}");
+        let mut fields = c.get_fields(&path);
+        fields[2] = field(":authority", authority);
+        c.request(stream, &fields, true);
+        c.expect_response(stream, &path);
+    }
+}
+
+#[test]
+fn stream_errors_are_logged_at_debug_with_the_stream_and_the_code() {
+    let rig = Rig::start_with(|c| c, "ringway=debug");
+    let mut c = rig.client();
+    c.request(
+        1,
+        &get_with(|f| f[2] = field(":authority", "u@x.test")),
         true,
-    )]);
+    );
+    c.expect_stream_error(1, PROTOCOL_ERROR);
+    c.expect_served(3);
+    let want =
+        "HTTP/2 stream error stream=1 code=PROTOCOL_ERROR error=malformed request: BadAuthority";
+    let log = poll(WAIT, || {
+        let log = rig.rw.stderr();
+        log.contains(want).then_some(log)
+    });
+    assert!(log.is_some(), "{}", rig.rw.stderr());
+    // One line per stream error: the request served has none.
+    assert_eq!(rig.rw.stderr().matches("HTTP/2 stream error").count(), 1);
 }
 
 #[test]

@@ -181,7 +181,9 @@ pub enum Event<'a> {
     Trailers { stream: u32, fields: Fields<'a> },
     /// The client reset the stream: drop its exchange.
     Reset { stream: u32, code: ErrorCode },
-    /// We reset the stream for the client's error (RST_STREAM sent): drop its exchange.
+    /// We reset the stream for the client's error (RST_STREAM sent): drop its exchange, if it
+    /// has one. A request refused or malformed before it opened a stream comes as this too,
+    /// with no [`Event::RequestHead`] before it.
     StreamError { stream: u32, error: H2Error },
     /// The client will open no more streams; those open finish.
     GoAway {
@@ -349,33 +351,30 @@ struct Head {
     scheme: Option<Span>,
     authority: Option<Span>,
     path: Option<Span>,
-    host: Option<Span>,
     content_length: Option<u64>,
     regular_seen: bool,
     malformed: Option<Malformed>,
 }
 
-/// §8.2.1 and RFC 9110 §5.6.2: the token characters, lowercase only.
-const NAME_BYTES: [bool; 256] = {
+/// A byte table: ASCII digits, lowercase letters, uppercase letters when `upper`, and `extra`.
+const fn byte_set(upper: bool, extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
-    let mut c = b'0';
-    while c <= b'9' {
-        t[c as usize] = true;
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_digit() || b.is_ascii_lowercase() || (upper && b.is_ascii_uppercase());
         c += 1;
     }
-    let mut c = b'a';
-    while c <= b'z' {
-        t[c as usize] = true;
-        c += 1;
-    }
-    let extra = b"!#$%&'*+-.^_`|~";
     let mut i = 0;
     while i < extra.len() {
         t[extra[i] as usize] = true;
         i += 1;
     }
     t
-};
+}
+
+/// §8.2.1 and RFC 9110 §5.6.2: the token characters, lowercase only.
+const NAME_BYTES: [bool; 256] = byte_set(false, b"!#$%&'*+-.^_`|~");
 
 fn name_ok(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&b| NAME_BYTES[usize::from(b)])
@@ -396,6 +395,58 @@ fn connection_specific(name: &[u8]) -> bool {
     )
 }
 
+/// RFC 3986 §3.2.2 `reg-name` and `IPv4address` characters: unreserved, sub-delims and `%`
+/// (pct-encoded, checked by [`authority_ok`]).
+const REG_NAME_BYTES: [bool; 256] = byte_set(true, b"-._~!$&'()*+,;=%");
+
+/// Whether `a` is an authority an `http`/`https` request may carry (RFC 9113 §8.3.1, RFC 3986
+/// §3.2): `host [":" port]`, with no userinfo (no `@`), a host that is not empty (RFC 9110
+/// §4.2.1) and a port of at most 65535. The host is an IP-literal in brackets or a reg-name /
+/// IPv4 address. Anything else (spaces, control bytes, `/`, `?`, `#`, `\`) would reach the
+/// backend as a Host that names something else than what was routed.
+fn authority_ok(a: &[u8]) -> bool {
+    let pct_ok = |host: &[u8]| {
+        host.iter().enumerate().all(|(i, &b)| {
+            b != b'%'
+                || host
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        })
+    };
+    let (host_ok, rest) = match a.strip_prefix(b"[") {
+        // IPv6address or IPvFuture (RFC 3986 §3.2.2): the reg-name set and `:`, in brackets.
+        Some(inner) => {
+            let Some(end) = inner.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = inner.get(..end).unwrap_or_default();
+            let ok = !literal.is_empty()
+                && literal
+                    .iter()
+                    .all(|&b| b == b':' || (b != b'%' && REG_NAME_BYTES[usize::from(b)]));
+            (ok, inner.get(end + 1..).unwrap_or_default())
+        }
+        None => {
+            let end = a.iter().position(|&b| b == b':').unwrap_or(a.len());
+            let host = a.get(..end).unwrap_or_default();
+            let ok = !host.is_empty()
+                && host.iter().all(|&b| REG_NAME_BYTES[usize::from(b)])
+                && pct_ok(host);
+            (ok, a.get(end..).unwrap_or_default())
+        }
+    };
+    let port_ok = match rest {
+        [] => true,
+        [b':', port @ ..] => {
+            port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
+        }
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
 fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -413,7 +464,6 @@ impl Head {
         self.scheme = None;
         self.authority = None;
         self.path = None;
-        self.host = None;
         self.content_length = None;
         self.regular_seen = false;
         self.malformed = None;
@@ -456,7 +506,10 @@ impl Head {
                 _ => return self.refuse(Malformed::UnknownPseudo),
             };
             if slot.replace(span).is_some() {
-                self.refuse(Malformed::DuplicatePseudo);
+                return self.refuse(Malformed::DuplicatePseudo);
+            }
+            if pseudo == b"authority" && !authority_ok(value) {
+                self.refuse(Malformed::BadAuthority);
             }
             return;
         }
@@ -478,11 +531,21 @@ impl Head {
                 _ => return self.refuse(Malformed::BadContentLength),
             }
         }
+        if name == b"host" && block_use == BlockUse::Request {
+            // Pseudo-headers come first (§8.3), so `:authority` is known here. Every `host`
+            // field is checked: it must name what `:authority` names (§8.3.1), or, without
+            // one, be an authority itself, since it becomes the request's Host.
+            match self.authority {
+                Some(a) if !value.eq_ignore_ascii_case(a.of(&self.bytes)) => {
+                    return self.refuse(Malformed::HostMismatch);
+                }
+                Some(_) => {}
+                None if !authority_ok(value) => return self.refuse(Malformed::BadAuthority),
+                None => {}
+            }
+        }
         let n = self.store(name);
         let v = self.store(value);
-        if name == b"host" {
-            self.host = Some(v);
-        }
         self.fields.push((n, v));
     }
 
@@ -505,13 +568,6 @@ impl Head {
             if path.len == 0 {
                 return Some(Malformed::EmptyPath);
             }
-        }
-        if let (Some(host), Some(authority)) = (self.host, self.authority)
-            && !host
-                .of(&self.bytes)
-                .eq_ignore_ascii_case(authority.of(&self.bytes))
-        {
-            return Some(Malformed::HostMismatch);
         }
         None
     }
@@ -727,8 +783,8 @@ impl H2Conn {
         self.counters
     }
 
-    /// The last error the peer caused (a stream reset, or the connection's end), for logs:
-    /// refused and malformed streams reach the application as no event at all.
+    /// The last error the peer caused (a stream reset, or the connection's end): what the last
+    /// [`Event::StreamError`] or [`Event::ConnectionError`] said.
     pub fn last_error(&self) -> Option<Violation> {
         self.last_error
     }
@@ -969,15 +1025,11 @@ impl H2Conn {
             });
         }
         match self.find(id) {
-            Some(i) => {
-                self.remove(i, Ended::ResetByUs);
-                Some(Pending::StreamError { stream: id, error })
-            }
-            None => {
-                self.remember(id, Ended::ResetByUs);
-                None
-            }
+            Some(i) => self.remove(i, Ended::ResetByUs),
+            None => self.remember(id, Ended::ResetByUs),
         }
+        // Also for a stream that never opened (refused, malformed): the application logs it.
+        Some(Pending::StreamError { stream: id, error })
     }
 
     fn glitch(&mut self, g: Glitch, now_ms: u64) -> Result<(), Violation> {
@@ -1673,7 +1725,7 @@ impl H2Conn {
         }
     }
 
-    /// Ends the connection now with `code` (e.g. an idle or settings timeout the caller timed).
+    /// Ends the connection now with `code` (e.g. a drain deadline or a client gone).
     pub fn abort(&mut self, code: ErrorCode) {
         if self.phase == Phase::Closed {
             return;
@@ -1685,9 +1737,20 @@ impl H2Conn {
     }
 
     /// Our SETTINGS are not acknowledged yet: the caller times this (RFC 9113 §6.5.3) and
-    /// calls [`H2Conn::abort`] with SETTINGS_TIMEOUT when it lasts too long.
+    /// calls [`H2Conn::settings_timeout`] when it lasts too long.
     pub fn awaiting_settings_ack(&self) -> bool {
         self.settings_unacked
+    }
+
+    /// Our SETTINGS went unacknowledged for `ms` (the caller's clock): a connection error
+    /// SETTINGS_TIMEOUT (RFC 9113 §6.5.3), GOAWAY sent. Returns the error, for the caller's
+    /// log; `None` when the ACK came or the connection is over already.
+    pub fn settings_timeout(&mut self, ms: u64) -> Option<H2Error> {
+        if !self.settings_unacked || self.phase == Phase::Closed {
+            return None;
+        }
+        let error = H2Error::SettingsTimeout { ms };
+        self.fail(error).map(|_| error)
     }
 
     /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE, if it sent one (advisory for our responses).

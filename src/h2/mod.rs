@@ -213,8 +213,13 @@ pub enum Malformed {
     EmptyPath,
     /// §8.5: CONNECT with `:scheme` or `:path`, or without `:authority`.
     BadConnect,
-    /// §8.3.1: `host` naming another entity than `:authority`.
+    /// §8.3.1: `host` naming another entity than `:authority` (compared byte for byte, ASCII
+    /// case aside).
     HostMismatch,
+    /// §8.3.1, RFC 3986 §3.2: `:authority` (or, without it, a `host` field) that is not
+    /// `host[:port]`: userinfo (`user@`), an empty host, a character outside the URI's
+    /// authority set (space, control bytes, `/`, `?`, `#`), or a port past 65535.
+    BadAuthority,
     /// §8.1.1: a `content-length` that is not one number.
     BadContentLength,
     /// §8.1.1: DATA adding up to more or less than `content-length`.
@@ -297,6 +302,8 @@ pub enum H2Error {
     LocalResets { max: u32 },
     #[error("flood of {0:?} frames (CVE-2019-9512 family)")]
     Flood(Glitch),
+    #[error("our SETTINGS not acknowledged within {ms} ms (RFC 9113 §6.5.3)")]
+    SettingsTimeout { ms: u64 },
 }
 
 impl H2Error {
@@ -326,6 +333,7 @@ impl H2Error {
             | H2Error::StreamWindowExceeded
             | H2Error::ConnWindowExceeded => ErrorCode::FLOW_CONTROL_ERROR,
             H2Error::StreamClosed(_) => ErrorCode::STREAM_CLOSED,
+            H2Error::SettingsTimeout { .. } => ErrorCode::SETTINGS_TIMEOUT,
             H2Error::TooManyStreams | H2Error::GoingAway => ErrorCode::REFUSED_STREAM,
             H2Error::Hpack(e) if e.is_limit() => ErrorCode::ENHANCE_YOUR_CALM,
             H2Error::Hpack(_) => ErrorCode::COMPRESSION_ERROR,
@@ -383,7 +391,8 @@ impl H2Error {
             | H2Error::UnexpectedContinuation
             | H2Error::TooManyStreams
             | H2Error::GoingAway
-            | H2Error::Malformed(_) => return None,
+            | H2Error::Malformed(_)
+            | H2Error::SettingsTimeout { .. } => return None,
         })
     }
 }

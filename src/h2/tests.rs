@@ -355,6 +355,31 @@ fn expect_alive(p: &mut Peer, stream: u32) {
 // ---- §3.4 connection preface ---------------------------------------------------------------------
 
 #[test]
+fn s6_5_3_settings_not_acknowledged_in_time_end_with_settings_timeout() {
+    let mut p = Peer::bare(H2Cfg::default());
+    let mut b = PREFACE.to_vec();
+    b.extend(settings(&[]));
+    assert_eq!(p.send(&b), []);
+    let _ = p.out();
+    // The client answered with its own SETTINGS but never ACKed ours; the caller timed it.
+    assert!(p.conn.awaiting_settings_ack());
+    let error = H2Error::SettingsTimeout { ms: 10_000 };
+    assert_eq!(p.conn.settings_timeout(10_000), Some(error));
+    assert_eq!(error.code(), ErrorCode::SETTINGS_TIMEOUT);
+    assert_eq!(error.calm_reason(), None);
+    assert_eq!(p.conn.last_error(), Some(Violation::connection(error)));
+    let outs = p.out();
+    assert_eq!(goaway_of(&outs), Some((0, ErrorCode::SETTINGS_TIMEOUT)));
+    assert!(p.conn.is_finished());
+    // Once over, or once acknowledged, there is nothing left to time.
+    assert_eq!(p.conn.settings_timeout(20_000), None);
+    let mut p = Peer::new();
+    assert!(!p.conn.awaiting_settings_ack());
+    assert_eq!(p.conn.settings_timeout(10_000), None);
+    assert_eq!(goaway_of(&p.out()), None);
+}
+
+#[test]
 fn s3_4_server_settings_come_first() {
     let mut p = Peer::bare(H2Cfg::default());
     let outs = p.out();
@@ -718,7 +743,13 @@ fn s5_1_2_streams_beyond_the_limit_are_refused() {
     });
     p.request(1, GET, true);
     p.request(3, GET, true);
-    assert_eq!(p.request(5, GET, true), []);
+    assert_eq!(
+        p.request(5, GET, true),
+        [Ev::StreamError {
+            stream: 5,
+            error: H2Error::TooManyStreams
+        }]
+    );
     expect_stream_error(&mut p, 5, ErrorCode::REFUSED_STREAM);
     assert_eq!(p.conn.counters().streams_refused, 1);
     // Once one finishes, a new stream is accepted.
@@ -1024,7 +1055,13 @@ fn s6_8_graceful_goaway_names_the_last_stream_and_refuses_newer_ones() {
     p.request(3, POST, false);
     p.conn.go_away();
     assert_eq!(goaway_of(&p.out()), Some((3, ErrorCode::NO_ERROR)));
-    assert_eq!(p.request(5, GET, true), []);
+    assert_eq!(
+        p.request(5, GET, true),
+        [Ev::StreamError {
+            stream: 5,
+            error: H2Error::GoingAway
+        }]
+    );
     expect_stream_error(&mut p, 5, ErrorCode::REFUSED_STREAM);
     // The streams in flight finish.
     let evs = p.send(&fr(DATA, END_STREAM, 3, b"body"));
@@ -1315,7 +1352,15 @@ fn s6_10_continuation_without_a_block_is_a_protocol_error() {
 fn malformed(fields: &[(&str, &str)], end_stream: bool, why: Malformed) {
     let mut p = Peer::new();
     let evs = p.request(1, fields, end_stream);
-    assert_eq!(evs, [], "{fields:?}");
+    // No request head: the stream never opened, but its error is told (for the log).
+    assert_eq!(
+        evs,
+        [Ev::StreamError {
+            stream: 1,
+            error: H2Error::Malformed(why)
+        }],
+        "{fields:?}"
+    );
     assert_eq!(
         p.conn.last_error(),
         Some(Violation::stream(1, H2Error::Malformed(why))),
@@ -1405,6 +1450,82 @@ fn s8_3_pseudo_header_rules() {
     );
     malformed(
         &[g[0], g[1], g[2], g[3], ("host", "other.example")],
+        true,
+        Malformed::HostMismatch,
+    );
+}
+
+#[test]
+fn s8_3_1_authority_must_be_host_and_port_without_userinfo() {
+    let g = GET;
+    for bad in [
+        "user@example.com",
+        "user:secret@example.com:443",
+        "@example.com",
+        "exa mple.com",
+        "example.com\x01",
+        "exa\x7fmple.com",
+        "example.com/evil",
+        "example.com?q",
+        "example.com#f",
+        "exa\\mple.com",
+        "",
+        ":443",
+        "example.com:https",
+        "example.com:65536",
+        "example.com:123456",
+        "example.com:1:2",
+        "[::1",
+        "[]:80",
+        "[::1]x",
+        "[::1]:8o",
+        "%zz.example.com",
+        "example.com%4",
+    ] {
+        malformed(
+            &[g[0], g[1], g[2], (":authority", bad)],
+            true,
+            Malformed::BadAuthority,
+        );
+    }
+    // Without `:authority` the `host` field becomes the Host: the same rule.
+    malformed(
+        &[g[0], g[1], g[2], ("host", "user@example.com")],
+        true,
+        Malformed::BadAuthority,
+    );
+    for good in [
+        "example.com",
+        "Example.COM:8443",
+        "127.0.0.1:80",
+        "[::1]:8080",
+        "[2001:db8::7]",
+        "[v1.fe]",
+        "xn--bcher-kva.example",
+        "a-b_c~d.example",
+        "%41.example",
+        "example.com:",
+        "example.com:65535",
+    ] {
+        let mut p = Peer::new();
+        let evs = p.request(1, &[g[0], g[1], g[2], (":authority", good)], true);
+        assert!(matches!(evs[..], [Ev::Head { .. }]), "{good}: {evs:?}");
+        let mut p = Peer::new();
+        let evs = p.request(1, &[g[0], g[1], g[2], ("host", good)], true);
+        assert!(matches!(evs[..], [Ev::Head { .. }]), "host {good}: {evs:?}");
+    }
+}
+
+#[test]
+fn s8_3_1_every_host_field_must_match_authority() {
+    malformed(
+        &with(&[("host", "example.com"), ("host", "other.example")]),
+        true,
+        Malformed::HostMismatch,
+    );
+    // A port the authority does not name is another entity.
+    malformed(
+        &with(&[("host", "example.com:443")]),
         true,
         Malformed::HostMismatch,
     );

@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 
 use super::h1::{H1Cfg, H1Session};
 use super::{
-    CLIENT, Env, Intent, Intents, Lane, QUEUED_MAX, Term, UPSTREAM, UpSide, UpstreamEvent, Wire,
+    AccessRecord, CLIENT, Env, ExchangeDone, Intent, Intents, Lane, QUEUED_MAX, Term, UPSTREAM,
+    UpSide, UpstreamEvent, Wire,
 };
 use crate::h2::conn::{Event, Fed, Fields, H2Cfg, H2Conn, RequestHead};
 use crate::h2::{ErrorCode, H2Error};
@@ -521,7 +522,12 @@ pub struct H2Session {
     reported: crate::h2::conn::H2Counters,
     counted: bool,
     closed: bool,
-    /// Last time a stream was open or a byte came (idle deadline).
+    /// When the session started, with our SETTINGS in its first output: the client's ACK is
+    /// timed from here (RFC 9113 §6.5.3).
+    started_ms: u64,
+    /// Last time a stream was open or a request came (the idle deadline). Frames that are no
+    /// stream's (PING, SETTINGS, WINDOW_UPDATE on stream 0) do not count: they would keep a
+    /// connection that serves nothing open forever.
     idle_since_ms: u64,
 }
 
@@ -538,6 +544,7 @@ impl H2Session {
             reported: Default::default(),
             counted: false,
             closed: false,
+            started_ms: now_ms,
             idle_since_ms: now_ms,
         }
     }
@@ -587,6 +594,8 @@ impl H2Session {
         if env.draining() || cfg.h1.draining {
             self.conn.go_away();
         }
+        // A stream that ends during this call was open until now.
+        let had_streams = self.streams_open() > 0;
         for _ in 0..64 {
             let mut changed = self.read_frames(w, env, cfg);
             let n = self.lanes.len();
@@ -633,7 +642,7 @@ impl H2Session {
                 deadline
             };
         }
-        if self.streams_open() > 0 || !w.rx[CLIENT].is_empty() {
+        if had_streams || self.streams_open() > 0 {
             self.idle_since_ms = now;
         }
         let client_gone = w.eof[CLIENT] && w.rx[CLIENT].is_empty();
@@ -705,6 +714,26 @@ impl H2Session {
         self.conn.drain_output(&mut w.tx[CLIENT], room);
     }
 
+    /// A stream ringway answered itself, with no exchange (CONNECT's 501): counted, and logged
+    /// with `proto=h2`, as an HTTP/1.1 request answered locally is.
+    fn answered_here(&mut self, env: &mut impl Env, cfg: &H2ListenerCfg, rec: Box<AccessRecord>) {
+        let st = env.stats();
+        st.count_status(rec.status);
+        st.http_local_responses += 1;
+        env.exchange_done(&ExchangeDone {
+            listener: cfg.h1.listener,
+            backend: None,
+            server: None,
+            status: rec.status,
+            request_us: rec.request_us,
+            bytes_received: rec.bytes_received,
+            bytes_sent: rec.bytes_sent,
+        });
+        if cfg.h1.access_log {
+            self.intents.push(Intent::Log(rec));
+        }
+    }
+
     /// Adds what the connection counted since the last call to the shard's counters.
     fn report(&mut self, env: &mut impl Env) {
         let now = self.conn.counters();
@@ -738,6 +767,7 @@ impl H2Session {
                 intents,
                 client,
                 tls,
+                idle_since_ms,
                 ..
             } = self;
             match conn.feed(rest, now) {
@@ -753,6 +783,8 @@ impl H2Session {
                             head,
                             end_stream,
                         } => {
+                            // A request is activity, even one answered at once (CONNECT).
+                            *idle_since_ms = now;
                             let opening = Opening {
                                 client: *client,
                                 tls: *tls,
@@ -772,8 +804,11 @@ impl H2Session {
                         Act::None => {}
                         Act::Give(stream, n) => self.conn.consumed(stream, n),
                         Act::Drop(stream) => self.drop_stream(stream, env),
-                        Act::Refuse(stream, status) => {
-                            let _ = self.conn.send_response_head(stream, status, [], true);
+                        Act::Refuse(stream, mut rec) => {
+                            let before = self.conn.output().len();
+                            let _ = self.conn.send_response_head(stream, rec.status, [], true);
+                            rec.bytes_sent = self.conn.output().len().saturating_sub(before) as u64;
+                            self.answered_here(env, cfg, rec);
                         }
                         Act::Reset(stream, code) => {
                             let _ = self.conn.reset(stream, code);
@@ -906,10 +941,10 @@ impl H2Session {
         }
     }
 
-    /// When something times out: the earliest of the streams' deadlines, or the idle
-    /// connection's.
+    /// When something times out: the earliest of the streams' deadlines (or, with none open,
+    /// the idle connection's) and the SETTINGS ACK's.
     pub fn deadline(&self, w: &Wire, env: &impl Env, cfg: &H2ListenerCfg) -> Option<u64> {
-        let _ = env;
+        let _ = (w, env);
         if self.closed {
             return None;
         }
@@ -921,19 +956,44 @@ impl H2Session {
                 at = Some(at.map_or(d, |a| a.min(d)));
             }
         }
-        if open {
-            return at;
+        if !open {
+            at = Some(self.idle_deadline(cfg));
         }
-        Some(
-            self.idle_since_ms
-                .max(w.active_ms[CLIENT])
-                .saturating_add(cfg.h1.timeouts.http_keep_alive),
-        )
+        match (at, self.settings_deadline(cfg)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// With no stream open: GOAWAY at `http_keep_alive` after the last stream or request (as
+    /// nginx's `keepalive_timeout` counts from the last request). Bytes that are no stream's do
+    /// not move it.
+    fn idle_deadline(&self, cfg: &H2ListenerCfg) -> u64 {
+        self.idle_since_ms
+            .saturating_add(cfg.h1.timeouts.http_keep_alive)
+    }
+
+    /// While our SETTINGS are not acknowledged: the connection fails with SETTINGS_TIMEOUT at
+    /// `http_request` after it started. RFC 9113 §6.5.3 leaves "a reasonable time" to us; this
+    /// is the bound a client has to finish a request head, 10 s by default.
+    fn settings_deadline(&self, cfg: &H2ListenerCfg) -> Option<u64> {
+        self.conn
+            .awaiting_settings_ack()
+            .then(|| self.started_ms.saturating_add(cfg.h1.timeouts.http_request))
     }
 
     /// The driver's timer fired: each stream whose deadline passed acts on it.
     pub fn on_timer(&mut self, w: &mut Wire, env: &mut impl Env, cfg: &H2ListenerCfg) {
         let now = env.now_ms();
+        if self.settings_deadline(cfg).is_some_and(|d| now >= d)
+            && let Some(error) = self
+                .conn
+                .settings_timeout(now.saturating_sub(self.started_ms))
+        {
+            tracing::debug!(%error, "HTTP/2 connection error");
+            self.end_all(env, Term::Timeout);
+            return;
+        }
         let mut open = false;
         for i in 0..self.lanes.len() {
             let lane = Lane::try_from(i).unwrap_or(Lane::MAX);
@@ -959,7 +1019,10 @@ impl H2Session {
             s.with_inner(w, |inner, w| inner.on_timer(w, env, &cfg.h1));
             s.take_intents(lane, &mut self.intents);
         }
-        if !open && self.deadline(w, env, cfg).is_some_and(|d| now >= d) {
+        if open {
+            // Streams were open until now (one may have ended here): idle starts no earlier.
+            self.idle_since_ms = now;
+        } else if now >= self.idle_deadline(cfg) {
             // Idle: GOAWAY NO_ERROR, then close once it is sent (RFC 9113 §6.8).
             env.stats().idle_timeouts += 1;
             self.conn.go_away();
@@ -973,8 +1036,9 @@ enum Act {
     /// Give `n` bytes of window back (data of a stream we no longer serve).
     Give(u32, usize),
     Drop(u32),
-    /// Answer a stream ringway does not serve with this status.
-    Refuse(u32, u16),
+    /// Answer a stream ringway does not serve with the record's status; the record is its
+    /// access log line.
+    Refuse(u32, Box<AccessRecord>),
     Reset(u32, ErrorCode),
     Fail(H2Error),
 }
@@ -1009,7 +1073,7 @@ fn open_stream(
     } = new;
     if head.method == b"CONNECT" || head.path.is_none() {
         // CONNECT (and RFC 8441's extended CONNECT) is not offered over HTTP/2.
-        return Act::Refuse(stream, 501);
+        return Act::Refuse(stream, refused_record(head, 501));
     }
     let Some(i) = take_lane(lanes, intents, o.lanes_max) else {
         // Never expected: lanes outnumber the streams the connection may have open.
@@ -1026,6 +1090,35 @@ fn open_stream(
         *slot = Slot::Busy(s);
     }
     Act::None
+}
+
+/// The access log record of a stream ringway answers with `status` before any exchange: the
+/// request as it came (CONNECT's target is its `:authority`, RFC 9110 §9.3.6), `term=local`.
+fn refused_record(head: &RequestHead<'_>, status: u16) -> Box<AccessRecord> {
+    let text = |v: Option<&[u8]>| {
+        v.map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    Box::new(AccessRecord {
+        proto: "h2",
+        method: text(Some(head.method)),
+        target: text(head.path.or(head.authority)),
+        version_minor: 1,
+        referer: text(head.fields.get(b"referer")),
+        user_agent: text(head.fields.get(b"user-agent")),
+        status,
+        bytes_sent: 0,
+        bytes_received: 0,
+        duration_ms: 0,
+        request_us: 0,
+        queue_us: None,
+        connect_us: None,
+        response_us: None,
+        retries: 0,
+        backend: None,
+        server: None,
+        term: Term::Local,
+    })
 }
 
 /// A lane for a new stream, if the connection has one. Cooling lanes become free once no
@@ -1099,7 +1192,12 @@ fn on_event(lanes: &mut [Slot], event: Event<'_>) -> Act {
             }
             Act::None
         }
-        Event::Reset { stream, .. } | Event::StreamError { stream, .. } => Act::Drop(stream),
+        Event::Reset { stream, .. } => Act::Drop(stream),
+        Event::StreamError { stream, error } => {
+            // RST_STREAM sent for the client's error; the connection goes on.
+            tracing::debug!(stream, code = %error.code(), %error, "HTTP/2 stream error");
+            Act::Drop(stream)
+        }
         Event::GoAway { .. } | Event::WindowOpen { .. } => Act::None,
         Event::ConnectionError { error } => Act::Fail(error),
     }

@@ -73,14 +73,30 @@ impl Client {
         }
     }
 
-    /// Preface and SETTINGS (`window`: our INITIAL_WINDOW_SIZE, if not the default).
+    /// Preface, SETTINGS (`window`: our INITIAL_WINDOW_SIZE, if not the default) and the ACK
+    /// of ringway's SETTINGS (sent at once here; a client sends it once it has read them).
     fn hello(&self, window: Option<u32>) -> Vec<u8> {
+        let mut out = self.hello_without_ack(window);
+        frame::write_settings_ack(&mut out);
+        out
+    }
+
+    /// As [`Client::hello`], but ringway's SETTINGS are never acknowledged.
+    fn hello_without_ack(&self, window: Option<u32>) -> Vec<u8> {
         let mut out = frame::PREFACE.to_vec();
         let settings: Vec<(u16, u32)> = window
             .map(|w| (frame::SETTINGS_INITIAL_WINDOW_SIZE, w))
             .into_iter()
             .collect();
         frame::write_settings(&mut out, &settings);
+        out
+    }
+
+    fn headers(&mut self, stream: u32, fields: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+        let mut block = Vec::new();
+        self.enc.encode(fields.iter().copied(), &mut block);
+        let mut out = Vec::new();
+        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
         out
     }
 
@@ -93,11 +109,7 @@ impl Client {
             (b"cookie", b"a=1"),
             (b"cookie", b"b=2"),
         ];
-        let mut block = Vec::new();
-        self.enc.encode(fields, &mut block);
-        let mut out = Vec::new();
-        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
-        out
+        self.headers(stream, &fields, end_stream)
     }
 
     /// Every frame in `bytes` (all whole).
@@ -161,6 +173,14 @@ fn lane_intents(s: &mut H2Session) -> Vec<(Lane, Intent)> {
 /// The upstream side of `lane` (as the driver sees it between drives).
 fn side(s: &mut H2Session, lane: Lane) -> &mut UpSide {
     s.lane_side(lane).expect("a stream holds the lane")
+}
+
+/// The session reads what the client sent, and the backend connection lane 0 asked for is up
+/// (the stream's request goes to it).
+fn read_and_connect(s: &mut H2Session, w: &mut Wire, env: &mut FakeEnv, cfg: &H2ListenerCfg) {
+    s.progress(w, env, cfg);
+    s.on_upstream(0, w, env, cfg, UpstreamEvent::Connected);
+    s.progress(w, env, cfg);
 }
 
 fn connect() -> Intent {
@@ -228,9 +248,7 @@ fn the_backend_is_read_only_while_the_client_window_is_open() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0).tx.clear();
     let body = [b'x'; 100];
     side(&mut s, 0)
@@ -312,9 +330,7 @@ fn a_backend_failing_mid_response_resets_only_that_stream_and_drain_sends_goaway
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/one", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0)
         .rx
         .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
@@ -349,9 +365,7 @@ fn a_drain_lets_the_response_in_flight_finish_as_the_window_opens() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(Some(10));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     env.draining = true;
     side(&mut s, 0)
         .rx
@@ -380,9 +394,7 @@ fn a_close_delimited_response_ends_its_stream_with_the_close() {
     let mut c = Client::new();
     w.rx[CLIENT] = c.hello(None);
     w.rx[CLIENT].extend(c.get(1, "/old", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0)
         .rx
         .extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
@@ -413,9 +425,7 @@ fn stall_until_reset(initial_window: u32, sent_bytes: usize) -> (FakeEnv, usize)
     w.active_ms = [env.now, env.now];
     w.rx[CLIENT] = c.hello(Some(initial_window));
     w.rx[CLIENT].extend(c.get(1, "/big", true));
-    s.progress(&mut w, &mut env, &cfg);
-    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
-    s.progress(&mut w, &mut env, &cfg);
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
     side(&mut s, 0).tx.clear();
     side(&mut s, 0)
         .rx
@@ -575,4 +585,154 @@ fn a_finished_stream_is_reused_by_the_next_with_nothing_of_the_old_one_left() {
         )]
     );
     assert_eq!(env.h2_spares.len(), 2);
+}
+
+/// `setup`'s listener with its timeouts changed by `edit`.
+fn cfg_with(edit: impl FnOnce(&mut crate::session::TimeoutsMs)) -> H2ListenerCfg {
+    let mut h1 = h1_cfg();
+    edit(&mut h1.timeouts);
+    H2ListenerCfg::new(&h1, 64 * 1024)
+}
+
+#[test]
+fn pings_do_not_keep_a_connection_with_no_stream_open_past_http_keep_alive() {
+    let (mut env, _, mut w, mut s) = setup();
+    let cfg = cfg_with(|t| t.http_keep_alive = 1_000);
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
+    // The backend takes 5 s: longer than `http_keep_alive`, which counts only once it is done.
+    env.now += 5_000;
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got.last(), Some(&Got::Data(1, b"ok".to_vec(), true)));
+    let ended = env.now;
+    assert_eq!(s.deadline(&w, &env, &cfg), Some(ended + 1_000));
+    // A PING every 200 ms, each answered: bytes move both ways, no stream does.
+    let mut goaway_at = None;
+    while goaway_at.is_none() && env.now < ended + 10_000 {
+        env.now += 200;
+        frame::write_ping(&mut w.rx[CLIENT], false, [1; 8]);
+        w.active_ms = [env.now, env.now];
+        s.progress(&mut w, &mut env, &cfg);
+        if s.deadline(&w, &env, &cfg).is_some_and(|d| env.now >= d) {
+            s.on_timer(&mut w, &mut env, &cfg);
+            s.progress(&mut w, &mut env, &cfg);
+        }
+        if c.read(&std::mem::take(&mut w.tx[CLIENT]))
+            .contains(&Got::GoAway(ErrorCode::NO_ERROR))
+        {
+            goaway_at = Some(env.now);
+        }
+    }
+    let at = goaway_at.expect("PINGs kept the connection open");
+    assert_eq!(at, ended + 1_000, "GOAWAY at +{} ms", at - ended);
+    assert!(intents(&mut s).contains(&Intent::Close(Term::Done)));
+    assert_eq!(env.stats.idle_timeouts, 1);
+}
+
+#[test]
+fn settings_never_acknowledged_end_the_connection_with_settings_timeout() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let started = env.now;
+    let request_ms = cfg.h1.timeouts.http_request;
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello_without_ack(None);
+    w.rx[CLIENT].extend(c.get(1, "/one", true));
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(intents(&mut s), vec![connect()]);
+    s.on_upstream(0, &mut w, &mut env, &cfg, UpstreamEvent::Connected);
+    s.progress(&mut w, &mut env, &cfg);
+    let _ = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    // The stream waits for its response (`server_response`, later); the ACK's deadline is first.
+    assert_eq!(s.deadline(&w, &env, &cfg), Some(started + request_ms));
+    env.now = started + request_ms - 1;
+    s.on_timer(&mut w, &mut env, &cfg);
+    s.progress(&mut w, &mut env, &cfg);
+    assert!(c.read(&std::mem::take(&mut w.tx[CLIENT])).is_empty());
+    env.now += 1;
+    s.on_timer(&mut w, &mut env, &cfg);
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(got, vec![Got::GoAway(ErrorCode::SETTINGS_TIMEOUT)]);
+    let after = intents(&mut s);
+    assert!(
+        after.contains(&Intent::Release { reusable: false }),
+        "{after:?}"
+    );
+    assert!(after.contains(&Intent::Close(Term::Done)), "{after:?}");
+    assert!(s.is_closed());
+    assert_eq!(env.stats.h2_goaway_sent, 1);
+
+    // Acknowledged: nothing is timed but the idle connection.
+    let (mut env, cfg, mut w, mut s) = setup();
+    w.rx[CLIENT] = Client::new().hello(None);
+    s.progress(&mut w, &mut env, &cfg);
+    assert_eq!(
+        s.deadline(&w, &env, &cfg),
+        Some(env.now + cfg.h1.timeouts.http_keep_alive)
+    );
+}
+
+#[test]
+fn connect_is_answered_501_and_logged_like_any_stream() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    let fields: [(&[u8], &[u8]); 3] = [
+        (b":method", b"CONNECT"),
+        (b":authority", b"example.com:443"),
+        (b"user-agent", b"tunnel/1"),
+    ];
+    w.rx[CLIENT].extend(c.headers(1, &fields, false));
+    s.progress(&mut w, &mut env, &cfg);
+    let got = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    assert_eq!(
+        got,
+        vec![Got::Headers(
+            1,
+            vec![(":status".into(), "501".into())],
+            true
+        )]
+    );
+    let logs: Vec<Box<AccessRecord>> = intents(&mut s)
+        .into_iter()
+        .filter_map(|i| match i {
+            Intent::Log(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let [log] = &logs[..] else {
+        panic!("one access log record: {logs:?}");
+    };
+    assert_eq!(
+        (
+            log.proto,
+            log.method.as_str(),
+            log.target.as_str(),
+            log.status,
+            log.term,
+            log.user_agent.as_str(),
+            log.backend,
+        ),
+        (
+            "h2",
+            "CONNECT",
+            "example.com:443",
+            501,
+            Term::Local,
+            "tunnel/1",
+            None
+        )
+    );
+    // The HEADERS frame: its 9-byte header and the encoded `:status`.
+    assert!(log.bytes_sent > 9, "{log:?}");
+    assert_eq!(env.stats.http_requests, 1);
+    assert_eq!(env.stats.http_local_responses, 1);
+    assert_eq!(env.done.len(), 1);
+    assert_eq!(env.done[0].status, 501);
 }
