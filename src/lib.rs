@@ -20,6 +20,7 @@ pub mod access_log;
 pub mod admin;
 pub mod adopt;
 pub mod api;
+pub mod authority;
 pub mod balancer;
 pub mod bus;
 pub mod config;

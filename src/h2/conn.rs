@@ -395,58 +395,6 @@ fn connection_specific(name: &[u8]) -> bool {
     )
 }
 
-/// RFC 3986 §3.2.2 `reg-name` and `IPv4address` characters: unreserved, sub-delims and `%`
-/// (pct-encoded, checked by [`authority_ok`]).
-const REG_NAME_BYTES: [bool; 256] = byte_set(true, b"-._~!$&'()*+,;=%");
-
-/// Whether `a` is an authority an `http`/`https` request may carry (RFC 9113 §8.3.1, RFC 3986
-/// §3.2): `host [":" port]`, with no userinfo (no `@`), a host that is not empty (RFC 9110
-/// §4.2.1) and a port of at most 65535. The host is an IP-literal in brackets or a reg-name /
-/// IPv4 address. Anything else (spaces, control bytes, `/`, `?`, `#`, `\`) would reach the
-/// backend as a Host that names something else than what was routed.
-fn authority_ok(a: &[u8]) -> bool {
-    let pct_ok = |host: &[u8]| {
-        host.iter().enumerate().all(|(i, &b)| {
-            b != b'%'
-                || host
-                    .get(i + 1..i + 3)
-                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-        })
-    };
-    let (host_ok, rest) = match a.strip_prefix(b"[") {
-        // IPv6address or IPvFuture (RFC 3986 §3.2.2): the reg-name set and `:`, in brackets.
-        Some(inner) => {
-            let Some(end) = inner.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let literal = inner.get(..end).unwrap_or_default();
-            let ok = !literal.is_empty()
-                && literal
-                    .iter()
-                    .all(|&b| b == b':' || (b != b'%' && REG_NAME_BYTES[usize::from(b)]));
-            (ok, inner.get(end + 1..).unwrap_or_default())
-        }
-        None => {
-            let end = a.iter().position(|&b| b == b':').unwrap_or(a.len());
-            let host = a.get(..end).unwrap_or_default();
-            let ok = !host.is_empty()
-                && host.iter().all(|&b| REG_NAME_BYTES[usize::from(b)])
-                && pct_ok(host);
-            (ok, a.get(end..).unwrap_or_default())
-        }
-    };
-    let port_ok = match rest {
-        [] => true,
-        [b':', port @ ..] => {
-            port.len() <= 5
-                && port.iter().all(u8::is_ascii_digit)
-                && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
-        }
-        _ => false,
-    };
-    host_ok && port_ok
-}
-
 fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -508,7 +456,7 @@ impl Head {
             if slot.replace(span).is_some() {
                 return self.refuse(Malformed::DuplicatePseudo);
             }
-            if pseudo == b"authority" && !authority_ok(value) {
+            if pseudo == b"authority" && !crate::authority::is_valid(value) {
                 self.refuse(Malformed::BadAuthority);
             }
             return;
@@ -540,7 +488,9 @@ impl Head {
                     return self.refuse(Malformed::HostMismatch);
                 }
                 Some(_) => {}
-                None if !authority_ok(value) => return self.refuse(Malformed::BadAuthority),
+                None if !crate::authority::is_valid(value) => {
+                    return self.refuse(Malformed::BadAuthority);
+                }
                 None => {}
             }
         }

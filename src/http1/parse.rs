@@ -99,6 +99,8 @@ pub enum Reject {
     MissingHost,
     #[error("more than one Host header")]
     DuplicateHost,
+    #[error("invalid Host")]
+    BadHost,
     #[error("invalid Content-Length")]
     BadContentLength,
     #[error("more than one Content-Length header")]
@@ -122,6 +124,7 @@ impl Reject {
             Reject::Malformed(_)
             | Reject::MissingHost
             | Reject::DuplicateHost
+            | Reject::BadHost
             | Reject::BadContentLength
             | Reject::DuplicateContentLength
             | Reject::ContentLengthWithTransferEncoding
@@ -516,6 +519,16 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> HeadVerdict<RequestHead> {
     if version == 1 && fields.host_count == 0 {
         return HeadVerdict::Invalid(Reject::MissingHost);
     }
+    // RFC 9110 §7.2 / RFC 3986 §3.2: Host is `host [":" port]` (empty when the target has no
+    // authority, RFC 9112 §3.2). Anything else (userinfo, spaces, `/`) could route as one host
+    // and reach the backend as another; HTTP/2's `:authority` is held to the same rule.
+    if let Some(h) = fields.host.clone()
+        && let Some(v) = buf.get(h)
+        && !v.is_empty()
+        && !crate::authority::is_valid(v)
+    {
+        return HeadVerdict::Invalid(Reject::BadHost);
+    }
     // RFC 9112 §6.3 (4)–(7): a request without TE or CL has no body.
     let framing = if fields.chunked {
         Framing::Chunked
@@ -772,6 +785,18 @@ mod tests {
                 "expected a reject for {:?}, got {other:?}",
                 String::from_utf8_lossy(bytes)
             ),
+        }
+    }
+
+    #[test]
+    fn host_may_be_empty_or_any_authority_form() {
+        for b in [
+            &b"GET / HTTP/1.1\r\nHost: \r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: Example.com:80\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            complete(b);
         }
     }
 
@@ -1205,13 +1230,14 @@ mod tests {
         }
         many.push_str("\r\n");
         let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "x".repeat(64 * 1024));
-        let cases: [(&[u8], Reject, u16); 13] = [
+        let cases: [(&[u8], Reject, u16); 14] = [
             (b"GET / HTTP/1.1\r\nX: \x00\r\n\r\n", Reject::Malformed("NUL in header value"), 400),
             (big.as_bytes(), Reject::HeadTooLarge, 431),
             (many.as_bytes(), Reject::TooManyHeaders, 431),
             (long_target.as_bytes(), Reject::TargetTooLong, 414),
             (b"GET / HTTP/1.1\r\n\r\n", Reject::MissingHost, 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", Reject::DuplicateHost, 400),
+            (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", Reject::BadHost, 400),
             (b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 \x31\r\n\r\n", Reject::BadContentLength, 400),
             (b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n", Reject::DuplicateContentLength, 400),
             (b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", Reject::ContentLengthWithTransferEncoding, 400),
