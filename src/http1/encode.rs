@@ -169,34 +169,77 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, ou
             .unwrap_or_default();
         field(out, b"Host", authority);
     }
-    let ip = opts.client_ip.to_string();
+    let mut ip_buf = [0u8; IP_TEXT_BYTES];
+    let ip = ip_text(opts.client_ip, &mut ip_buf);
     if opts.x_forwarded_for {
         out.extend_from_slice(b"X-Forwarded-For: ");
         for v in &xff_chain {
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(ip);
         out.extend_from_slice(b"\r\n");
     }
     if opts.x_real_ip {
-        field(out, b"X-Real-IP", ip.as_bytes());
+        field(out, b"X-Real-IP", ip);
     }
     if opts.x_forwarded_proto {
         field(out, b"X-Forwarded-Proto", opts.proto.as_bytes());
     }
     if opts.forwarded {
         // RFC 7239 §6: an IPv6 address is bracketed and the value quoted.
-        let node = match opts.client_ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let _ = write!(out, "Forwarded: for={node};proto={}\r\n", opts.proto);
+        out.extend_from_slice(b"Forwarded: for=");
+        match opts.client_ip {
+            IpAddr::V4(_) => out.extend_from_slice(ip),
+            IpAddr::V6(_) => {
+                out.extend_from_slice(b"\"[");
+                out.extend_from_slice(ip);
+                out.extend_from_slice(b"]\"");
+            }
+        }
+        let _ = write!(out, ";proto={}\r\n", opts.proto);
     }
     if opts.tunnel {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Longest text of an IP address (an IPv6 address with an embedded IPv4 one is 45 bytes).
+const IP_TEXT_BYTES: usize = 48;
+
+/// `ip` as text in `buf`, without allocating (every proxied request writes its client's
+/// address once or twice). IPv4 by hand, IPv6 through its `Display`.
+fn ip_text(ip: IpAddr, buf: &mut [u8; IP_TEXT_BYTES]) -> &[u8] {
+    let mut n = 0;
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                for d in &digits[skip..] {
+                    buf[n] = b'0' + d;
+                    n += 1;
+                }
+            }
+        }
+        IpAddr::V6(v6) => {
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = std::io::Write::write_fmt(&mut cur, format_args!("{v6}"));
+            n = cur.position() as usize;
+        }
+    }
+    &buf[..n]
 }
 
 /// Writes the response head for the client into `out`.
@@ -303,6 +346,28 @@ pub fn error_response(status: u16, close: bool, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ip_text_matches_display() {
+        let mut buf = [0u8; IP_TEXT_BYTES];
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "192.0.2.7",
+            "10.200.99.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                ip_text(parsed, &mut buf),
+                parsed.to_string().as_bytes(),
+                "{ip}"
+            );
+        }
+    }
+
     use super::super::parse::{HeadVerdict, Limits, parse_request, parse_response};
     use super::*;
 
