@@ -80,6 +80,25 @@ pub const STATIC_TABLE: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
+/// Longest name in [`STATIC_TABLE`] (`access-control-allow-origin`) and most names of one length.
+const STATIC_NAME_BYTES_MAX: usize = 27;
+const STATIC_SAME_LEN_MAX: usize = 14;
+
+/// [`STATIC_TABLE`]'s indices (0-based, ascending) by name length, and how many there are: the
+/// encoder compares a field's name only with the static names of its length.
+static STATIC_BY_LEN: [([u8; STATIC_SAME_LEN_MAX], u8); STATIC_NAME_BYTES_MAX + 1] = {
+    let mut t = [([0u8; STATIC_SAME_LEN_MAX], 0u8); STATIC_NAME_BYTES_MAX + 1];
+    let mut i = 0;
+    while i < STATIC_TABLE.len() {
+        let len = STATIC_TABLE[i].0.len();
+        let n = t[len].1 as usize;
+        t[len].0[n] = i as u8;
+        t[len].1 += 1;
+        i += 1;
+    }
+    t
+};
+
 /// Integers (indexes, string lengths, table sizes) past this are refused. RFC 7541 §5.1 leaves
 /// the bound to the decoder; no string or table size we accept comes near it.
 pub const INT_MAX: usize = 1 << 24;
@@ -744,7 +763,14 @@ impl Encoder {
     /// Appends one field (`name` lowercase) to the block being written.
     pub fn field(&mut self, name: &[u8], value: &[u8], dst: &mut Vec<u8>) {
         let mut name_index = None;
-        for (i, &(n, v)) in STATIC_TABLE.iter().enumerate() {
+        let same_len = STATIC_BY_LEN.get(name.len()).map_or(&[][..], |(ids, n)| {
+            ids.get(..usize::from(*n)).unwrap_or_default()
+        });
+        for &i in same_len {
+            let i = usize::from(i);
+            let Some(&(n, v)) = STATIC_TABLE.get(i) else {
+                continue;
+            };
             if n == name {
                 if v == value {
                     write_int(dst, 0x80, 7, i + 1);
@@ -812,6 +838,26 @@ impl Encoder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_static_entry_is_found_by_the_encoder() {
+        for (i, &(name, value)) in STATIC_TABLE.iter().enumerate() {
+            let mut enc = Encoder::new(4096, HuffmanUse::Never, IndexUse::Repeating);
+            let mut out = Vec::new();
+            enc.field(name, value, &mut out);
+            let mut want = Vec::new();
+            write_int(&mut want, 0x80, 7, i + 1);
+            assert_eq!(out, want, "entry {}", i + 1);
+            // Another value: a literal whose name is the static index, not the name's bytes.
+            let mut out = Vec::new();
+            enc.field(name, b"zz-not-in-table", &mut out);
+            assert!(
+                !out.windows(name.len()).any(|w| w == name),
+                "entry {}: {out:?}",
+                i + 1
+            );
+        }
+    }
+
     use super::*;
 
     type Fields = Vec<(Vec<u8>, Vec<u8>)>;
