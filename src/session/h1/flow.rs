@@ -167,8 +167,19 @@ impl H1Session {
             let before = w.tx[CLIENT].len();
             let Wire { rx, tx, .. } = &mut *w;
             http1::encode_response(&rx[UPSTREAM], &head, &opts, &mut tx[CLIENT]);
-            ex.resp_bytes += (w.tx[CLIENT].len() - before) as u64;
+            let len = w.tx[CLIENT].len() - before;
+            ex.resp_bytes += len as u64;
             ex.resp_started = true;
+            self.relayed = Some(RelayedHead {
+                start: before,
+                len,
+                status,
+                framing: if dechunk {
+                    Framing::CloseDelimited
+                } else {
+                    head.framing
+                },
+            });
         }
         let n = consumed_bytes.min(w.rx[UPSTREAM].len());
         w.rx[UPSTREAM].drain(..n);

@@ -240,6 +240,20 @@ pub struct H1Session {
     replay: Vec<u8>,
     /// The last exchange's box, reused by the next request (no allocation per request).
     spare: Option<Box<Exchange>>,
+    /// The last backend response head relayed to the client, as encoded there (an HTTP/2
+    /// stream frames it without parsing it again).
+    relayed: Option<RelayedHead>,
+}
+
+/// A response head the session wrote to the client's queue: where, and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayedHead {
+    /// Its first byte's offset in the client queue, when it was written.
+    pub start: usize,
+    pub len: usize,
+    pub status: u16,
+    /// The body's framing as the client receives it.
+    pub framing: Framing,
 }
 
 impl H1Session {
@@ -257,6 +271,7 @@ impl H1Session {
             intents: Intents::default(),
             replay: Vec::new(),
             spare: None,
+            relayed: None,
         }
     }
 
@@ -295,6 +310,11 @@ impl H1Session {
     pub fn renew(&mut self, client: SocketAddr, tls: bool, now_ms: u64) {
         self.reuse(client, 0, now_ms);
         self.tls = tls;
+    }
+
+    /// The last response head relayed to the client, once (see [`RelayedHead`]).
+    pub fn take_relayed(&mut self) -> Option<RelayedHead> {
+        self.relayed.take()
     }
 
     /// Moves to `phase`, keeping the box of an exchange that ends for the next one.

@@ -306,45 +306,61 @@ impl Stream {
                     if self.virt.tx.is_empty() {
                         break;
                     }
-                    let limits = http1::Limits {
-                        head_bytes_max: cfg.h1.head_bytes_max as usize,
-                        ..http1::Limits::default()
-                    };
-                    match http1::parse_response(&self.virt.tx, &limits, self.is_head) {
-                        HeadVerdict::Partial => break,
-                        HeadVerdict::Invalid(_) => return Err(()),
-                        HeadVerdict::Complete {
-                            head,
-                            consumed_bytes,
-                        } => {
-                            if head.status == 101 {
+                    // The head the exchange relayed is framed as it was written, without
+                    // parsing it again; any other (one ringway wrote itself, or a second head
+                    // in the queue) is parsed.
+                    let relayed = self
+                        .inner
+                        .take_relayed()
+                        .filter(|r| r.start == 0 && r.len <= self.virt.tx.len());
+                    let (status, framing, consumed_bytes) = match relayed {
+                        Some(r) => {
+                            let buf = self.virt.tx.get(..r.len).unwrap_or_default();
+                            if r.status == 101 {
                                 return Err(());
                             }
-                            let buf = self.virt.tx.get(..consumed_bytes).unwrap_or_default();
-                            let fields = head
-                                .headers
-                                .iter()
-                                .map(|h| (h.name_in(buf), h.value_in(buf)));
-                            let interim = head.status < 200;
-                            let next = match head.framing {
-                                _ if interim => Resp::Head,
-                                Framing::None | Framing::Length(0) => Resp::Done,
-                                Framing::Length(n) => Resp::Length(n),
-                                Framing::Chunked => Resp::Chunked(ChunkedScanner::new()),
-                                Framing::CloseDelimited => Resp::UntilEof,
-                            };
-                            let end = matches!(next, Resp::Done);
-                            if conn
-                                .send_response_head(id, head.status, fields, end)
-                                .is_err()
-                            {
-                                return Err(());
-                            }
-                            self.virt.tx.drain(..consumed_bytes.min(self.virt.tx.len()));
-                            self.resp = next;
-                            true
+                            let end = r.status >= 200 && resp_after_head(r.framing).is_none();
+                            conn.send_response_head(id, r.status, own_head_fields(buf), end)
+                                .map_err(|_| ())?;
+                            (r.status, r.framing, r.len)
                         }
-                    }
+                        None => {
+                            let limits = http1::Limits {
+                                head_bytes_max: cfg.h1.head_bytes_max as usize,
+                                ..http1::Limits::default()
+                            };
+                            match http1::parse_response(&self.virt.tx, &limits, self.is_head) {
+                                HeadVerdict::Partial => break,
+                                HeadVerdict::Invalid(_) => return Err(()),
+                                HeadVerdict::Complete {
+                                    head,
+                                    consumed_bytes,
+                                } => {
+                                    if head.status == 101 {
+                                        return Err(());
+                                    }
+                                    let buf =
+                                        self.virt.tx.get(..consumed_bytes).unwrap_or_default();
+                                    let fields = head
+                                        .headers
+                                        .iter()
+                                        .map(|h| (h.name_in(buf), h.value_in(buf)));
+                                    let end = head.status >= 200
+                                        && resp_after_head(head.framing).is_none();
+                                    conn.send_response_head(id, head.status, fields, end)
+                                        .map_err(|_| ())?;
+                                    (head.status, head.framing, consumed_bytes)
+                                }
+                            }
+                        }
+                    };
+                    self.virt.tx.drain(..consumed_bytes.min(self.virt.tx.len()));
+                    self.resp = if status < 200 {
+                        Resp::Head
+                    } else {
+                        resp_after_head(framing).unwrap_or(Resp::Done)
+                    };
+                    true
                 }
                 Resp::Length(rest) => {
                     let cap = conn.send_capacity(id).min(budget);
@@ -1262,6 +1278,31 @@ fn write_fields(fields: &Fields<'_>, out: &mut Vec<u8>, keep: impl Fn(&[u8]) -> 
 }
 
 /// Keeps the last [`TAIL_BYTES_MAX`] bytes of a chunked body seen so far.
+/// Where a final response is once its head is sent: `None` when it has no body.
+fn resp_after_head(framing: Framing) -> Option<Resp> {
+    match framing {
+        Framing::None | Framing::Length(0) => None,
+        Framing::Length(n) => Some(Resp::Length(n)),
+        Framing::Chunked => Some(Resp::Chunked(ChunkedScanner::new())),
+        Framing::CloseDelimited => Some(Resp::UntilEof),
+    }
+}
+
+/// The fields of a response head the exchange encoded itself (`http1::encode_response`: a
+/// status line, then one `name: value` line per field, then an empty line). Already checked
+/// when the backend's head was parsed, so only split here.
+fn own_head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            Some((name, value.get(1..).unwrap_or_default().trim_ascii()))
+        })
+}
+
 fn keep_tail(tail: &mut Vec<u8>, piece: Option<&[u8]>) {
     let piece = piece.unwrap_or_default();
     if piece.len() >= TAIL_BYTES_MAX {

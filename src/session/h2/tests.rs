@@ -736,3 +736,21 @@ fn connect_is_answered_501_and_logged_like_any_stream() {
     assert_eq!(env.done.len(), 1);
     assert_eq!(env.done[0].status, 501);
 }
+
+#[test]
+fn a_relayed_head_is_split_into_the_fields_a_parse_would_give() {
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b: c\r\nX-Empty: \r\nSet-Cookie: s=1; Path=/\r\nConnection: keep-alive\r\n\r\n";
+    let parsed = match http1::parse_response(head, &http1::Limits::default(), false) {
+        HeadVerdict::Complete { head: h, .. } => h
+            .headers
+            .iter()
+            .map(|f| (f.name_in(head).to_vec(), f.value_in(head).to_vec()))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let split: Vec<_> = own_head_fields(head)
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect();
+    assert_eq!(split, parsed);
+    assert_eq!(split.len(), 5);
+}
