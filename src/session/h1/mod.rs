@@ -306,10 +306,18 @@ impl H1Session {
     }
 
     /// Makes this (finished) session a new one for `client`, keeping its buffers' and queues'
-    /// capacity (an HTTP/2 stream's exchange, reused by the connection's next stream).
+    /// capacity (an HTTP/2 stream's exchange, reused by a next stream).
     pub fn renew(&mut self, client: SocketAddr, tls: bool, now_ms: u64) {
         self.reuse(client, 0, now_ms);
         self.tls = tls;
+    }
+
+    /// Frees the buffers of this finished session larger than `keep_bytes` (it waits among the
+    /// shard's spare HTTP/2 streams, which must stay small).
+    pub fn trim(&mut self, keep_bytes: usize) {
+        if self.replay.capacity() > keep_bytes {
+            self.replay = Vec::new();
+        }
     }
 
     /// The last response head relayed to the client, once (see [`RelayedHead`]).

@@ -181,9 +181,9 @@ impl Stream {
         s
     }
 
-    /// Makes this finished stream a new one, keeping its buffers' capacity (up to
-    /// [`SPARE_BUF_BYTES`] each) and its exchange's.
-    fn renew(&mut self, id: u32, head: &RequestHead<'_>, end_stream: bool, o: &Opening) {
+    /// Empties this finished stream for the shard's spares: each buffer keeps its capacity only
+    /// up to [`SPARE_BUF_BYTES`], its exchange's too.
+    fn trim(&mut self) {
         for b in [
             &mut self.req,
             &mut self.virt.rx,
@@ -195,9 +195,15 @@ impl Stream {
         ] {
             if b.capacity() > SPARE_BUF_BYTES {
                 *b = Vec::new();
+            } else {
+                b.clear();
             }
-            b.clear();
         }
+        self.inner.trim(SPARE_BUF_BYTES);
+    }
+
+    /// Makes a spare (trimmed) stream a new one.
+    fn renew(&mut self, id: u32, head: &RequestHead<'_>, end_stream: bool, o: &Opening) {
         self.up = UpSide {
             rx: std::mem::take(&mut self.up.rx),
             tx: std::mem::take(&mut self.up.tx),
@@ -497,8 +503,9 @@ impl Stream {
 pub struct SpareStreams(Vec<Box<Stream>>);
 
 impl SpareStreams {
-    fn put(&mut self, s: Box<Stream>) {
+    fn put(&mut self, mut s: Box<Stream>) {
         if self.0.len() < SPARE_STREAMS {
+            s.trim();
             self.0.push(s);
         }
     }

@@ -754,3 +754,34 @@ fn a_relayed_head_is_split_into_the_fields_a_parse_would_give() {
     assert_eq!(split, parsed);
     assert_eq!(split.len(), 5);
 }
+
+#[test]
+fn a_spare_stream_keeps_no_large_buffer() {
+    let (mut env, cfg, mut w, mut s) = setup();
+    let mut c = Client::new();
+    w.rx[CLIENT] = c.hello(None);
+    w.rx[CLIENT].extend(c.get(1, "/big", true));
+    read_and_connect(&mut s, &mut w, &mut env, &cfg);
+    side(&mut s, 0).tx.clear();
+    side(&mut s, 0)
+        .rx
+        .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n");
+    side(&mut s, 0).rx.extend_from_slice(&[b'x'; 20_000]);
+    for _ in 0..8 {
+        s.progress(&mut w, &mut env, &cfg);
+        let _ = c.read(&std::mem::take(&mut w.tx[CLIENT]));
+    }
+    assert_eq!(env.h2_spares.len(), 1, "the stream ended");
+    let spare = &env.h2_spares.0[0];
+    for (name, cap) in [
+        ("req", spare.req.capacity()),
+        ("virt.rx", spare.virt.rx.capacity()),
+        ("virt.tx", spare.virt.tx.capacity()),
+        ("up.rx", spare.up.rx.capacity()),
+        ("up.tx", spare.up.tx.capacity()),
+        ("pending", spare.pending.capacity()),
+    ] {
+        assert!(cap <= SPARE_BUF_BYTES, "{name}: {cap}");
+    }
+    assert!(spare.virt.tx.is_empty() && spare.up.rx.is_empty());
+}
