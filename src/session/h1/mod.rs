@@ -318,6 +318,13 @@ impl H1Session {
         if self.replay.capacity() > keep_bytes {
             self.replay = Vec::new();
         }
+        // The last request's access-log strings (its target, User-Agent, ...) go too.
+        if let Some(ex) = &mut self.spare {
+            ex.log = None;
+        }
+        if let Phase::Exchange(ex) = &mut self.phase {
+            ex.log = None;
+        }
     }
 
     /// The last response head relayed to the client, once (see [`RelayedHead`]).
