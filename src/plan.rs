@@ -222,9 +222,11 @@ impl Planner {
             |h| (h.access_log.clone(), h.access_log_format),
         );
         let h2 = match (&http, &l.http) {
-            (Some(h1), Some(h)) if h.http2 => {
-                Some(crate::session::h2::H2ListenerCfg::new(h1, h.head_bytes_max))
-            }
+            (Some(h1), Some(h)) if h.http2 => Some(crate::session::h2::H2ListenerCfg::new(
+                h1,
+                h.head_bytes_max,
+                h.http2_streams_max,
+            )),
             _ => None,
         };
         Ok(ListenerCfg {

@@ -41,11 +41,22 @@ const GLITCHES_MAX: usize = 100;
 /// One shard, so that the flooding connections and the normal client share one ring; `/b/` goes
 /// to backend `b` (the normal client's), the rest to `a`. `timeouts`: extra `[timeouts]` lines.
 fn config(listen: u16, admin: u16, a: SocketAddr, b: SocketAddr, timeouts: &str) -> String {
+    config_with(listen, admin, (a, b), timeouts, "")
+}
+
+/// As [`config`], with `listener`: extra lines for the listener.
+fn config_with(
+    listen: u16,
+    admin: u16,
+    (a, b): (SocketAddr, SocketAddr),
+    timeouts: &str,
+    listener: &str,
+) -> String {
     format!(
         "[global]\nshards = 1\nadmin = \"127.0.0.1:{admin}\"\n\n\
          [timeouts]\nconnect = \"2s\"\n{timeouts}\n\
          [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{listen}\"\nmode = \"http\"\nbackend = \"a\"\n\
-         http2 = true\n\n\
+         http2 = true\n{listener}\n\
          [[listener.route]]\npath_prefix = \"/b/\"\nbackend = \"b\"\n\n\
          [[backend]]\nname = \"a\"\nservers = [ {{ address = \"{a}\" }} ]\n\
          [[backend]]\nname = \"b\"\nservers = [ {{ address = \"{b}\" }} ]\n"
@@ -473,10 +484,11 @@ fn holding_backend(release: &Arc<AtomicBool>) -> Httpd {
     })
 }
 
-/// Opens `STREAMS_MAX` streams (ids 1, 3, ...) held at the backend: the connection is full.
-fn fill_streams(p: &mut Peer, authority: &str) {
+/// Opens `n` streams (ids 1, 3, ...) held at the backend: with `n` the limit, the connection is
+/// full.
+fn fill_streams(p: &mut Peer, authority: &str, n: u32) {
     let mut out = preface(&[]);
-    for i in 0..STREAMS_MAX {
+    for i in 0..n {
         let block = request_block(authority, &format!("/hold/{i}"));
         headers(&mut out, 2 * i + 1, &block, true);
     }
@@ -485,36 +497,58 @@ fn fill_streams(p: &mut Peer, authority: &str) {
 
 #[test]
 fn streams_past_the_concurrent_limit_are_refused_and_the_rest_are_served() {
+    refused_past(STREAMS_MAX, "");
+}
+
+#[test]
+fn http2_streams_max_sets_the_limit_announced_and_enforced() {
+    refused_past(3, "http2_streams_max = 3\n");
+}
+
+/// With `limit` streams held open, five more are refused one by one while a normal client is
+/// served; then every held stream is answered. `listener`: extra listener lines.
+fn refused_past(limit: u32, listener: &str) {
     if !have("curl") {
         return;
     }
     let release = Arc::new(AtomicBool::new(false));
     let (a, b) = (holding_backend(&release), Httpd::named("b"));
-    let rw = Ringway::start_text(|l, ad| config(l, ad, a.addr, b.addr, ""));
+    let rw = Ringway::start_text(|l, ad| config_with(l, ad, (a.addr, b.addr), "", listener));
     let authority = rw.listen.to_string();
     let mut p = Peer::connect(rw.listen);
-    fill_streams(&mut p, &authority);
+    fill_streams(&mut p, &authority, limit);
     poll(IO_TIMEOUT, || (!a.requests().is_empty()).then_some(()))
         .expect("the first stream reached the backend");
-    // Five more while all 100 are open: each is refused on its own (§5.1.2), safe to retry.
+    // Five more while all are open: each is refused on its own (§5.1.2), safe to retry.
     let mut out = Vec::new();
-    let extra: Vec<u32> = (STREAMS_MAX..STREAMS_MAX + 5).map(|i| 2 * i + 1).collect();
+    let extra: Vec<u32> = (limit..limit + 5).map(|i| 2 * i + 1).collect();
     for &id in &extra {
         headers(&mut out, id, &request_block(&authority, "/refused"), true);
     }
     p.send(&out);
     let mut refused = Vec::new();
+    let mut announced = None;
     while refused.len() < extra.len() {
         let f = p
             .next_frame()
             .expect("RST_STREAM for the streams past the limit");
         assert_ne!(f.kind, TYPE_GOAWAY, "{f:?}");
+        if f.kind == TYPE_SETTINGS && f.flags & frame::FLAG_ACK == 0 {
+            announced = f
+                .payload
+                .chunks(6)
+                .find(|s| s.get(..2) == Some(&[0, 3][..]))
+                .and_then(|s| s.get(2..6))
+                .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        }
         if f.kind == TYPE_RST_STREAM {
             assert_eq!(f.code(), Some(ErrorCode::REFUSED_STREAM.0), "{f:?}");
             refused.push(f.stream);
         }
     }
     assert_eq!(refused, extra);
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) says the same limit.
+    assert_eq!(announced, Some(limit));
     // The full connection does not hold up another one.
     for i in 0..NORMAL_REQUESTS {
         normal_request(rw.listen, &format!("during-{i}"));
@@ -525,7 +559,7 @@ fn streams_past_the_concurrent_limit_are_refused_and_the_rest_are_served() {
     assert_eq!(rw.total("h2_glitches"), extra.len() as u64);
     assert_eq!(
         rw.total("h2_streams"),
-        u64::from(STREAMS_MAX) + NORMAL_REQUESTS as u64
+        u64::from(limit) + NORMAL_REQUESTS as u64
     );
     // Released, every accepted stream is answered on the same connection.
     release.store(true, Ordering::SeqCst);
@@ -535,7 +569,7 @@ fn streams_past_the_concurrent_limit_are_refused_and_the_rest_are_served() {
         fields_max: 128,
     };
     let mut ended = std::collections::BTreeSet::new();
-    while ended.len() < STREAMS_MAX as usize {
+    while ended.len() < limit as usize {
         let f = p.next_frame().expect("responses to the held streams");
         match f.kind {
             TYPE_HEADERS => {
@@ -554,11 +588,11 @@ fn streams_past_the_concurrent_limit_are_refused_and_the_rest_are_served() {
         }
         assert!(f.flags & frame::FLAG_PADDED == 0);
         if f.flags & FLAG_END_STREAM != 0 {
-            assert!(f.stream < 2 * STREAMS_MAX, "{f:?}");
+            assert!(f.stream < 2 * limit, "{f:?}");
             ended.insert(f.stream);
         }
     }
-    assert_eq!(a.requests().len(), STREAMS_MAX as usize);
+    assert_eq!(a.requests().len(), limit as usize);
     assert_eq!(rw.total("h2_calm_closes"), 0);
 }
 
@@ -572,7 +606,7 @@ fn a_flood_of_refused_streams_ends_with_enhance_your_calm_while_others_are_serve
     let rw = Ringway::start_text(|l, ad| config(l, ad, a.addr, b.addr, ""));
     let authority = rw.listen.to_string();
     let mut p = Peer::connect(rw.listen);
-    fill_streams(&mut p, &authority);
+    fill_streams(&mut p, &authority, STREAMS_MAX);
     poll(IO_TIMEOUT, || (!a.requests().is_empty()).then_some(()))
         .expect("the first stream reached the backend");
     // Streams opened only to be refused are glitches: past the bucket the connection ends.

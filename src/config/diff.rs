@@ -129,6 +129,8 @@ pub enum ListenerWhat {
     BodyBytesMax(Option<u64>, Option<u64>),
     /// `http2` on or off.
     Http2(bool, bool),
+    /// `http2_streams_max`: new HTTP/2 connections announce it; open ones keep theirs.
+    Http2StreamsMax(u32, u32),
     /// `access_log` destination or `access_log_format`.
     AccessLog,
     Splice(&'static str, &'static str),
@@ -685,6 +687,7 @@ fn http_what(old: &HttpListener, new: &HttpListener, out: &mut Vec<ListenerWhat>
         access_log_format,
         accept_proxy: _,
         http2,
+        http2_streams_max,
     } = old;
     if (*x_forwarded_for, *x_real_ip, *x_forwarded_proto, *forwarded)
         != (
@@ -712,6 +715,12 @@ fn http_what(old: &HttpListener, new: &HttpListener, out: &mut Vec<ListenerWhat>
         out.push(ListenerWhat::AccessLog);
     }
     push_if(out, *http2, new.http2, ListenerWhat::Http2);
+    push_if(
+        out,
+        *http2_streams_max,
+        new.http2_streams_max,
+        ListenerWhat::Http2StreamsMax,
+    );
 }
 
 fn tls_change(old: &Option<TlsListener>, new: &Option<TlsListener>) -> Option<TlsChange> {
@@ -1053,6 +1062,7 @@ impl fmt::Display for ListenerWhat {
             ListenerWhat::ForwardingHeaders => f.write_str("forwarding headers"),
             ListenerWhat::HeadBytesMax(a, b) => write!(f, "head_size_max {a} -> {b}"),
             ListenerWhat::Http2(a, b) => write!(f, "http2 {a} -> {b}"),
+            ListenerWhat::Http2StreamsMax(a, b) => write!(f, "http2_streams_max {a} -> {b}"),
             ListenerWhat::BodyBytesMax(a, b) => {
                 write!(f, "body_size_max {} -> {}", Opt(a), Opt(b))
             }
@@ -1524,6 +1534,23 @@ servers = [ { address = "127.0.0.1:9003" } ]
             }
             assert_eq!(got, want, "{label}");
         }
+    }
+
+    #[test]
+    fn http2_streams_max_is_a_precise_listener_change() {
+        let old = edit(BASE, "mode = \"http\"", "mode = \"http\"\nhttp2 = true");
+        let new = edit(&old, "http2 = true", "http2 = true\nhttp2_streams_max = 8");
+        assert_eq!(
+            changes(&old, &new),
+            vec![listener_changed(
+                "web",
+                vec![ListenerWhat::Http2StreamsMax(100, 8)]
+            )]
+        );
+        assert_eq!(
+            ListenerWhat::Http2StreamsMax(100, 8).to_string(),
+            "http2_streams_max 100 -> 8"
+        );
     }
 
     #[test]

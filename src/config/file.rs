@@ -107,6 +107,8 @@ pub struct ListenerFile {
     pub access_log_format: Option<Spanned<String>>,
     /// HTTP/2 to clients: ALPN `h2` on TLS, prior-knowledge h2c on plain listeners.
     pub http2: Option<Spanned<bool>>,
+    /// HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub http2_streams_max: Option<Spanned<i64>>,
     /// TCP listeners with SNI routes: how long to wait for the ClientHello.
     pub peek_timeout: Option<Spanned<String>>,
     /// Connections start with a PROXY header from a trusted load balancer.
@@ -359,6 +361,7 @@ fn listener(r: &mut Reader<'_>, t: &mut Table<'_, '_>) -> ListenerFile {
         access_log: r.string(t, "access_log"),
         access_log_format: r.string(t, "access_log_format"),
         http2: r.boolean(t, "http2"),
+        http2_streams_max: r.integer(t, "http2_streams_max"),
         peek_timeout: r.duration(t, "peek_timeout"),
         accept_proxy: r.boolean(t, "accept_proxy"),
         tls: r.table(t, "tls", tls),

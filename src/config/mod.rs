@@ -217,6 +217,8 @@ pub struct HttpListener {
     /// HTTP/2 to clients (`http2 = true`): TLS offers ALPN `h2` first, plain connections that
     /// open with the HTTP/2 preface speak h2c (prior knowledge); everything else stays HTTP/1.1.
     pub http2: bool,
+    /// HTTP/2 streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub http2_streams_max: u32,
 }
 
 /// When a direction switches from recv/send through the buffer ring to splice(2) through a pipe.

@@ -75,6 +75,8 @@ pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_IDLE_CONNS_MAX: i64 = 256;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_HEAD_BYTES_MAX: u64 = 64 * 1024;
+/// HTTP/2 streams a client may have open at once, as HAProxy announces by default.
+pub const DEFAULT_HTTP2_STREAMS_MAX: u32 = 100;
 pub const DEFAULT_RETRIES: i64 = 2;
 
 /// Debian's (and most distributions') CA bundle: `[backend.tls]` without `ca` verifies against it.
@@ -1287,6 +1289,9 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|v| ("access_log_format", v.span())),
             l.http2.as_ref().map(|v| ("http2", v.span())),
+            l.http2_streams_max
+                .as_ref()
+                .map(|v| ("http2_streams_max", v.span())),
         ];
         for (key, span) in spans.into_iter().flatten() {
             self.error(
@@ -1388,6 +1393,23 @@ impl Validator<'_> {
             DEFAULT_HEAD_BYTES_MAX,
             1024..(1 << 20) + 1,
         );
+        // Bounded so that a connection's request bodies (each stream's receive window, 64 KiB)
+        // stay within 16 MiB.
+        let http2_streams_max = u32::try_from(self.integer(
+            &l.http2_streams_max,
+            "http2_streams_max",
+            i64::from(DEFAULT_HTTP2_STREAMS_MAX),
+            1..257,
+        ))
+        .unwrap_or(DEFAULT_HTTP2_STREAMS_MAX);
+        if let Some(v) = &l.http2_streams_max
+            && !flag(&l.http2, false)
+        {
+            self.error(
+                v.span(),
+                "`http2_streams_max` needs `http2 = true`".to_string(),
+            );
+        }
         let body_bytes_max = l
             .body_size_max
             .as_ref()
@@ -1436,6 +1458,7 @@ impl Validator<'_> {
             access_log_format,
             accept_proxy: l.accept_proxy.as_ref().is_some_and(|v| *v.get_ref()),
             http2: flag(&l.http2, false),
+            http2_streams_max,
         }
     }
 
@@ -1999,6 +2022,39 @@ servers = [ { address = "127.0.0.1:9001", weight = 3 }, { address = "[::1]:9002"
         );
         let e = errors(&listener("http", "http2 = \"yes\"\n"));
         assert!(e.contains("t.toml:6:9:"), "{e}");
+    }
+
+    #[test]
+    fn http2_streams_max_is_bounded_and_needs_http2() {
+        let base = "[[backend]]\nname = \"b\"\nservers = [ { address = \"127.0.0.1:1\" } ]\n";
+        let listener = |extra: &str| {
+            format!(
+                "[[listener]]\nname = \"x\"\nbind = \"127.0.0.1:1\"\nmode = \"http\"\nbackend = \"b\"\n\
+                 {extra}{base}"
+            )
+        };
+        let streams = |text: &str| {
+            let c = load_str(&listener(text), "t.toml");
+            let Ok(c) = c else { panic!("{c:?}") };
+            c.listeners[0].http.as_ref().map(|h| h.http2_streams_max)
+        };
+        assert_eq!(streams("http2 = true\n"), Some(DEFAULT_HTTP2_STREAMS_MAX));
+        assert_eq!(streams("http2 = true\nhttp2_streams_max = 8\n"), Some(8));
+        assert_eq!(
+            streams("http2 = true\nhttp2_streams_max = 256\n"),
+            Some(256)
+        );
+        for bad in ["0", "257", "-1"] {
+            let e = errors(&listener(&format!(
+                "http2 = true\nhttp2_streams_max = {bad}\n"
+            )));
+            assert!(e.contains("t.toml:7:21:"), "{bad}: {e}");
+        }
+        let e = errors(&listener("http2_streams_max = 8\n"));
+        assert!(
+            e.contains("t.toml:6:21: `http2_streams_max` needs `http2 = true`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,10 +56,11 @@ pub struct H2ListenerCfg {
 }
 
 impl H2ListenerCfg {
-    pub fn new(h1: &H1Cfg, head_bytes_max: u32) -> H2ListenerCfg {
+    pub fn new(h1: &H1Cfg, head_bytes_max: u32, streams_max: u32) -> H2ListenerCfg {
         let mut conn = H2Cfg {
             header_list_bytes_max: head_bytes_max,
             header_block_bytes_max: head_bytes_max,
+            streams_max,
             ..H2Cfg::default()
         };
         // Each stream's request body waits inside its own window for its backend; the
@@ -536,8 +537,11 @@ pub struct H2Session {
     pub client: SocketAddr,
     tls: bool,
     conn: H2Conn,
-    /// Streams being served, by lane. Bounded by [`H2ListenerCfg::lanes_max`].
+    /// Streams being served, by lane. Bounded by `lanes_max`.
     lanes: Vec<Slot>,
+    /// [`H2ListenerCfg::lanes_max`] of the settings the connection started with (a reload that
+    /// changes `http2_streams_max` leaves it, as it leaves the limit the connection announced).
+    lanes_max: usize,
     /// Where the next turn starts (the lanes take turns).
     turn: usize,
     pub intents: Intents,
@@ -562,6 +566,7 @@ impl H2Session {
             tls,
             conn: H2Conn::new(cfg.conn, now_ms),
             lanes: Vec::new(),
+            lanes_max: cfg.lanes_max(),
             turn: 0,
             intents: Intents::default(),
             reported: Default::default(),
@@ -791,6 +796,7 @@ impl H2Session {
                 client,
                 tls,
                 idle_since_ms,
+                lanes_max,
                 ..
             } = self;
             match conn.feed(rest, now) {
@@ -812,7 +818,7 @@ impl H2Session {
                                 client: *client,
                                 tls: *tls,
                                 now_ms: now,
-                                lanes_max: cfg.lanes_max(),
+                                lanes_max: *lanes_max,
                             };
                             let new = Fresh {
                                 id: stream,

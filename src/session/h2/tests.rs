@@ -45,7 +45,7 @@ fn h1_cfg() -> H1Cfg {
 
 fn setup() -> (FakeEnv, H2ListenerCfg, Wire, H2Session) {
     let env = FakeEnv::new().with_backend(test_backend(1, &[(10, "a")]));
-    let cfg = H2ListenerCfg::new(&h1_cfg(), 64 * 1024);
+    let cfg = H2ListenerCfg::new(&h1_cfg(), 64 * 1024, 100);
     let s = H2Session::new("192.0.2.7:5555".parse().unwrap(), false, &cfg, env.now);
     (env, cfg, Wire::default(), s)
 }
@@ -591,7 +591,7 @@ fn a_finished_stream_is_reused_by_the_next_with_nothing_of_the_old_one_left() {
 fn cfg_with(edit: impl FnOnce(&mut crate::session::TimeoutsMs)) -> H2ListenerCfg {
     let mut h1 = h1_cfg();
     edit(&mut h1.timeouts);
-    H2ListenerCfg::new(&h1, 64 * 1024)
+    H2ListenerCfg::new(&h1, 64 * 1024, 100)
 }
 
 #[test]
