@@ -154,19 +154,7 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, opts: &ForwardOpts<'_>, ou
     if head.host.is_none() {
         // An HTTP/1.0 request without Host goes out as HTTP/1.1, which requires one: the
         // authority of an absolute-form target, or an empty value (RFC 9112 §3.2).
-        let target = head.target(buf);
-        let authority = target
-            .windows(3)
-            .position(|w| w == b"://")
-            .and_then(|i| target.get(i + 3..))
-            .map(|rest| {
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'/' || b == b'?' || b == b'#')
-                    .unwrap_or(rest.len());
-                rest.get(..end).unwrap_or_default()
-            })
-            .unwrap_or_default();
+        let authority = super::parse::absolute_authority(head.target(buf)).unwrap_or_default();
         field(out, b"Host", authority);
     }
     let mut ip_buf = [0u8; IP_TEXT_BYTES];

@@ -159,6 +159,22 @@ fn offset_in(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// The authority of an absolute-form request-target (`scheme://authority/...`, RFC 9112 §3.2.2):
+/// what follows `://` up to the first `/`, `?` or `#`. `None` for the other forms.
+pub fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    if target.first() == Some(&b'/') {
+        // origin-form: a `://` in its path or query names no authority.
+        return None;
+    }
+    let start = target.windows(3).position(|w| w == b"://")? + 3;
+    let rest = target.get(start..)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
+    rest.get(..end)
+}
+
 /// RFC 9110 §5.6.2 tchar, as a table (every field name's byte is looked up).
 static TCHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -504,7 +520,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> HeadVerdict<RequestHead> {
                         .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
                 })
         });
-    if !form_ok {
+    // An absolute-form target's authority is held to Host's rule (below): for an HTTP/1.0
+    // request without Host it becomes the Host sent on.
+    if !form_ok || absolute_authority(tb).is_some_and(|a| !crate::authority::is_valid(a)) {
         return HeadVerdict::Invalid(Reject::BadTarget);
     }
     let (headers, fields) = match collect_fields(buf, req.headers, version) {
@@ -786,6 +804,28 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             ),
         }
+    }
+
+    #[test]
+    fn an_absolute_target_needs_a_valid_authority() {
+        for b in [
+            &b"GET http://hex.ample:61>0/x HTTP/1.0\r\n\r\n"[..],
+            b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http:///x HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(
+                reject(b),
+                Reject::BadTarget,
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        complete(b"GET http://a.example:8080/x?y HTTP/1.0\r\n\r\n");
+        // A `://` in an origin-form target's query is no authority.
+        complete(b"GET /go?to=http://u@x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(absolute_authority(b"/go?to=http://x"), None);
+        assert_eq!(absolute_authority(b"http://a:1/b"), Some(&b"a:1"[..]));
+        assert_eq!(absolute_authority(b"http://a"), Some(&b"a"[..]));
     }
 
     #[test]
