@@ -6,21 +6,7 @@
 
 /// RFC 3986 §3.2.2 `reg-name` and `IPv4address` characters: unreserved, sub-delims and `%`
 /// (pct-encoded, checked by [`is_valid`]).
-const REG_NAME_BYTES: [bool; 256] = {
-    let extra = b"-._~!$&'()*+,;=%";
-    let mut t = [false; 256];
-    let mut c = 0usize;
-    while c < 256 {
-        t[c] = (c as u8).is_ascii_alphanumeric();
-        c += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+const REG_NAME_BYTES: [bool; 256] = crate::byteset::byte_set(true, b"-._~!$&'()*+,;=%");
 
 /// Whether `a` is an authority an `http`/`https` request may carry (RFC 9113 §8.3.1, RFC 3986
 /// §3.2): `host [":" port]`, with no userinfo (no `@`), a host that is not empty (RFC 9110

@@ -23,6 +23,7 @@ pub mod api;
 pub mod authority;
 pub mod balancer;
 pub mod bus;
+pub mod byteset;
 pub mod config;
 pub mod control;
 pub mod dashboard;

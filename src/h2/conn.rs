@@ -356,25 +356,8 @@ struct Head {
     malformed: Option<Malformed>,
 }
 
-/// A byte table: ASCII digits, lowercase letters and `extra`.
-const fn byte_set(extra: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut c = 0usize;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_digit() || b.is_ascii_lowercase();
-        c += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
 /// §8.2.1 and RFC 9110 §5.6.2: the token characters, lowercase only.
-const NAME_BYTES: [bool; 256] = byte_set(b"!#$%&'*+-.^_`|~");
+const NAME_BYTES: [bool; 256] = crate::byteset::byte_set(false, b"!#$%&'*+-.^_`|~");
 
 fn name_ok(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&b| NAME_BYTES[usize::from(b)])

@@ -176,33 +176,7 @@ pub fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
 }
 
 /// RFC 9110 §5.6.2 tchar, as a table (every field name's byte is looked up).
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    t
-};
+static TCHAR: [bool; 256] = crate::byteset::byte_set(true, b"!#$%&'*+-.^_`|~");
 
 /// RFC 9110 §5.6.2 tchar.
 pub(crate) fn is_tchar(b: u8) -> bool {
